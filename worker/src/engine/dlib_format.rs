@@ -1,0 +1,1 @@
+//! dlib_format (being written)

@@ -1,0 +1,19 @@
+//! The face engine: MTCNN detection → dlib 5-point alignment → dlib ResNet descriptor
+//! → matching against a class gallery. Model files are read straight from their
+//! original formats (PyTorch legacy pickles, dlib serialization) into candle tensors.
+
+pub mod device;
+pub mod dlib_format;
+pub mod error;
+pub mod face_chip;
+pub mod matching;
+pub mod model_files;
+pub mod mtcnn;
+pub mod pytorch_legacy;
+pub mod resnet;
+pub mod shape_predictor;
+
+pub use error::EngineError;
+
+/// Result type of the face engine.
+pub type Result<T> = std::result::Result<T, EngineError>;

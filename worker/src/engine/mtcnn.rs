@@ -1,0 +1,1 @@
+//! mtcnn (being written)

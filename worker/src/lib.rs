@@ -1,0 +1,4 @@
+//! The worker: the face engine (detection, alignment, embedding, matching) and the
+//! job handlers that carry photos from storage through the engine into records.
+
+pub mod engine;
