@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: starts the servers the tests need, fetches the model weights once
-# (cached in MODEL_DIR across runs), then the whole workspace's tests, release-built
-# because the face engine's inference is too slow unoptimised.
+# (cached in MODEL_DIR across runs), then the whole workspace's tests. Dependencies
+# (candle's kernels above all) are optimised even in the test profile (Cargo.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,6 @@ export REQUIRE_SERVICES=1
 
 bash scripts/services.sh
 
-cargo build --release --workspace --all-targets
-cargo run --release -q -p worker --bin attendance-worker -- fetch-models >/dev/null
-cargo test --release --workspace -- --test-threads "${TEST_THREADS:-2}"
+cargo build --workspace --all-targets
+cargo run -q -p worker --bin attendance-worker -- fetch-models >/dev/null
+cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"
