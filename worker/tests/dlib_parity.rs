@@ -1,0 +1,129 @@
+//! Parity with the real dlib (`dlib-bin` + `face_recognition_models`): landmarks, chips
+//! and descriptors against `tests/golden/dlib.json`, produced by dlib's Python binding
+//! on the fixture photos. No Python runs here: the golden file is committed.
+//!
+//! Overrides: `FIXTURES_DIR` (photos), `MODELS_DIR` (weights), `DLIB_GOLDEN` (golden file).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::Device;
+use serde::Deserialize;
+use worker::engine::face_chip::face_chip;
+use worker::engine::resnet::FaceDescriptor;
+use worker::engine::shape_predictor::{DlibRect, ShapePredictor};
+
+#[derive(Deserialize)]
+struct Golden {
+    generator: String,
+    faces: Vec<GoldenFace>,
+}
+
+#[derive(Deserialize)]
+struct GoldenFace {
+    image: String,
+    rect: [i64; 4],
+    parts: [[i64; 2]; 5],
+    descriptor: Vec<f64>,
+}
+
+fn manifest() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn dir_from_env(var: &str, default: PathBuf) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or(default)
+}
+
+fn golden() -> Golden {
+    let path = dir_from_env("DLIB_GOLDEN", manifest().join("tests/golden/dlib.json"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "golden file {} is missing ({e}); it is generated with dlib's Python binding",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("golden file parses")
+}
+
+#[test]
+fn landmarks_and_descriptors_match_dlib() {
+    let golden = golden();
+    assert!(!golden.faces.is_empty(), "golden file lists no faces");
+    let fixtures = dir_from_env(
+        "FIXTURES_DIR",
+        manifest().join("../../shared/fixtures/faces"),
+    );
+    let models = dir_from_env("MODELS_DIR", manifest().join("../data/models"));
+    let sp = ShapePredictor::load(&models.join("shape_predictor_5_face_landmarks.dat"))
+        .expect("load shape predictor");
+    let net = FaceDescriptor::load(
+        &models.join("dlib_face_recognition_resnet_model_v1.dat"),
+        &Device::Cpu,
+    )
+    .expect("load descriptor net");
+
+    let mut images = HashMap::new();
+    let mut max_px = 0i64;
+    let mut chips = Vec::new();
+    for face in &golden.faces {
+        let img = images.entry(face.image.clone()).or_insert_with(|| {
+            let path = fixtures.join(&face.image);
+            image::open(&path)
+                .unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
+                .to_rgb8()
+        });
+        let [left, top, right, bottom] = face.rect;
+        let parts = sp.predict(
+            img,
+            DlibRect {
+                left,
+                top,
+                right,
+                bottom,
+            },
+        );
+        let dev = parts
+            .iter()
+            .zip(&face.parts)
+            .flat_map(|(a, b)| [(a[0] - b[0]).abs(), (a[1] - b[1]).abs()])
+            .max()
+            .unwrap_or(0);
+        assert!(
+            dev <= 1,
+            "{} rect {:?}: landmarks {parts:?} vs dlib {:?}",
+            face.image,
+            face.rect,
+            face.parts
+        );
+        max_px = max_px.max(dev);
+        // The descriptor is checked on the chip of dlib's own landmarks so that the two
+        // comparisons stay independent.
+        chips.push(face_chip(img, &face.parts));
+    }
+
+    let descriptors = net.embed(&chips).expect("embed");
+    assert_eq!(descriptors.len(), golden.faces.len());
+    let mut max_l2 = 0f64;
+    for (face, d) in golden.faces.iter().zip(&descriptors) {
+        assert_eq!(face.descriptor.len(), 128);
+        let l2 = d
+            .iter()
+            .zip(&face.descriptor)
+            .map(|(&a, &b)| (f64::from(a) - b).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        assert!(
+            l2 <= 0.01,
+            "{} rect {:?}: descriptor L2 {l2}",
+            face.image,
+            face.rect
+        );
+        max_l2 = max_l2.max(l2);
+    }
+    println!(
+        "{} faces vs {}: max landmark deviation {max_px} px, max descriptor L2 {max_l2:.3e}",
+        golden.faces.len(),
+        golden.generator
+    );
+}
