@@ -1,1 +1,17 @@
-//! common
+//! What the API and the worker share: configuration, job messages, the blob-store and
+//! job-queue abstractions with their real implementations, and telemetry setup.
+//!
+//! Each concern is one small trait with real implementations behind it, chosen at run
+//! time from a URL, so that the embedded default (filesystem + in-process queue) and
+//! production (S3 + RabbitMQ) run the same code.
+
+pub mod blob;
+pub mod config;
+pub mod job;
+pub mod queue;
+pub mod telemetry;
+
+pub use blob::{BlobError, BlobStore, open_blob_store};
+pub use config::{Config, ConfigError};
+pub use job::{JobKind, JobMessage, Lane};
+pub use queue::{Delivery, JobConsumer, JobQueue, QueueError, open_queue};

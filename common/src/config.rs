@@ -1,0 +1,233 @@
+//! Process configuration from environment variables (and a `.env` file when present).
+//!
+//! Every variable has an embedded default so that a newcomer runs the whole system with
+//! no external services; production swaps each part by URL.
+
+use std::path::PathBuf;
+
+/// Default values, one per variable; kept together so the README and the code agree.
+pub mod defaults {
+    pub const DATABASE_URL: &str = "sqlite://data/attendance.db?mode=rwc";
+    pub const QUEUE_URL: &str = "embedded";
+    pub const STORAGE_URL: &str = "file://data/blobs";
+    pub const MODEL_DIR: &str = "data/models";
+    pub const DEVICE: &str = "auto";
+    pub const BIND: &str = "127.0.0.1:8080";
+    pub const CORS_ORIGINS: &str = "";
+    pub const JOB_MAX_ATTEMPTS: u32 = 5;
+    pub const DATA_DIR: &str = "data";
+}
+
+/// The queue URL that selects the in-process queue.
+pub const EMBEDDED_QUEUE_URL: &str = "embedded";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read the .env file: {0}")]
+    DotEnv(#[source] dotenvy::Error),
+    #[error("environment variable {var} is not valid unicode")]
+    NotUnicode { var: &'static str },
+    #[error("environment variable {var}={value:?} is invalid: {reason}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `DATABASE_URL`: sea-orm connection string (SQLite or PostgreSQL).
+    pub database_url: String,
+    /// `QUEUE_URL`: `embedded` or `amqp://user:pw@host:5672/%2f`.
+    pub queue_url: String,
+    /// `STORAGE_URL`: `file://path` or `s3://bucket?region=..&endpoint=..`.
+    pub storage_url: String,
+    /// `MODEL_DIR`: where face-model weights are cached.
+    pub model_dir: PathBuf,
+    /// `DEVICE`: `auto`, `cpu` or `cuda[:N]`.
+    pub device: String,
+    /// `BIND`: socket address the HTTP server listens on.
+    pub bind: String,
+    /// `CORS_ORIGINS`: comma-separated list of allowed origins; empty means none.
+    pub cors_origins: Vec<String>,
+    /// `JOB_MAX_ATTEMPTS`: deliveries of a job before it is dead-lettered (≥ 1).
+    pub max_attempts: u32,
+    /// `DATA_DIR`: root for embedded-mode state.
+    pub data_dir: PathBuf,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self::from_lookup(|_| Ok(None)).expect("the defaults are valid")
+    }
+}
+
+impl Config {
+    /// Reads `.env` (if present, without overriding variables already set) and then the
+    /// process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(ConfigError::DotEnv(e)),
+        }
+        Self::from_lookup(|var| match std::env::var(var) {
+            Ok(v) => Ok(Some(v)),
+            Err(std::env::VarError::NotPresent) => Ok(None),
+            Err(std::env::VarError::NotUnicode(_)) => Err(ConfigError::NotUnicode { var }),
+        })
+    }
+
+    /// Builds a configuration from `(name, value)` pairs instead of the process
+    /// environment; missing names take their defaults. Useful in tests, where mutating
+    /// the process environment is unsafe.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Config, ConfigError> {
+        let map: std::collections::HashMap<&str, &str> = pairs.into_iter().collect();
+        Self::from_lookup(|var| Ok(map.get(var).map(|v| v.to_string())))
+    }
+
+    fn from_lookup(
+        lookup: impl Fn(&'static str) -> Result<Option<String>, ConfigError>,
+    ) -> Result<Config, ConfigError> {
+        // An empty value means "unset" so that `FOO=` in a .env file falls back to the default.
+        let get = |var: &'static str, default: &str| -> Result<String, ConfigError> {
+            Ok(lookup(var)?
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| default.to_string()))
+        };
+
+        let max_attempts_raw = get("JOB_MAX_ATTEMPTS", &defaults::JOB_MAX_ATTEMPTS.to_string())?;
+        let max_attempts: u32 =
+            max_attempts_raw
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                    var: "JOB_MAX_ATTEMPTS",
+                    value: max_attempts_raw.clone(),
+                    reason: e.to_string(),
+                })?;
+        if max_attempts == 0 {
+            return Err(ConfigError::Invalid {
+                var: "JOB_MAX_ATTEMPTS",
+                value: max_attempts_raw,
+                reason: "must be at least 1".into(),
+            });
+        }
+
+        let bind = get("BIND", defaults::BIND)?;
+        if bind.parse::<std::net::SocketAddr>().is_err() && !bind.contains(':') {
+            // Host names such as `localhost:8080` are allowed; a missing port is not.
+            return Err(ConfigError::Invalid {
+                var: "BIND",
+                value: bind,
+                reason: "expected host:port, e.g. 127.0.0.1:8080".into(),
+            });
+        }
+
+        let queue_url = get("QUEUE_URL", defaults::QUEUE_URL)?;
+        if queue_url != EMBEDDED_QUEUE_URL
+            && !(queue_url.starts_with("amqp://") || queue_url.starts_with("amqps://"))
+        {
+            return Err(ConfigError::Invalid {
+                var: "QUEUE_URL",
+                value: queue_url,
+                reason: "expected `embedded` or an amqp:// / amqps:// URL".into(),
+            });
+        }
+
+        let storage_url = get("STORAGE_URL", defaults::STORAGE_URL)?;
+        if !(storage_url.starts_with("file://") || storage_url.starts_with("s3://")) {
+            return Err(ConfigError::Invalid {
+                var: "STORAGE_URL",
+                value: storage_url,
+                reason: "expected a file:// or s3:// URL".into(),
+            });
+        }
+
+        let cors_origins = get("CORS_ORIGINS", defaults::CORS_ORIGINS)?
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+
+        Ok(Config {
+            database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
+            queue_url,
+            storage_url,
+            model_dir: PathBuf::from(get("MODEL_DIR", defaults::MODEL_DIR)?),
+            device: get("DEVICE", defaults::DEVICE)?,
+            bind,
+            cors_origins,
+            max_attempts,
+            data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
+        })
+    }
+
+    /// True when the queue is the in-process one (the API then runs the worker itself).
+    pub fn embedded_queue(&self) -> bool {
+        self.queue_url == EMBEDDED_QUEUE_URL
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_design() {
+        let c = Config::from_pairs([]).unwrap();
+        assert_eq!(c.database_url, "sqlite://data/attendance.db?mode=rwc");
+        assert_eq!(c.queue_url, "embedded");
+        assert!(c.embedded_queue());
+        assert_eq!(c.storage_url, "file://data/blobs");
+        assert_eq!(c.model_dir, PathBuf::from("data/models"));
+        assert_eq!(c.device, "auto");
+        assert_eq!(c.bind, "127.0.0.1:8080");
+        assert!(c.cors_origins.is_empty());
+        assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn values_override_defaults() {
+        let c = Config::from_pairs([
+            ("QUEUE_URL", "amqp://u:p@rabbit:5672/%2f"),
+            ("STORAGE_URL", "s3://photos?region=ap-south-1"),
+            ("CORS_ORIGINS", " https://a.example , ,https://b.example"),
+            ("JOB_MAX_ATTEMPTS", "3"),
+            ("DEVICE", "cuda:0"),
+            ("MODEL_DIR", ""),
+        ])
+        .unwrap();
+        assert!(!c.embedded_queue());
+        assert_eq!(c.storage_url, "s3://photos?region=ap-south-1");
+        assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.device, "cuda:0");
+        // Empty means unset.
+        assert_eq!(c.model_dir, PathBuf::from("data/models"));
+    }
+
+    #[test]
+    fn invalid_values_name_the_variable() {
+        for (var, value) in [
+            ("JOB_MAX_ATTEMPTS", "many"),
+            ("JOB_MAX_ATTEMPTS", "0"),
+            ("QUEUE_URL", "redis://x"),
+            ("STORAGE_URL", "/var/blobs"),
+            ("BIND", "8080"),
+        ] {
+            let err = Config::from_pairs([(var, value)]).unwrap_err();
+            match &err {
+                ConfigError::Invalid { var: v, .. } => assert_eq!(*v, var),
+                other => panic!("unexpected error {other:?}"),
+            }
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+}
