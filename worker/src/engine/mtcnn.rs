@@ -1,1 +1,0 @@
-//! mtcnn (being written)
