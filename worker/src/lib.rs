@@ -1,4 +1,8 @@
 //! The worker: the face engine (detection, alignment, embedding, matching) and the
 //! job handlers that carry photos from storage through the engine into records.
 
+pub mod drawing;
 pub mod engine;
+pub mod evaluation;
+pub mod jobs;
+pub mod service;

@@ -1,1 +1,178 @@
-fn main() {}
+//! `attendance-worker`: the job consumer and the operator's face-engine CLI.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use worker::engine::matching::{DecisionRule, distance};
+use worker::engine::pipeline::load_image;
+use worker::engine::{EngineError, FaceEngine, model_files};
+use worker::evaluation::{Split, embed_people, scan_people};
+
+#[derive(Parser)]
+#[command(name = "attendance-worker", version, about = "Attendance worker and face-engine tools")]
+struct Cli {
+    /// Where the model weights are cached.
+    #[arg(long, env = "MODEL_DIR", default_value = "data/models", global = true)]
+    model_dir: PathBuf,
+    /// auto, cpu or cuda:N.
+    #[arg(long, env = "DEVICE", default_value = "auto", global = true)]
+    device: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Consume jobs from the queue (the worker service).
+    Run,
+    /// Download and verify the model weights into MODEL_DIR.
+    FetchModels,
+    /// Detect faces: JSON with boxes, scores and landmarks.
+    Detect {
+        image: PathBuf,
+        /// Also write a copy of the photo with the boxes and landmarks drawn.
+        #[arg(long)]
+        draw: Option<PathBuf>,
+    },
+    /// One 128-D descriptor per face, as JSON.
+    Embed { image: PathBuf },
+    /// Distance between the largest faces of two photos, and the default rule's verdict.
+    Compare { image_a: PathBuf, image_b: PathBuf },
+    /// Measure the decision rule on DIR/<person>/<photos>.
+    Eval {
+        dir: PathBuf,
+        /// Photos per person used to register them (the first N by name).
+        #[arg(long, default_value_t = 3)]
+        gallery: usize,
+        /// Also print the metrics of a grid of rules (how the default was chosen).
+        #[arg(long)]
+        sweep: bool,
+    },
+}
+
+/// Exit codes a shell user can branch on.
+const EXIT_ERROR: u8 = 1;
+const EXIT_UNREADABLE: u8 = 3;
+const EXIT_NO_FACE: u8 = 4;
+
+/// A command's failure with the exit code it should produce.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        let code = match error.downcast_ref::<EngineError>() {
+            Some(EngineError::Io { .. } | EngineError::Image { .. }) => EXIT_UNREADABLE,
+            _ => EXIT_ERROR,
+        };
+        Self { code, error }
+    }
+}
+
+fn no_face(path: &Path) -> Failure {
+    Failure {
+        code: EXIT_NO_FACE,
+        error: anyhow::anyhow!("no face found in {}", path.display()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    common::telemetry::init("attendance-worker");
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+fn engine(cli: &Cli) -> Result<FaceEngine, Failure> {
+    Ok(FaceEngine::from_model_dir(&cli.model_dir, &cli.device, true)?)
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Run => Err(anyhow::anyhow!("the worker service is not wired yet").into()),
+        Command::FetchModels => {
+            let paths = model_files::ensure_models(&cli.model_dir)?;
+            println!("models ready in {}", cli.model_dir.display());
+            print_json(&serde_json::json!({
+                "pnet": paths.pnet, "rnet": paths.rnet, "onet": paths.onet,
+                "shape_predictor": paths.shape_predictor, "resnet": paths.resnet,
+            }))
+        }
+        Command::Detect { image, draw } => {
+            let img = load_image(image)?;
+            let engine = engine(&cli)?;
+            let faces = engine.detect(&img)?;
+            if let Some(out) = draw {
+                worker::drawing::draw_detections(&img, &faces)
+                    .save(out)
+                    .with_context(|| format!("writing {}", out.display()))?;
+            }
+            print_json(&serde_json::json!({
+                "image": image, "width": img.width(), "height": img.height(), "faces": faces,
+            }))?;
+            if faces.is_empty() {
+                return Err(no_face(image));
+            }
+            Ok(())
+        }
+        Command::Embed { image } => {
+            let img = load_image(image)?;
+            let faces = engine(&cli)?.analyze(&img)?;
+            print_json(&serde_json::json!({ "image": image, "faces": faces }))?;
+            if faces.is_empty() {
+                return Err(no_face(image));
+            }
+            Ok(())
+        }
+        Command::Compare { image_a, image_b } => {
+            let engine = engine(&cli)?;
+            let mut largest = Vec::new();
+            for path in [image_a, image_b] {
+                let faces = engine.analyze(&load_image(path)?)?;
+                let face = faces
+                    .into_iter()
+                    .max_by(|a, b| a.area().total_cmp(&b.area()))
+                    .ok_or_else(|| no_face(path))?;
+                largest.push(face.descriptor);
+            }
+            let d = distance(&largest[0], &largest[1]);
+            let rule = DecisionRule::DEFAULT;
+            // Without a class to calibrate against, the pair is judged by the ceiling.
+            let same = d <= rule.max_distance;
+            print_json(&serde_json::json!({
+                "distance": d,
+                "verdict": if same { "same" } else { "different" },
+                "threshold": rule.max_distance,
+            }))
+        }
+        Command::Eval { dir, gallery, sweep } => {
+            if *gallery == 0 {
+                return Err(anyhow::anyhow!("--gallery must be at least 1").into());
+            }
+            let people = scan_people(dir)?;
+            let engine = engine(&cli)?;
+            let embedded = embed_people(&engine, &people)?;
+            let split = Split::new(&embedded, *gallery);
+            let mut report = serde_json::to_value(split.report(people.len(), *gallery))?;
+            if *sweep {
+                report["sweep"] = serde_json::to_value(split.sweep())?;
+            }
+            print_json(&report)
+        }
+    }
+}

@@ -4,11 +4,13 @@
 
 pub mod device;
 pub mod dlib_format;
+pub mod embedder;
 pub mod error;
 pub mod face_chip;
 pub mod matching;
 pub mod model_files;
 pub mod mtcnn;
+pub mod pipeline;
 pub mod pytorch_legacy;
 pub mod resnet;
 pub mod shape_predictor;
@@ -17,3 +19,5 @@ pub use error::EngineError;
 
 /// Result type of the face engine.
 pub type Result<T> = std::result::Result<T, EngineError>;
+
+pub use pipeline::{Face, FaceEngine};

@@ -1,0 +1,72 @@
+//! Face embedders behind one trait, so that other models can be added; each model's
+//! embeddings are stored under its name and a gallery only compares one model.
+
+use candle_core::Device;
+use image::RgbImage;
+
+use super::Result;
+use super::face_chip::face_chip;
+use super::matching::Descriptor;
+use super::model_files::ModelPaths;
+use super::mtcnn::Detection;
+use super::resnet::FaceDescriptor;
+use super::shape_predictor::{DlibRect, ShapePredictor};
+
+/// Turns detected faces into descriptors.
+pub trait Embedder: Send + Sync {
+    /// Stable name stored with each embedding.
+    fn model_name(&self) -> &'static str;
+    /// One descriptor per detection, in order, computed in one batch.
+    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>>;
+}
+
+/// dlib's pipeline: 5-point shape predictor on the box, 150×150 face chip, ResNet.
+pub struct DlibEmbedder {
+    predictor: ShapePredictor,
+    resnet: FaceDescriptor,
+}
+
+impl DlibEmbedder {
+    pub const MODEL_NAME: &'static str = "dlib_resnet_v1";
+
+    pub fn load(paths: &ModelPaths, device: &Device) -> Result<Self> {
+        Ok(Self {
+            predictor: ShapePredictor::load(&paths.shape_predictor)?,
+            resnet: FaceDescriptor::load(&paths.resnet, device)?,
+        })
+    }
+
+    /// The 5 landmarks dlib finds in a detected box.
+    pub fn landmarks(&self, image: &RgbImage, face: &Detection) -> [[i64; 2]; 5] {
+        self.predictor.predict(image, rect_from_box(&face.bbox))
+    }
+}
+
+impl Embedder for DlibEmbedder {
+    fn model_name(&self) -> &'static str {
+        Self::MODEL_NAME
+    }
+
+    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let chips: Vec<RgbImage> = faces
+            .iter()
+            .map(|f| face_chip(image, &self.landmarks(image, f)))
+            .collect();
+        self.resnet.embed(&chips)
+    }
+}
+
+/// The dlib rectangle for an MTCNN box: each edge rounded half up, exactly as the
+/// golden-file generator does.
+pub fn rect_from_box(bbox: &[f32; 4]) -> DlibRect {
+    let r = |v: f32| (f64::from(v) + 0.5).floor() as i64;
+    DlibRect {
+        left: r(bbox[0]),
+        top: r(bbox[1]),
+        right: r(bbox[2]),
+        bottom: r(bbox[3]),
+    }
+}

@@ -1,0 +1,174 @@
+//! The whole face engine on one photo: detect (MTCNN) → align and embed (the
+//! [`Embedder`]) — the steps every job and CLI command shares.
+
+use std::path::Path;
+
+use candle_core::Device;
+use image::RgbImage;
+use serde::Serialize;
+
+use super::embedder::{DlibEmbedder, Embedder};
+use super::matching::Descriptor;
+use super::model_files::{self, ModelPaths};
+use super::mtcnn::{Detection, Mtcnn};
+use super::{EngineError, Result, device};
+
+/// One face found in a photo, with its descriptor.
+#[derive(Debug, Clone, Serialize)]
+pub struct Face {
+    #[serde(flatten)]
+    pub detection: Detection,
+    #[serde(serialize_with = "serialize_descriptor")]
+    pub descriptor: Descriptor,
+}
+
+fn serialize_descriptor<S: serde::Serializer>(d: &Descriptor, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.collect_seq(d.iter())
+}
+
+impl Face {
+    /// Width of the detected box in pixels.
+    pub fn width(&self) -> f32 {
+        self.detection.bbox[2] - self.detection.bbox[0]
+    }
+
+    /// Area of the detected box in square pixels.
+    pub fn area(&self) -> f32 {
+        self.width() * (self.detection.bbox[3] - self.detection.bbox[1])
+    }
+}
+
+/// Detector and embedder, loaded once and shared by every job.
+pub struct FaceEngine {
+    detector: Mtcnn,
+    embedder: Box<dyn Embedder>,
+    device: Device,
+}
+
+impl FaceEngine {
+    /// Loads the engine from verified model files on the given device.
+    pub fn load(paths: &ModelPaths, device: Device) -> Result<Self> {
+        let detector = Mtcnn::load(&paths.pnet, &paths.rnet, &paths.onet, &device)?;
+        let embedder = Box::new(DlibEmbedder::load(paths, &device)?);
+        Ok(Self {
+            detector,
+            embedder,
+            device,
+        })
+    }
+
+    /// Loads from `model_dir`, fetching missing weights first when `fetch` is set.
+    pub fn from_model_dir(model_dir: &Path, device_spec: &str, fetch: bool) -> Result<Self> {
+        let paths = if fetch {
+            model_files::ensure_models(model_dir)?
+        } else {
+            model_files::verify_models(model_dir)?
+        };
+        Self::load(&paths, device::select(device_spec)?)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Name stored with every embedding; galleries compare one model only.
+    pub fn model_name(&self) -> &'static str {
+        self.embedder.model_name()
+    }
+
+    /// Faces in the photo, most confident first, without descriptors.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        self.detector.detect(image)
+    }
+
+    /// Every face in the photo with its descriptor (one batched embedding pass).
+    pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let detections = self.detect(image)?;
+        let descriptors = self.embedder.embed(image, &detections)?;
+        Ok(detections
+            .into_iter()
+            .zip(descriptors)
+            .map(|(detection, descriptor)| Face {
+                detection,
+                descriptor,
+            })
+            .collect())
+    }
+
+    /// Descriptors for given detections (e.g. a chosen subset).
+    pub fn embed(&self, image: &RgbImage, detections: &[Detection]) -> Result<Vec<Descriptor>> {
+        self.embedder.embed(image, detections)
+    }
+}
+
+/// Largest limits on a photo we accept (decompression bombs are refused by the
+/// decoder before it allocates).
+pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
+
+/// Decodes a photo from bytes as RGB (alpha dropped), refusing images beyond
+/// [`MAX_IMAGE_PIXELS`].
+pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| EngineError::Io {
+            path: what.into(),
+            source,
+        })?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
+    reader.limits(limits.clone());
+    let (w, h) = reader.into_dimensions().map_err(|source| EngineError::Image {
+        what: what.to_string(),
+        source,
+    })?;
+    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
+        return Err(EngineError::Invalid(format!(
+            "{what} is {w}×{h} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
+        )));
+    }
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|source| EngineError::Io {
+            path: what.into(),
+            source,
+        })?;
+    reader.limits(limits);
+    let img = reader.decode().map_err(|source| EngineError::Image {
+        what: what.to_string(),
+        source,
+    })?;
+    Ok(img.to_rgb8())
+}
+
+/// Reads and decodes a photo file (see [`decode_image`]).
+pub fn load_image(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    decode_image(&bytes, &path.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_declared_giant_is_refused_before_decoding() {
+        // A valid PNG header that declares 100000×100000 pixels.
+        let img = image::RgbImage::new(1, 1);
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let err = decode_image(&png, "bomb.png").unwrap_err().to_string();
+        assert!(err.contains("bomb.png"), "{err}");
+    }
+
+    #[test]
+    fn text_is_not_an_image() {
+        let err = decode_image(b"hello, not a photo", "note.txt").unwrap_err();
+        assert!(matches!(err, EngineError::Image { .. }), "{err}");
+    }
+}
