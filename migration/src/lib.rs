@@ -1,1 +1,36 @@
-//! migration
+//! Database migrations. The same migrations run on SQLite and PostgreSQL: UUID
+//! columns, UTC timestamps, enums as short strings, foreign keys declared inside
+//! `CREATE TABLE` (SQLite cannot add them later).
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261125_000001_create_classes;
+mod m20261125_000002_create_students;
+mod m20261125_000003_create_student_photos;
+mod m20261125_000004_create_face_embeddings;
+mod m20261125_000005_create_attendance_sessions;
+mod m20261125_000006_create_session_photos;
+mod m20261125_000007_create_detected_faces;
+mod m20261125_000008_create_attendance_records;
+mod m20261125_000009_create_jobs;
+mod m20261125_000010_create_api_keys;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261125_000001_create_classes::Migration),
+            Box::new(m20261125_000002_create_students::Migration),
+            Box::new(m20261125_000003_create_student_photos::Migration),
+            Box::new(m20261125_000004_create_face_embeddings::Migration),
+            Box::new(m20261125_000005_create_attendance_sessions::Migration),
+            Box::new(m20261125_000006_create_session_photos::Migration),
+            Box::new(m20261125_000007_create_detected_faces::Migration),
+            Box::new(m20261125_000008_create_attendance_records::Migration),
+            Box::new(m20261125_000009_create_jobs::Migration),
+            Box::new(m20261125_000010_create_api_keys::Migration),
+        ]
+    }
+}

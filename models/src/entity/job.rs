@@ -1,0 +1,64 @@
+//! `jobs`: the transactional outbox and the job status clients poll.
+//!
+//! The row is inserted in the same transaction as the rows it concerns; the API
+//! publishes after commit and sets `published_at`; a relay republishes rows still
+//! `queued` whose `published_at` is null or old.
+
+use sea_orm::entity::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[serde(rename_all = "snake_case")]
+pub enum JobStatus {
+    #[sea_orm(string_value = "queued")]
+    Queued,
+    #[sea_orm(string_value = "running")]
+    Running,
+    #[sea_orm(string_value = "succeeded")]
+    Succeeded,
+    #[sea_orm(string_value = "failed")]
+    Failed,
+}
+
+impl JobStatus {
+    /// Succeeded and failed jobs are never run again.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStatus::Succeeded | JobStatus::Failed)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
+#[sea_orm(table_name = "jobs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    /// `common::job::JobKind::as_str()`.
+    pub kind: String,
+    /// `common::job::Lane` of the kind, as text.
+    pub lane: String,
+    pub status: JobStatus,
+    /// 0.0 ..= 1.0
+    pub progress: f64,
+    pub attempts: i32,
+    /// Readable reason of the last failure.
+    pub error: Option<String>,
+    /// Handler output shown by `GET /jobs/{id}`.
+    pub result: Option<Json>,
+    #[sea_orm(unique)]
+    pub idempotency_key: Option<String>,
+    /// The student (registration) or session (attendance) the job works on.
+    pub subject_id: Uuid,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub published_at: Option<DateTimeUtc>,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

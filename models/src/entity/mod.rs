@@ -1,0 +1,12 @@
+//! One entity module per table.
+
+pub mod api_key;
+pub mod attendance_record;
+pub mod attendance_session;
+pub mod class;
+pub mod detected_face;
+pub mod face_embedding;
+pub mod job;
+pub mod session_photo;
+pub mod student;
+pub mod student_photo;
