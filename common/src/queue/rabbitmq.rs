@@ -745,22 +745,27 @@ impl RabbitSettler {
         .await?;
         // Only now drop the original: a crash in between duplicates the job (handlers
         // are idempotent) rather than losing it.
-        self.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| classify("ack", e))?;
-        Ok(())
+        ack(&self.acker).await
+    }
+}
+
+/// Acks a delivery; lapin answers `Ok(false)` (nothing sent) when the delivery's channel
+/// has closed, in which case the broker requeues the message and the ack is an error.
+async fn ack(acker: &Acker) -> Result<(), QueueError> {
+    match acker.ack(BasicAckOptions::default()).await {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(QueueError::unavailable(
+            "ack not sent: the delivery's channel is closed (or it was already settled); \
+             the broker will redeliver the message",
+        )),
+        Err(e) => Err(classify("ack", e)),
     }
 }
 
 #[async_trait]
 impl Settle for RabbitSettler {
     async fn ack(self: Box<Self>) -> Result<(), QueueError> {
-        self.acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| classify("ack", e))?;
-        Ok(())
+        ack(&self.acker).await
     }
 
     async fn retry(self: Box<Self>, delay: Duration) -> Result<(), QueueError> {
