@@ -1,0 +1,338 @@
+//! Attendance: a session's photos → every face detected and embedded → one-to-one
+//! assignment against the class gallery → detected faces (with crops) and one record
+//! per active student.
+//!
+//! Idempotent: face ids are derived from `(photo_id, face_index)`, so a re-run writes
+//! the same crop keys and, in one transaction, replaces the session's faces and upserts
+//! its records; records a person corrected (`manual`) are never overwritten.
+
+use std::collections::{HashMap, HashSet};
+
+use bytes::Bytes;
+use chrono::Utc;
+use models::attendance_record::{self, RecordSource, RecordStatus};
+use models::attendance_session::{self, SessionStatus};
+use models::class;
+use models::detected_face;
+use models::face_embedding;
+use models::job;
+use models::session_photo;
+use models::student::{self, StudentStatus};
+use sea_orm::{
+    ActiveEnum,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+    TransactionTrait,
+    sea_query::{Expr, ExprTrait, OnConflict},
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use super::registration::{face_box, to_descriptor};
+use super::{JobContext, JobError, Outcome, Progress, blocking, crops, engine_error, fetch_photo};
+use crate::engine::matching::{DecisionRule, Descriptor, Gallery};
+use crate::engine::pipeline::{Face, decode_image};
+
+/// Namespace of the deterministic detected-face ids (UUID v5 of photo id + face index).
+const FACE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_59a4_4b8e_9a57_1d2c_8e4f_a301);
+
+/// The id of the `index`-th face of a photo: the same on every run of the job.
+pub fn face_id(photo_id: Uuid, index: usize) -> Uuid {
+    let mut name = photo_id.as_bytes().to_vec();
+    name.extend_from_slice(&(index as u64).to_be_bytes());
+    Uuid::new_v5(&FACE_ID_NAMESPACE, &name)
+}
+
+/// One detected face before it is written.
+struct FoundFace {
+    id: Uuid,
+    photo_id: Uuid,
+    index: usize,
+    face: Face,
+    crop: Option<Vec<u8>>,
+}
+
+pub async fn run(
+    ctx: &JobContext,
+    job: &job::Model,
+    progress: &Progress<'_>,
+) -> Result<Outcome, JobError> {
+    let session_id = job.subject_id;
+    tracing::Span::current().record("session_id", tracing::field::display(session_id));
+    let Some(session) = attendance_session::Entity::find_by_id(session_id)
+        .one(&ctx.db)
+        .await?
+    else {
+        tracing::warn!(%session_id, "session no longer exists; nothing to do");
+        return Ok(Outcome::Skipped(format!(
+            "session {session_id} no longer exists"
+        )));
+    };
+    let class = class::Entity::find_by_id(session.class_id)
+        .one(&ctx.db)
+        .await?;
+    let photos = session_photo::Entity::find()
+        .filter(session_photo::Column::SessionId.eq(session_id))
+        .order_by_asc(session_photo::Column::CreatedAt)
+        .order_by_asc(session_photo::Column::Id)
+        .all(&ctx.db)
+        .await?;
+
+    // Detect and embed every face of every photo, with its crop.
+    let mut found: Vec<FoundFace> = Vec::new();
+    for (i, photo) in photos.iter().enumerate() {
+        let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
+            return Err(JobError::abort(format!(
+                "session photo {} is missing from storage ({})",
+                photo.id, photo.blob_key
+            )));
+        };
+        let faces = analyse_photo(ctx, photo.id, bytes).await?;
+        tracing::debug!(photo_id = %photo.id, faces = faces.len(), "photo analysed");
+        found.extend(
+            faces
+                .into_iter()
+                .enumerate()
+                .map(|(index, (face, crop))| FoundFace {
+                    id: face_id(photo.id, index),
+                    photo_id: photo.id,
+                    index,
+                    face,
+                    crop,
+                }),
+        );
+        progress
+            .set((i + 1) as f64 / (photos.len() + 1) as f64)
+            .await;
+    }
+
+    // The gallery: every embedding of this model of the class's active students.
+    let model = ctx.engine.model_name();
+    let students = student::Entity::find()
+        .filter(student::Column::ClassId.eq(session.class_id))
+        .filter(student::Column::Status.eq(StudentStatus::Active))
+        .order_by_asc(student::Column::RollNo)
+        .all(&ctx.db)
+        .await?;
+    let gallery = load_gallery(ctx, &students, model, class.as_ref()).await?;
+
+    // One assignment over all faces of all photos: a student is present at most once.
+    let descriptors: Vec<Descriptor> = found.iter().map(|f| f.face.descriptor).collect();
+    let assigned = gallery.assign(&descriptors);
+
+    // Crops go to the blob store before the transaction; their keys are stable, so a
+    // re-run overwrites them instead of leaving copies.
+    let mut crop_keys: Vec<Option<String>> = Vec::with_capacity(found.len());
+    for f in &found {
+        crop_keys.push(match &f.crop {
+            Some(jpeg) => {
+                let key = crops::crop_key(session_id, f.id);
+                ctx.blobs
+                    .put(&key, Bytes::from(jpeg.clone()), "image/jpeg")
+                    .await
+                    .map_err(|e| JobError::retry(format!("could not store face crop {key}"), e))?;
+                Some(key)
+            }
+            None => None,
+        });
+    }
+
+    let mut present: HashMap<Uuid, f32> = HashMap::new();
+    for (student_id, d) in assigned.iter().flatten() {
+        present.insert(*student_id, *d);
+    }
+    let unknown = assigned.iter().filter(|a| a.is_none()).count();
+    let result = json!({
+        "session_id": session_id,
+        "photos": photos.len(),
+        "faces": found.len(),
+        "present": present.len(),
+        "absent": students.len() - present.len(),
+        "unknown": unknown,
+        "model": model,
+        "registered": gallery.len(),
+    });
+
+    let txn = ctx.db.begin().await?;
+    let now = Utc::now();
+    detected_face::Entity::delete_many()
+        .filter(detected_face::Column::SessionId.eq(session_id))
+        .exec(&txn)
+        .await?;
+    for ((f, assignment), crop_key) in found.iter().zip(&assigned).zip(crop_keys) {
+        // An unknown face keeps the distance to its nearest student, for review.
+        let distance = match assignment {
+            Some((_, d)) => Some(*d),
+            None => gallery.decide(&f.face.descriptor).nearest.map(|(_, d)| d),
+        };
+        detected_face::Entity::insert(detected_face::ActiveModel {
+            id: Set(f.id),
+            session_id: Set(session_id),
+            photo_id: Set(f.photo_id),
+            face_index: Set(f.index as i32),
+            face_box: Set(json!(face_box(f.face.detection.bbox))),
+            landmarks: Set(json!(f.face.detection.landmarks)),
+            score: Set(f64::from(f.face.detection.score)),
+            crop_key: Set(crop_key),
+            student_id: Set(assignment.as_ref().map(|(s, _)| *s)),
+            distance: Set(distance.map(f64::from)),
+            created_at: Set(now),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+    }
+    for student in &students {
+        let (status, distance) = match present.get(&student.id) {
+            Some(&d) => (RecordStatus::Present, Some(f64::from(d))),
+            None => (RecordStatus::Absent, None),
+        };
+        upsert_record(&txn, session_id, student.id, status, distance).await?;
+    }
+    let mut row = session.into_active_model();
+    row.status = Set(SessionStatus::Completed);
+    attendance_session::Entity::update(row).exec(&txn).await?;
+    super::complete(&txn, job, &result).await?;
+    txn.commit().await?;
+    tracing::info!(
+        faces = found.len(),
+        present = present.len(),
+        unknown,
+        "attendance recorded"
+    );
+    Ok(Outcome::Completed(result))
+}
+
+/// Decodes a photo and returns its faces (most confident first) with their JPEG crops.
+async fn analyse_photo(
+    ctx: &JobContext,
+    photo_id: Uuid,
+    bytes: Bytes,
+) -> Result<Vec<(Face, Option<Vec<u8>>)>, JobError> {
+    let engine = ctx.engine.clone();
+    let what = format!("session photo {photo_id}");
+    let label = what.clone();
+    blocking(move || {
+        let image = decode_image(&bytes, &what)?;
+        let faces = engine.analyze(&image)?;
+        Ok(faces
+            .into_iter()
+            .map(|face| {
+                let crop = crops::face_crop_jpeg(&image, face.detection.bbox);
+                (face, crop)
+            })
+            .collect())
+    })
+    .await?
+    .map_err(|e| engine_error(&label, e))
+}
+
+/// The class gallery under the class's rule (its threshold override, if any).
+async fn load_gallery(
+    ctx: &JobContext,
+    students: &[student::Model],
+    model: &str,
+    class: Option<&class::Model>,
+) -> Result<Gallery<Uuid>, JobError> {
+    let ids: HashSet<Uuid> = students.iter().map(|s| s.id).collect();
+    let embeddings = if ids.is_empty() {
+        Vec::new()
+    } else {
+        face_embedding::Entity::find()
+            .filter(face_embedding::Column::StudentId.is_in(ids.iter().copied()))
+            .filter(face_embedding::Column::Model.eq(model))
+            .order_by_asc(face_embedding::Column::StudentId)
+            .order_by_asc(face_embedding::Column::PhotoId)
+            .all(&ctx.db)
+            .await?
+    };
+    let mut by_student: HashMap<Uuid, Vec<Descriptor>> = HashMap::new();
+    for e in &embeddings {
+        match to_descriptor(&e.vector) {
+            Some(d) => by_student.entry(e.student_id).or_default().push(d),
+            None => {
+                tracing::warn!(embedding_id = %e.id, "stored embedding has the wrong length; ignored")
+            }
+        }
+    }
+    // In roll-number order, so that ties resolve the same way on every run.
+    let enrolled: Vec<(Uuid, Vec<Descriptor>)> = students
+        .iter()
+        .filter_map(|s| by_student.remove(&s.id).map(|d| (s.id, d)))
+        .collect();
+    let rule = match class.and_then(|c| c.match_threshold) {
+        Some(t) => DecisionRule::DEFAULT.with_max_distance(t as f32),
+        None => DecisionRule::DEFAULT,
+    };
+    Ok(Gallery::new(enrolled, rule))
+}
+
+/// Writes the automatic record of one student, unless a person already set it: the
+/// `source = 'auto'` guard holds even against a correction committed concurrently.
+async fn upsert_record(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+    student_id: Uuid,
+    status: RecordStatus,
+    distance: Option<f64>,
+) -> Result<(), DbErr> {
+    let record = attendance_record::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        session_id: Set(session_id),
+        student_id: Set(student_id),
+        status: Set(status),
+        distance: Set(distance),
+        source: Set(RecordSource::Auto),
+        updated_at: Set(Utc::now()),
+    };
+    let upsert = attendance_record::Entity::insert(record)
+        .on_conflict(
+            OnConflict::columns([
+                attendance_record::Column::SessionId,
+                attendance_record::Column::StudentId,
+            ])
+            .update_columns([
+                attendance_record::Column::Status,
+                attendance_record::Column::Distance,
+                attendance_record::Column::UpdatedAt,
+            ])
+            .action_and_where(
+                Expr::col((attendance_record::Entity, attendance_record::Column::Source))
+                    .eq(RecordSource::Auto.to_value()),
+            )
+            .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await;
+    match upsert {
+        // Nothing written: the record is manual and stays as the person left it.
+        Ok(_) | Err(DbErr::RecordNotInserted) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// An attendance job that failed for good leaves its session `failed`.
+pub async fn mark_failed(db: &impl ConnectionTrait, session_id: Uuid) -> Result<(), DbErr> {
+    attendance_session::Entity::update_many()
+        .col_expr(
+            attendance_session::Column::Status,
+            Expr::value(SessionStatus::Failed),
+        )
+        .filter(attendance_session::Column::Id.eq(session_id))
+        .filter(attendance_session::Column::Status.ne(SessionStatus::Completed))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn face_ids_are_stable_and_distinct() {
+        let photo = Uuid::from_u128(42);
+        assert_eq!(face_id(photo, 0), face_id(photo, 0));
+        assert_ne!(face_id(photo, 0), face_id(photo, 1));
+        assert_ne!(face_id(photo, 0), face_id(Uuid::from_u128(43), 0));
+    }
+}

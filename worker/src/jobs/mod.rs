@@ -1,0 +1,204 @@
+//! Job handlers: one file per job kind, a registry that maps a [`JobKind`] to its
+//! handler, and the vocabulary they share.
+//!
+//! A handler reads its rows, does the slow work (photos → face engine) without holding
+//! a transaction, then writes its results *and* marks the job `succeeded` in one
+//! transaction ([`complete`]). The service acks the message only after that commit, so
+//! a crash at any point leaves either nothing or everything, and a redelivery rewrites
+//! the same rows (handlers are idempotent).
+
+pub mod attendance;
+pub mod crops;
+pub mod registration;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::Utc;
+use common::{BlobError, BlobStore, JobKind};
+use models::job::{self, JobStatus};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, sea_query::Expr,
+};
+use uuid::Uuid;
+
+use crate::engine::EngineError;
+use crate::engine::pipeline::FaceEngine;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why a handler stopped, phrased as what to do next.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// A dependency is down or a transient error happened (database, blob store):
+    /// run the job again later, with backoff, up to the attempt limit.
+    #[error("{context}")]
+    Retry {
+        context: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// The job's data can never succeed (e.g. an undecodable session photo): fail the
+    /// job and dead-letter the message at once.
+    #[error("{0}")]
+    Abort(String),
+}
+
+impl JobError {
+    pub fn retry(context: impl Into<String>, source: impl Into<BoxError>) -> JobError {
+        JobError::Retry {
+            context: context.into(),
+            source: Some(source.into()),
+        }
+    }
+
+    pub fn abort(reason: impl Into<String>) -> JobError {
+        JobError::Abort(reason.into())
+    }
+
+    /// The message shown in the job row: the context and its causes.
+    pub fn readable(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}
+
+impl From<DbErr> for JobError {
+    fn from(e: DbErr) -> Self {
+        JobError::retry("database error", e)
+    }
+}
+
+/// Engine failures on a given photo: a photo that does not decode never will; anything
+/// else (tensor errors, I/O on model files) may be the machine's, so it is retried.
+pub(crate) fn engine_error(what: &str, e: EngineError) -> JobError {
+    match e {
+        EngineError::Image { .. } | EngineError::Invalid(_) => {
+            JobError::abort(format!("{what}: {e}"))
+        }
+        other => JobError::retry(format!("face engine failed on {what}"), other),
+    }
+}
+
+/// What a handler produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Results written and the job marked `succeeded` (in the same transaction); the
+    /// value is the job's `result`.
+    Completed(serde_json::Value),
+    /// The job's subject no longer exists (deleted while the job was queued): nothing
+    /// to do. The service records it on the job row.
+    Skipped(String),
+}
+
+/// What every handler needs: the database, the photos, the engine (loaded once).
+#[derive(Clone)]
+pub struct JobContext {
+    pub db: DatabaseConnection,
+    pub blobs: Arc<dyn BlobStore>,
+    pub engine: Arc<FaceEngine>,
+}
+
+/// Reports a job's progress (0..=1) on its row while it runs. Best effort: a failed
+/// update is logged, never fails the job.
+pub struct Progress<'a> {
+    db: &'a DatabaseConnection,
+    job_id: Uuid,
+}
+
+impl<'a> Progress<'a> {
+    pub fn new(db: &'a DatabaseConnection, job_id: Uuid) -> Self {
+        Self { db, job_id }
+    }
+
+    pub async fn set(&self, fraction: f64) {
+        let result = job::Entity::update_many()
+            .col_expr(job::Column::Progress, Expr::value(fraction.clamp(0.0, 1.0)))
+            .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
+            .filter(job::Column::Id.eq(self.job_id))
+            .exec(self.db)
+            .await;
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not record job progress");
+        }
+    }
+}
+
+/// The registry: runs the handler of `kind` on `job`.
+pub async fn run(
+    kind: JobKind,
+    ctx: &JobContext,
+    job: &job::Model,
+    progress: &Progress<'_>,
+) -> Result<Outcome, JobError> {
+    match kind {
+        JobKind::Registration => registration::run(ctx, job, progress).await,
+        JobKind::Attendance => attendance::run(ctx, job, progress).await,
+    }
+}
+
+/// Marks the subject of a failed job (the student or the session) as failed, in the
+/// caller's transaction alongside the job row.
+pub async fn mark_subject_failed(
+    kind: JobKind,
+    db: &impl ConnectionTrait,
+    subject_id: Uuid,
+) -> Result<(), DbErr> {
+    match kind {
+        JobKind::Registration => registration::mark_failed(db, subject_id).await,
+        JobKind::Attendance => attendance::mark_failed(db, subject_id).await,
+    }
+}
+
+/// Marks a job `succeeded` with its result; call inside the transaction that writes the
+/// job's results.
+pub async fn complete(
+    db: &impl ConnectionTrait,
+    job: &job::Model,
+    result: &serde_json::Value,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut row = job.clone().into_active_model();
+    row.status = Set(JobStatus::Succeeded);
+    row.progress = Set(1.0);
+    row.result = Set(Some(result.clone()));
+    row.error = Set(None);
+    row.finished_at = Set(Some(now));
+    row.updated_at = Set(now);
+    job::Entity::update(row).exec(db).await?;
+    Ok(())
+}
+
+/// Reads a photo from the blob store. A missing object stays missing (`Ok(None)`);
+/// other failures may pass and are retried.
+pub(crate) async fn fetch_photo(
+    blobs: &dyn BlobStore,
+    key: &str,
+) -> Result<Option<Bytes>, JobError> {
+    match blobs.get(key).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(BlobError::NotFound(_)) => Ok(None),
+        Err(e) => Err(JobError::retry(format!("could not fetch photo {key}"), e)),
+    }
+}
+
+/// Runs CPU-heavy work (decoding, the face engine, JPEG encoding) on a blocking thread,
+/// inside the caller's tracing span, so the async runtime keeps serving.
+pub(crate) async fn blocking<T, F>(f: F) -> Result<T, JobError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> T + Send + 'static,
+{
+    let span = tracing::Span::current();
+    tokio::task::spawn_blocking(move || span.in_scope(f))
+        .await
+        // A panic in the engine on this input would panic again.
+        .map_err(|e| JobError::abort(format!("face engine task failed: {e}")))
+}

@@ -1,0 +1,333 @@
+//! Shared setup of the job tests: a fresh database (SQLite file or a PostgreSQL
+//! database of its own), a filesystem blob store, the real engine loaded once, and rows
+//! inserted the way the API inserts them.
+//!
+//! Tests fail (never skip) when PostgreSQL, RabbitMQ or the model files are missing:
+//! `scripts/test.sh` starts the services and fetches the models.
+
+#![allow(dead_code)] // each test binary uses part of this module
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use common::blob::FsBlobStore;
+use common::{BlobStore, JobKind};
+use models::prelude::*;
+use models::{attendance_session, class, job, session_photo, student, student_photo};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait,
+    IntoActiveModel, Statement,
+};
+use uuid::Uuid;
+use worker::engine::pipeline::FaceEngine;
+use worker::jobs::JobContext;
+use worker::service::connect_database;
+
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
+        })
+}
+
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+}
+
+/// A plain grey PNG the size of a classroom photo: certainly no face in it.
+pub fn plain_photo() -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(800, 600, image::Rgb([128, 128, 128]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("MODEL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"))
+}
+
+/// The real engine, loaded once per test binary (as the service does once per process).
+pub fn engine() -> Arc<FaceEngine> {
+    static ENGINE: OnceLock<Arc<FaceEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let device = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
+            let engine =
+                FaceEngine::from_model_dir(&model_dir(), &device, false).unwrap_or_else(|e| {
+                    panic!(
+                        "face models missing in {} ({e}); run scripts/test.sh",
+                        model_dir().display()
+                    )
+                });
+            Arc::new(engine)
+        })
+        .clone()
+}
+
+/// A database for one test: deleted when the test is done (PostgreSQL) or with its
+/// temporary directory (SQLite).
+pub struct TestDb {
+    pub db: DatabaseConnection,
+    _dir: Option<tempfile::TempDir>,
+    postgres: Option<(String, String)>,
+}
+
+impl TestDb {
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
+        let db = connect_database(&url)
+            .await
+            .expect("open the SQLite database");
+        TestDb {
+            db,
+            _dir: Some(dir),
+            postgres: None,
+        }
+    }
+
+    /// A new database `test_<uuid>` on the server at `TEST_DATABASE_URL`.
+    pub async fn postgres() -> TestDb {
+        let server = std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
+        let server = server_url(&server);
+        let admin = sea_orm::Database::connect(format!("{server}/postgres"))
+            .await
+            .unwrap_or_else(|e| {
+                panic!("PostgreSQL at {server} is not reachable ({e}); run scripts/test.sh")
+            });
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("create the test database");
+        admin.close().await.ok();
+        let db = connect_database(&format!("{server}/{name}"))
+            .await
+            .expect("open the PostgreSQL test database");
+        TestDb {
+            db,
+            _dir: None,
+            postgres: Some((server, name)),
+        }
+    }
+
+    /// Drops a PostgreSQL test database (call at the end of a passing test).
+    pub async fn cleanup(self) {
+        let TestDb { db, postgres, .. } = self;
+        db.close().await.ok();
+        if let Some((server, name)) = postgres
+            && let Ok(admin) = sea_orm::Database::connect(format!("{server}/postgres")).await
+        {
+            let _ = admin
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .await;
+            admin.close().await.ok();
+        }
+    }
+}
+
+/// `postgres://user@host:port[/db][?..]` → `postgres://user@host:port`.
+fn server_url(url: &str) -> String {
+    let url = url.split('?').next().unwrap_or(url);
+    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
+    let authority = rest.split('/').next().unwrap_or(rest);
+    format!("{scheme}://{authority}")
+}
+
+pub async fn blob_store() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path()).await.unwrap();
+    (Arc::new(store), dir)
+}
+
+pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContext {
+    JobContext {
+        db: db.clone(),
+        blobs: blobs.clone(),
+        engine: engine(),
+    }
+}
+
+pub async fn insert_class(db: &DatabaseConnection, match_threshold: Option<f64>) -> Uuid {
+    let id = Uuid::new_v4();
+    Class::insert(class::ActiveModel {
+        id: Set(id),
+        name: Set("CSE 3A".into()),
+        department: Set("CSE".into()),
+        year: Set(Some(3)),
+        section: Set(Some("A".into())),
+        match_threshold: Set(match_threshold),
+        created_at: Set(Utc::now()),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    id
+}
+
+/// A `pending` student with photos (bytes stored in the blob store), as the API
+/// registers one. Returns the student id and the photo ids in order.
+pub async fn insert_student(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    class_id: Uuid,
+    roll_no: &str,
+    photos: &[Vec<u8>],
+) -> (Uuid, Vec<Uuid>) {
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    Student::insert(student::ActiveModel {
+        id: Set(id),
+        class_id: Set(class_id),
+        roll_no: Set(roll_no.into()),
+        name: Set(format!("Student {roll_no}")),
+        status: Set(student::StudentStatus::Pending),
+        created_at: Set(now),
+        updated_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    let mut photo_ids = Vec::new();
+    for (i, bytes) in photos.iter().enumerate() {
+        let photo_id = Uuid::new_v4();
+        let key = format!("students/{id}/{photo_id}");
+        blobs
+            .put(&key, Bytes::from(bytes.clone()), "image/jpeg")
+            .await
+            .unwrap();
+        StudentPhoto::insert(student_photo::ActiveModel {
+            id: Set(photo_id),
+            student_id: Set(id),
+            blob_key: Set(key),
+            content_type: Set("image/jpeg".into()),
+            verdict: Set(student_photo::PhotoVerdict::Pending),
+            reason: Set(None),
+            face_box: Set(None),
+            detector_score: Set(None),
+            // Distinct times keep the photos in upload order.
+            created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
+        })
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+        photo_ids.push(photo_id);
+    }
+    (id, photo_ids)
+}
+
+/// A `pending` session with its photos. Returns the session id and photo ids.
+pub async fn insert_session(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    class_id: Uuid,
+    photos: &[Vec<u8>],
+) -> (Uuid, Vec<Uuid>) {
+    let id = Uuid::new_v4();
+    let now = Utc::now();
+    AttendanceSession::insert(attendance_session::ActiveModel {
+        id: Set(id),
+        class_id: Set(class_id),
+        subject: Set(Some("Operating Systems".into())),
+        taken_at: Set(now),
+        status: Set(attendance_session::SessionStatus::Pending),
+        created_at: Set(now),
+    })
+    .exec_without_returning(db)
+    .await
+    .unwrap();
+    let mut photo_ids = Vec::new();
+    for (i, bytes) in photos.iter().enumerate() {
+        let photo_id = Uuid::new_v4();
+        let key = format!("sessions/{id}/photos/{photo_id}");
+        blobs
+            .put(&key, Bytes::from(bytes.clone()), "image/jpeg")
+            .await
+            .unwrap();
+        SessionPhoto::insert(session_photo::ActiveModel {
+            id: Set(photo_id),
+            session_id: Set(id),
+            blob_key: Set(key),
+            content_type: Set("image/jpeg".into()),
+            width: Set(None),
+            height: Set(None),
+            created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
+        })
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+        photo_ids.push(photo_id);
+    }
+    (id, photo_ids)
+}
+
+/// A `queued` job row for `subject_id`.
+pub async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject_id: Uuid) -> job::Model {
+    let now = Utc::now();
+    let row = job::Model {
+        id: Uuid::new_v4(),
+        kind: kind.as_str().into(),
+        lane: kind.lane().as_str().into(),
+        status: job::JobStatus::Queued,
+        progress: 0.0,
+        attempts: 0,
+        error: None,
+        result: None,
+        idempotency_key: None,
+        subject_id,
+        created_at: now,
+        updated_at: now,
+        published_at: None,
+        started_at: None,
+        finished_at: None,
+    };
+    Job::insert(row.clone().into_active_model().reset_all())
+        .exec_without_returning(db)
+        .await
+        .unwrap();
+    row
+}
+
+pub async fn job_row(db: &DatabaseConnection, id: Uuid) -> job::Model {
+    Job::find_by_id(id).one(db).await.unwrap().expect("job row")
+}
+
+/// Waits until the job is `succeeded` or `failed`.
+pub async fn wait_finished(db: &DatabaseConnection, id: Uuid) -> job::Model {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
+    loop {
+        let row = job_row(db, id).await;
+        if row.status.is_terminal() {
+            return row;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "job {id} did not finish: {row:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Number of rows of a table (to check that nothing was duplicated).
+pub async fn count(db: &DatabaseConnection, table: &str) -> i64 {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            format!("SELECT COUNT(*) AS n FROM {table}"),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get::<i64>("", "n").unwrap()
+}
