@@ -87,10 +87,11 @@ fn corrupted_file_is_named_and_refetched() {
     let mut bytes = std::fs::read(&pnet).unwrap();
     bytes[100] ^= 0xff;
     std::fs::write(&pnet, bytes).unwrap();
-    let dlib_before = std::fs::metadata(dir.path().join("dlib_face_recognition_resnet_model_v1.dat"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    let dlib_before =
+        std::fs::metadata(dir.path().join("dlib_face_recognition_resnet_model_v1.dat"))
+            .unwrap()
+            .modified()
+            .unwrap();
 
     match verify_models(dir.path()) {
         Err(EngineError::ModelFile { file, problem, .. }) => {
@@ -102,6 +103,9 @@ fn corrupted_file_is_named_and_refetched() {
 
     let paths = ensure_models(dir.path()).expect("re-fetch");
     assert_pinned(&paths);
-    let dlib_after = std::fs::metadata(&paths.resnet).unwrap().modified().unwrap();
+    let dlib_after = std::fs::metadata(&paths.resnet)
+        .unwrap()
+        .modified()
+        .unwrap();
     assert_eq!(dlib_before, dlib_after, "an intact file was rewritten");
 }

