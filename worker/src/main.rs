@@ -98,13 +98,23 @@ fn engine(cli: &Cli) -> Result<FaceEngine, Failure> {
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    Ok(())
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", serde_json::to_string_pretty(value)?) {
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Run => Err(anyhow::anyhow!("the worker service is not wired yet").into()),
+        Command::Run => {
+            let config = common::config::Config::from_env().context("reading configuration")?;
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(worker::service::run(config))?;
+            Ok(())
+        }
         Command::FetchModels => {
             let paths = model_files::ensure_models(&cli.model_dir)?;
             println!("models ready in {}", cli.model_dir.display());
