@@ -1,0 +1,92 @@
+//! `cargo bench -p worker --bench engine`: the face engine's speed on this machine.
+//! Prints one JSON object (read by `scripts/bench.sh`): descriptor ms/face at batch 1
+//! and 16, MTCNN ms per fixture photo, and whole-photo (detect + align + embed) ms.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use worker::engine::FaceEngine;
+use worker::engine::embedder::DlibEmbedder;
+use worker::engine::face_chip::face_chip;
+use worker::engine::model_files::verify_models;
+use worker::engine::pipeline::load_image;
+use worker::engine::resnet::FaceDescriptor;
+
+fn fixtures() -> PathBuf {
+    std::env::var_os("FIXTURES_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces"),
+        PathBuf::from,
+    )
+}
+
+/// Median wall time of `runs` calls, in milliseconds, after one warm-up call.
+fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..runs)
+        .map(|_| {
+            let start = Instant::now();
+            f();
+            start.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn main() {
+    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
+    let model_dir = std::env::var_os("MODEL_DIR").map_or_else(|| PathBuf::from("data/models"), PathBuf::from);
+    let model_dir = if model_dir.is_relative() {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(model_dir)
+    } else {
+        model_dir
+    };
+    let paths = verify_models(&model_dir).expect("models (run attendance-worker fetch-models)");
+    let device = candle_core::Device::Cpu;
+    let engine = FaceEngine::load(&paths, device.clone()).expect("engine");
+    let dlib = DlibEmbedder::load(&paths, &device).expect("embedder");
+    let resnet = FaceDescriptor::load(&paths.resnet, &device).expect("resnet");
+
+    let six = load_image(&fixtures().join("groups/six_people.jpg")).expect("six_people.jpg");
+    let faces = engine.detect(&six).expect("detect");
+    let chips: Vec<_> = faces.iter().map(|f| face_chip(&six, &dlib.landmarks(&six, f))).collect();
+    let batch16: Vec<_> = chips.iter().cycle().take(16).cloned().collect();
+
+    let desc_b1 = median_ms(runs, || {
+        resnet.embed(&chips[..1]).unwrap();
+    });
+    let desc_b16 = median_ms(runs, || {
+        resnet.embed(&batch16).unwrap();
+    }) / 16.0;
+
+    let hd = image::imageops::resize(&six, 1366, 768, image::imageops::FilterType::Triangle);
+    let mut mtcnn = serde_json::Map::new();
+    for rel in ["groups/six_people.jpg", "groups/obama_and_biden.jpg", "people/obama/obama1.jpg", "south_asian/groups/dhoni_with_others.jpg"] {
+        let img = load_image(&fixtures().join(rel)).expect(rel);
+        let ms = median_ms(runs, || {
+            engine.detect(&img).unwrap();
+        });
+        mtcnn.insert(format!("{rel} ({}x{})", img.width(), img.height()), ms.into());
+    }
+    let mtcnn_hd = median_ms(runs, || {
+        engine.detect(&hd).unwrap();
+    });
+    let whole = median_ms(runs, || {
+        engine.analyze(&six).unwrap();
+    });
+    let whole_hd = median_ms(runs, || {
+        engine.analyze(&hd).unwrap();
+    });
+    let report = serde_json::json!({
+        "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "runs": runs,
+        "descriptor_ms_per_face_batch1": desc_b1,
+        "descriptor_ms_per_face_batch16": desc_b16,
+        "mtcnn_ms": mtcnn,
+        "mtcnn_ms_1366x768": mtcnn_hd,
+        "whole_photo_ms_six_people": whole,
+        "whole_photo_ms_1366x768_six_faces": whole_hd,
+        "faces_in_six_people": faces.len(),
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
