@@ -9,7 +9,9 @@ export MODEL_DIR="${MODEL_DIR:-$PWD/data/models}"
 export FIXTURES_DIR="${FIXTURES_DIR:-$(cd .. && pwd)/shared/fixtures/faces}"
 
 cargo run --release -q -p worker --bin attendance-worker -- fetch-models >/dev/null
-if [ ! -x .venv-golden/bin/python ]; then bash scripts/golden/generate.sh --venv-only 2>/dev/null || bash scripts/golden/generate.sh; fi
+# The references live in the golden venv; generate.sh creates it (rewriting the golden
+# files, which must come out unchanged).
+[ -x .venv-golden/bin/python ] || bash scripts/golden/generate.sh
 
 echo "== ours (candle, CPU, release)" >&2
 ours=$(BENCH_RUNS="$RUNS" cargo bench -q -p worker --bench engine 2>/dev/null)
