@@ -330,3 +330,121 @@ async fn bad_credentials_are_unavailable_not_a_hang() {
         "{err:?}"
     );
 }
+
+/// A TCP proxy in front of the broker that can simulate an outage: `down` cuts every
+/// open connection and refuses new ones (accepts and drops them) until `up`.
+struct FlakyProxy {
+    port: u16,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    cut: tokio::sync::broadcast::Sender<()>,
+}
+
+impl FlakyProxy {
+    async fn start(target: String) -> FlakyProxy {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let (cut, _) = tokio::sync::broadcast::channel(4);
+        let (up2, cut2) = (up.clone(), cut.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed at once
+                }
+                let mut cut = cut2.subscribe();
+                let target = target.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = cut.recv() => {}
+                    }
+                });
+            }
+        });
+        FlakyProxy { port, up, cut }
+    }
+
+    fn down(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.cut.send(());
+    }
+
+    fn up(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn publisher_and_consumer_recover_after_a_broker_outage() {
+    let direct = url::Url::parse(&amqp_url()).unwrap();
+    let target = format!(
+        "{}:{}",
+        direct.host_str().unwrap(),
+        direct.port().unwrap_or(5672)
+    );
+    let proxy = FlakyProxy::start(target).await;
+    let mut via_proxy = direct.clone();
+    via_proxy.set_host(Some("127.0.0.1")).unwrap();
+    via_proxy.set_port(Some(proxy.port)).unwrap();
+    let prefix = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let queue = RabbitMqQueue::new(
+        RabbitMqOptions::from_url(&with_prefix(via_proxy.as_str(), &prefix)).unwrap(),
+    );
+    let mut consumer = queue.consume(2).await.unwrap();
+
+    let first = s::message(JobKind::Attendance);
+    queue.publish(Lane::Interactive, &first).await.unwrap();
+    let d = s::next(&mut consumer).await;
+    assert_eq!(d.message.as_ref().unwrap(), &first);
+    d.ack().await.unwrap();
+
+    // Outage: publishing fails fast with Unavailable.
+    proxy.down();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = s::message(JobKind::Attendance);
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = queue.publish(Lane::Interactive, &second).await.unwrap_err();
+        assert!(matches!(err, QueueError::Unavailable { .. }), "{err:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The consumer keeps waiting (reconnecting in the background of `next`).
+    let waiting = tokio::spawn(async move {
+        let d = s::next(&mut consumer).await;
+        let msg = d.message.as_ref().unwrap().clone();
+        d.ack().await.unwrap();
+        msg
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Recovery: once the backoff allows, publishing works again and the consumer,
+    // reconnected by itself, receives the message.
+    proxy.up();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match queue.publish(Lane::Interactive, &second).await {
+            Ok(()) => break,
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("publisher did not recover: {e:?}"),
+        }
+    }
+    let received = tokio::time::timeout(Duration::from_secs(20), waiting)
+        .await
+        .expect("consumer did not recover")
+        .unwrap();
+    assert_eq!(received, second);
+
+    let cleanup =
+        RabbitMqQueue::new(RabbitMqOptions::from_url(&with_prefix(&amqp_url(), &prefix)).unwrap());
+    cleanup.delete_queues().await.unwrap();
+}
