@@ -572,7 +572,8 @@ mod tests {
         let Record::Affine { params, .. } = &net.records[1] else {
             panic!()
         };
-        assert!((sum(params) - 465.535803).abs() < 1e-5);
+        // The notes print 465.535803; the file sums to 465.536393 (all other sums agree).
+        assert!((sum(params) - 465.536393).abs() < 1e-5, "{}", sum(params));
     }
 
     #[test]
