@@ -1,7 +1,9 @@
 //! The three MTCNN networks (facenet-pytorch's `PNet`, `RNet`, `ONet`), loaded from their
 //! state dicts. Only the networks live here; pyramid, crops and NMS are in the parent module.
 
-use candle_core::{CpuStorage, CustomOp3, D, Layout, Module, Result, Shape, Tensor, bail};
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp3, D, Layout, Module, Result, Shape, Tensor, bail,
+};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 /// A layer (convolution or dense, without its bias) followed by bias + per-channel PReLU.
@@ -106,7 +108,62 @@ impl ConvPrelu {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.act.forward(&x.conv2d(&self.weight, 0, 1, 1, 1)?)
+        if !x.device().is_cpu() {
+            return self.act.forward(&x.conv2d(&self.weight, 0, 1, 1, 1)?);
+        }
+        // On the CPU: im2col with row copies, then one GEMM. candle's generic tiled conv
+        // builds its patches element by element, which dominated P-Net's run time.
+        let (n, _, h, w) = x.dims4()?;
+        let (cout, cin, k, _) = self.weight.dims4()?;
+        let (oh, ow) = (h + 1 - k, w + 1 - k);
+        let cols = x.contiguous()?.apply_op1_no_bwd(&Im2Col { k })?;
+        let y = self.weight.reshape((cout, cin * k * k))?.matmul(&cols)?;
+        let y = if n == 1 {
+            y.reshape((1, cout, oh, ow))?
+        } else {
+            y.reshape((cout, n, oh, ow))?.transpose(0, 1)?
+        };
+        self.act.forward(&y)
+    }
+}
+
+/// `(N, C, H, W)` → `(C·k·k, N·H'·W')` patches for a stride-1, unpadded k×k convolution;
+/// row `(c·k + ky)·k + kx` matches the flattened `(C_out, C, k, k)` weight.
+struct Im2Col {
+    k: usize,
+}
+
+impl CustomOp1 for Im2Col {
+    fn name(&self) -> &'static str {
+        "mtcnn-im2col"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            bail!("mtcnn-im2col needs a contiguous input")
+        };
+        let x = &storage.as_slice::<f32>()?[start..end];
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let k = self.k;
+        if h < k || w < k {
+            bail!("mtcnn-im2col: {h}x{w} input for a {k}x{k} kernel")
+        }
+        let (oh, ow) = (h + 1 - k, w + 1 - k);
+        let plane = oh * ow;
+        let cols = n * plane;
+        let mut out = vec![0f32; c * k * k * cols];
+        for (row, dst) in out.chunks_exact_mut(cols).enumerate() {
+            let (ci, ky, kx) = (row / (k * k), (row / k) % k, row % k);
+            for b in 0..n {
+                let src = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
+                for y in 0..oh {
+                    let s = (y + ky) * w + kx;
+                    let d = b * plane + y * ow;
+                    dst[d..d + ow].copy_from_slice(&src[s..s + ow]);
+                }
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((c * k * k, cols))))
     }
 }
 
