@@ -1,1 +1,167 @@
-//! api
+//! The attendance HTTP API: poem + poem-openapi over sea-orm, a blob store and a job
+//! queue. [`build`] is the one startup path for the binary and the tests.
+
+pub mod auth;
+pub mod database;
+pub mod error;
+pub mod metrics;
+pub mod outbox;
+pub mod routes;
+pub mod services;
+pub mod state;
+pub mod upload;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use common::{BlobError, Config, QueueError, open_blob_store, open_queue};
+use poem::{
+    Server,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+};
+use sea_orm::DbErr;
+use tokio::task::JoinHandle;
+
+pub use state::AppState;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error("could not open the database")]
+    Database(#[from] DbErr),
+    #[error("could not open the blob store")]
+    Blob(#[from] BlobError),
+    #[error("could not open the job queue")]
+    Queue(#[from] QueueError),
+    #[error("could not create the first admin key")]
+    Bootstrap(#[from] auth::BootstrapError),
+    #[error("could not listen on {bind}")]
+    Bind {
+        bind: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("could not start the in-process worker: {0}")]
+    Worker(String),
+}
+
+/// A built, bound application that has not started serving yet.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    state: AppState,
+    cors_origins: Vec<String>,
+    background: Vec<JoinHandle<()>>,
+}
+
+/// Connects and migrates the database, opens blob store and queue, creates the first
+/// admin key if there is none, starts the outbox relay (and, with the embedded queue,
+/// the in-process worker), and binds `config.bind` (port 0 picks a free port).
+pub async fn build(config: &Config) -> Result<Application, StartupError> {
+    let db = database::connect_and_migrate(&config.database_url).await?;
+    let blobs = open_blob_store(&config.storage_url).await?;
+    let queue = open_queue(&config.queue_url).await?;
+    build_with(
+        config,
+        AppState { db, blobs, queue },
+        config.embedded_queue(),
+    )
+    .await
+}
+
+/// [`build`] with dependencies opened by the caller (tests share a queue this way);
+/// `in_process_worker` runs the job consumers inside this process.
+pub async fn build_with(
+    config: &Config,
+    state: AppState,
+    in_process_worker: bool,
+) -> Result<Application, StartupError> {
+    auth::ensure_admin_key(&state.db, &config.data_dir).await?;
+
+    let mut background = vec![outbox::spawn_relay(
+        state.db.clone(),
+        Arc::clone(&state.queue),
+        outbox::RelayOptions::default(),
+    )];
+    if in_process_worker {
+        background.push(
+            worker::service::spawn_in_process(
+                config,
+                state.db.clone(),
+                Arc::clone(&state.blobs),
+                Arc::clone(&state.queue),
+            )
+            .map_err(|e| StartupError::Worker(e.to_string()))?,
+        );
+    }
+
+    let acceptor = TcpListener::bind(config.bind.clone())
+        .into_acceptor()
+        .await
+        .map_err(|source| StartupError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+    let addr = acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| StartupError::Bind {
+            bind: config.bind.clone(),
+            source: std::io::Error::other("no local address"),
+        })?;
+    tracing::info!(%addr, "listening");
+    Ok(Application {
+        acceptor,
+        addr,
+        state,
+        cors_origins: config.cors_origins.clone(),
+        background,
+    })
+}
+
+impl Application {
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until Ctrl-C / SIGTERM, then drains for up to 10 s.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let app = routes::app(self.state.clone(), &self.cors_origins);
+        let result = Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
+            .await;
+        for task in self.background {
+            task.abort();
+        }
+        result
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down");
+}

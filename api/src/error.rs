@@ -1,0 +1,248 @@
+//! Errors: [`ServiceError`] is what service functions return; [`ApiError`] is its HTTP
+//! form, `{"error": {"code", "message"}}` with the right status. Internal details of a
+//! 5xx are logged, never sent.
+
+use common::{BlobError, QueueError};
+use poem::{Endpoint, IntoResponse, Request, Response, http::StatusCode};
+use poem_openapi::{ApiResponse, Object, payload::Json};
+use sea_orm::{DbErr, SqlErr};
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `not_found`, `duplicate_roll_no`.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Json<ErrorBody> {
+        Json(ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        })
+    }
+}
+
+/// What a service function can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// The request is well-formed but its content is not acceptable (422).
+    #[error("{message}")]
+    Invalid { code: &'static str, message: String },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// A bug or an impossible state; the message is logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+    #[error("database error")]
+    Database(#[from] DbErr),
+    #[error("blob store error")]
+    Blob(#[from] BlobError),
+    #[error("job queue error")]
+    Queue(#[from] QueueError),
+}
+
+impl ServiceError {
+    pub fn invalid(code: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// True when a database error means "the database is not reachable" (→ 503) rather
+/// than a bug (→ 500).
+fn db_unavailable(err: &DbErr) -> bool {
+    matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+}
+
+#[derive(Debug, ApiResponse)]
+pub enum ApiError {
+    /// Malformed request.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Missing, unknown or revoked API key.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>),
+    /// The key's role may not do this.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Conflicts with existing data (e.g. roll number taken).
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// A file or the whole request is too large.
+    #[oai(status = 413)]
+    PayloadTooLarge(Json<ErrorBody>),
+    /// Not a JPEG, PNG or WebP image.
+    #[oai(status = 415)]
+    UnsupportedMediaType(Json<ErrorBody>),
+    /// Well-formed but unacceptable content (undecodable image, wrong photo count...).
+    #[oai(status = 422)]
+    Unprocessable(Json<ErrorBody>),
+    #[oai(status = 500)]
+    Internal(Json<ErrorBody>),
+    /// A dependency (database, storage, queue) is unavailable; retry later.
+    #[oai(status = 503)]
+    Unavailable(Json<ErrorBody>),
+}
+
+impl ApiError {
+    pub fn unauthorized(message: impl Into<String>) -> ApiError {
+        ApiError::Unauthorized(ErrorBody::new("unauthorized", message))
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> ApiError {
+        ApiError::Forbidden(ErrorBody::new("forbidden", message))
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::BadRequest(ErrorBody::new(code, message))
+    }
+
+    pub fn unprocessable(code: &str, message: impl Into<String>) -> ApiError {
+        ApiError::Unprocessable(ErrorBody::new(code, message))
+    }
+
+    fn unavailable(what: &str) -> ApiError {
+        ApiError::Unavailable(ErrorBody::new(
+            "unavailable",
+            format!("{what} is unavailable, try again later"),
+        ))
+    }
+
+    fn internal() -> ApiError {
+        ApiError::Internal(ErrorBody::new("internal", "internal server error"))
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> ApiError {
+        match err {
+            ServiceError::NotFound(what) => {
+                ApiError::NotFound(ErrorBody::new("not_found", format!("{what} not found")))
+            }
+            ServiceError::Conflict { code, message } => {
+                ApiError::Conflict(ErrorBody::new(code, message))
+            }
+            ServiceError::Invalid { code, message } => {
+                ApiError::Unprocessable(ErrorBody::new(code, message))
+            }
+            ServiceError::PayloadTooLarge(message) => {
+                ApiError::PayloadTooLarge(ErrorBody::new("payload_too_large", message))
+            }
+            ServiceError::UnsupportedMediaType(message) => {
+                ApiError::UnsupportedMediaType(ErrorBody::new("unsupported_media_type", message))
+            }
+            ServiceError::Internal(message) => {
+                tracing::error!(message, "internal error");
+                ApiError::internal()
+            }
+            ServiceError::Database(e) => match e.sql_err() {
+                // A race that slipped past the service's own checks.
+                Some(SqlErr::UniqueConstraintViolation(_)) => {
+                    ApiError::Conflict(ErrorBody::new("conflict", "conflicts with existing data"))
+                }
+                _ if db_unavailable(&e) => {
+                    tracing::warn!(error = %e, "database unavailable");
+                    ApiError::unavailable("the database")
+                }
+                _ => {
+                    tracing::error!(error = %e, "database error");
+                    ApiError::internal()
+                }
+            },
+            ServiceError::Blob(BlobError::NotFound(key)) => {
+                tracing::warn!(key, "blob referenced by a row is missing");
+                ApiError::NotFound(ErrorBody::new("not_found", "file not found"))
+            }
+            ServiceError::Blob(e @ BlobError::Unavailable { .. }) => {
+                tracing::warn!(error = %e, "blob store unavailable");
+                ApiError::unavailable("storage")
+            }
+            ServiceError::Blob(e) => {
+                tracing::error!(error = %e, "blob store error");
+                ApiError::internal()
+            }
+            ServiceError::Queue(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "queue unavailable");
+                ApiError::unavailable("the job queue")
+            }
+            ServiceError::Queue(e) => {
+                tracing::error!(error = %e, "queue error");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+fn code_for(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "bad_request",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+        StatusCode::SERVICE_UNAVAILABLE => "unavailable",
+        s if s.is_server_error() => "internal",
+        _ => "error",
+    }
+}
+
+fn is_json(resp: &Response) -> bool {
+    resp.headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// Middleware: every error that did not come from an [`ApiError`] (poem's own 404/405,
+/// poem-openapi's parse and auth errors) gets the same JSON error body.
+pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
+    match next.call(req).await {
+        Ok(resp) => Ok(resp.into_response()),
+        Err(err) => {
+            let message = err.to_string();
+            let resp = err.into_response();
+            if is_json(&resp) {
+                return Ok(resp);
+            }
+            let status = resp.status();
+            let message = if status.is_server_error() {
+                tracing::error!(%status, error = %message, "unhandled error");
+                "internal server error".to_string()
+            } else {
+                message
+            };
+            Ok(ErrorBody::new(code_for(status), message)
+                .with_status(status)
+                .into_response())
+        }
+    }
+}

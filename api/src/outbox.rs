@@ -1,0 +1,160 @@
+//! Transactional outbox: job rows are written with the rows they concern; messages are
+//! published after commit; a relay republishes what stayed `queued`.
+
+use std::{sync::Arc, time::Duration};
+
+use chrono::Utc;
+use common::{JobKind, JobMessage, JobQueue};
+use models::job::{self, JobStatus};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::metrics;
+
+/// A new job row (status `queued`) for `subject_id`, to insert in the caller's transaction.
+pub fn new_job(id: Uuid, kind: JobKind, subject_id: Uuid) -> job::ActiveModel {
+    let now = Utc::now();
+    job::ActiveModel {
+        id: Set(id),
+        kind: Set(kind.as_str().to_string()),
+        lane: Set(kind.lane().as_str().to_string()),
+        status: Set(JobStatus::Queued),
+        progress: Set(0.0),
+        attempts: Set(0),
+        error: Set(None),
+        result: Set(None),
+        idempotency_key: Set(None),
+        subject_id: Set(subject_id),
+        created_at: Set(now),
+        updated_at: Set(now),
+        published_at: Set(None),
+        started_at: Set(None),
+        finished_at: Set(None),
+    }
+}
+
+/// Publishes a committed job and records `published_at`. Returns whether the queue
+/// took it; a failure is logged and left to the relay (the job row stays `queued`).
+pub async fn publish(
+    db: &impl ConnectionTrait,
+    queue: &dyn JobQueue,
+    job_id: Uuid,
+    kind: JobKind,
+    via: &str,
+) -> bool {
+    let msg = JobMessage::new(job_id, kind);
+    match queue.publish(kind.lane(), &msg).await {
+        Ok(()) => {
+            metrics::job_published(kind.as_str(), via);
+            if let Err(e) = mark_published(db, job_id).await {
+                // Only costs a duplicate publish by the relay later (handlers are idempotent).
+                tracing::warn!(%job_id, error = %e, "job published but published_at not recorded");
+            }
+            true
+        }
+        Err(e) => {
+            metrics::job_publish_failed(kind.as_str(), via);
+            tracing::warn!(%job_id, error = %e, "job not published; the outbox relay will retry");
+            false
+        }
+    }
+}
+
+async fn mark_published(db: &impl ConnectionTrait, job_id: Uuid) -> Result<(), DbErr> {
+    job::Entity::update_many()
+        .col_expr(
+            job::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(Utc::now()),
+        )
+        .filter(job::Column::Id.eq(job_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone)]
+pub struct RelayOptions {
+    /// Time between scans.
+    pub interval: Duration,
+    /// A never-published job younger than this is left to the request that made it.
+    pub unpublished_grace: Duration,
+    /// A job published this long ago and still `queued` is published again (the
+    /// message may have been lost with an in-process queue or a broker failure).
+    pub republish_after: Duration,
+    /// Most jobs handled per scan.
+    pub batch: u64,
+}
+
+impl Default for RelayOptions {
+    fn default() -> Self {
+        RelayOptions {
+            interval: Duration::from_secs(5),
+            unpublished_grace: Duration::from_secs(10),
+            republish_after: Duration::from_secs(600),
+            batch: 100,
+        }
+    }
+}
+
+/// One relay pass: publishes the queued jobs that are due, oldest first, and returns how
+/// many the queue took. Stops at the first failure (the queue is likely down).
+pub async fn relay_once(
+    db: &impl ConnectionTrait,
+    queue: &dyn JobQueue,
+    options: &RelayOptions,
+) -> Result<usize, DbErr> {
+    let now = Utc::now();
+    let grace = chrono::Duration::from_std(options.unpublished_grace).unwrap_or_default();
+    let stale = chrono::Duration::from_std(options.republish_after).unwrap_or_default();
+    let due = job::Entity::find()
+        .filter(job::Column::Status.eq(JobStatus::Queued))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(job::Column::PublishedAt.is_null())
+                        .add(job::Column::CreatedAt.lte(now - grace)),
+                )
+                .add(job::Column::PublishedAt.lte(now - stale)),
+        )
+        .order_by_asc(job::Column::CreatedAt)
+        .limit(options.batch)
+        .all(db)
+        .await?;
+    let mut published = 0;
+    for row in due {
+        let Some(kind) = JobKind::parse(&row.kind) else {
+            tracing::error!(job_id = %row.id, kind = %row.kind, "queued job of unknown kind; skipped");
+            continue;
+        };
+        if !publish(db, queue, row.id, kind, "relay").await {
+            break;
+        }
+        published += 1;
+    }
+    if published > 0 {
+        tracing::info!(published, "outbox relay published queued jobs");
+    }
+    Ok(published)
+}
+
+/// Runs [`relay_once`] every `options.interval` until the task is aborted.
+pub fn spawn_relay<C>(db: C, queue: Arc<dyn JobQueue>, options: RelayOptions) -> JoinHandle<()>
+where
+    C: ConnectionTrait + Send + Sync + 'static,
+{
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(options.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = relay_once(&db, queue.as_ref(), &options).await {
+                tracing::warn!(error = %e, "outbox relay scan failed");
+            }
+        }
+    })
+}

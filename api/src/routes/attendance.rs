@@ -1,0 +1,319 @@
+//! `/attendance/...` and `/faces/{id}/crop`
+
+use chrono::{DateTime, Utc};
+use models::{
+    attendance_record::{RecordSource, RecordStatus},
+    attendance_session::{self, SessionStatus},
+    detected_face::{self, FaceBox},
+};
+use poem::web::Data;
+use poem_openapi::{
+    ApiResponse, Enum, Multipart, Object, OpenApi,
+    param::{Path, Query},
+    payload::{Binary, Json},
+    types::multipart::Upload,
+};
+use uuid::Uuid;
+
+use super::{ApiTags, jobs::JobStatusOut, parse_bound};
+use crate::{
+    auth::ApiKeyAuth,
+    error::ApiError,
+    services::attendance::{self, NewSession, SessionFilter},
+    state::AppState,
+    upload,
+};
+
+#[derive(Debug, Multipart)]
+pub struct MarkForm {
+    pub class_id: Uuid,
+    pub subject: Option<String>,
+    /// When the lecture took place, RFC 3339; default now.
+    pub taken_at: Option<String>,
+    /// 1–5 classroom photos (JPEG, PNG or WebP; ≤ 10 MB each).
+    pub photos: Vec<Upload>,
+}
+
+#[derive(Debug, Object)]
+pub struct MarkAccepted {
+    pub session_id: Uuid,
+    /// Poll `GET /jobs/{job_id}` for the outcome.
+    pub job_id: Uuid,
+}
+
+#[derive(ApiResponse)]
+pub enum MarkResponse {
+    /// Photos stored; the attendance job is queued.
+    #[oai(status = 202)]
+    Accepted(Json<MarkAccepted>),
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum SessionStatusOut {
+    Pending,
+    Completed,
+    Failed,
+}
+
+impl From<SessionStatus> for SessionStatusOut {
+    fn from(s: SessionStatus) -> Self {
+        match s {
+            SessionStatus::Pending => Self::Pending,
+            SessionStatus::Completed => Self::Completed,
+            SessionStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RecordStatusOut {
+    Present,
+    Absent,
+}
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum RecordSourceOut {
+    /// Decided by face matching.
+    Auto,
+    /// Corrected by a person.
+    Manual,
+}
+
+#[derive(Debug, Object)]
+pub struct SessionOut {
+    pub id: Uuid,
+    pub class_id: Uuid,
+    pub subject: Option<String>,
+    pub taken_at: DateTime<Utc>,
+    pub status: SessionStatusOut,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<attendance_session::Model> for SessionOut {
+    fn from(m: attendance_session::Model) -> Self {
+        SessionOut {
+            id: m.id,
+            class_id: m.class_id,
+            subject: m.subject,
+            taken_at: m.taken_at,
+            status: m.status.into(),
+            created_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct RecordOut {
+    pub student_id: Uuid,
+    pub roll_no: String,
+    pub name: String,
+    pub status: RecordStatusOut,
+    /// Descriptor distance of the matched face (present, auto).
+    pub distance: Option<f64>,
+    pub source: RecordSourceOut,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Object)]
+pub struct BoxOut {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+#[derive(Debug, Object)]
+pub struct FaceOut {
+    pub face_id: Uuid,
+    pub photo_id: Uuid,
+    pub face_index: i32,
+    /// Face box in the photo's pixels.
+    #[oai(rename = "box")]
+    pub face_box: Option<BoxOut>,
+    /// Detector confidence.
+    pub score: f64,
+    /// The matched student; null for an unknown face.
+    pub student_id: Option<Uuid>,
+    pub distance: Option<f64>,
+    /// `GET` this for the face crop (JPEG); null when no crop was stored.
+    pub crop_url: Option<String>,
+}
+
+impl From<detected_face::Model> for FaceOut {
+    fn from(f: detected_face::Model) -> Self {
+        let face_box = match serde_json::from_value::<FaceBox>(f.face_box) {
+            Ok(b) => Some(BoxOut {
+                x1: b.x1,
+                y1: b.y1,
+                x2: b.x2,
+                y2: b.y2,
+            }),
+            Err(e) => {
+                tracing::warn!(face_id = %f.id, error = %e, "stored face box is malformed");
+                None
+            }
+        };
+        FaceOut {
+            face_id: f.id,
+            photo_id: f.photo_id,
+            face_index: f.face_index,
+            face_box,
+            score: f.score,
+            student_id: f.student_id,
+            distance: f.distance,
+            crop_url: f.crop_key.map(|_| format!("/faces/{}/crop", f.id)),
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct SessionDetailOut {
+    #[oai(flatten)]
+    pub session: SessionOut,
+    /// The job that processes (or processed) this session.
+    pub job_id: Option<Uuid>,
+    pub job_status: Option<JobStatusOut>,
+    /// One record per student of the class, by roll number (empty until processed).
+    pub records: Vec<RecordOut>,
+    /// Every detected face; `student_id` null marks an unknown face.
+    pub faces: Vec<FaceOut>,
+}
+
+#[derive(ApiResponse)]
+pub enum CropResponse {
+    #[oai(status = 200, content_type = "image/jpeg")]
+    Jpeg(Binary<Vec<u8>>),
+}
+
+pub struct AttendanceApi;
+
+#[OpenApi(tag = "ApiTags::Attendance")]
+impl AttendanceApi {
+    /// Take attendance from 1–5 classroom photos. Answers 202; a job finds and matches
+    /// the faces.
+    #[oai(
+        path = "/attendance/mark",
+        method = "post",
+        operation_id = "mark_attendance"
+    )]
+    async fn mark(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        form: MarkForm,
+    ) -> Result<MarkResponse, ApiError> {
+        let taken_at = parse_taken_at(form.taken_at.as_deref())?;
+        let photos =
+            upload::validate_uploads(form.photos, attendance::MIN_PHOTOS, attendance::MAX_PHOTOS)
+                .await?;
+        let accepted = attendance::mark(
+            &state.db,
+            &state.blobs,
+            &state.queue,
+            NewSession {
+                class_id: form.class_id,
+                subject: form.subject,
+                taken_at,
+            },
+            photos,
+        )
+        .await?;
+        Ok(MarkResponse::Accepted(Json(MarkAccepted {
+            session_id: accepted.subject_id,
+            job_id: accepted.job_id,
+        })))
+    }
+
+    /// List sessions, newest first; `from`/`to` bound `taken_at` (RFC 3339 or YYYY-MM-DD).
+    #[oai(
+        path = "/attendance/sessions",
+        method = "get",
+        operation_id = "list_sessions"
+    )]
+    async fn list(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        class_id: Query<Option<Uuid>>,
+        from: Query<Option<String>>,
+        to: Query<Option<String>>,
+    ) -> Result<Json<Vec<SessionOut>>, ApiError> {
+        let filter = SessionFilter {
+            class_id: class_id.0,
+            from: parse_bound("from", from.0.as_deref(), false)?,
+            to: parse_bound("to", to.0.as_deref(), true)?,
+        };
+        let sessions = attendance::list(&state.db, &filter).await?;
+        Ok(Json(sessions.into_iter().map(Into::into).collect()))
+    }
+
+    /// One session: attendance records and detected faces.
+    #[oai(
+        path = "/attendance/session/:id",
+        method = "get",
+        operation_id = "get_session"
+    )]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<SessionDetailOut>, ApiError> {
+        let d = attendance::get(&state.db, id.0).await?;
+        Ok(Json(SessionDetailOut {
+            session: d.session.into(),
+            job_id: d.job.as_ref().map(|j| j.id),
+            job_status: d.job.as_ref().map(|j| j.status.into()),
+            records: d
+                .records
+                .into_iter()
+                .map(|(r, s)| RecordOut {
+                    student_id: s.id,
+                    roll_no: s.roll_no,
+                    name: s.name,
+                    status: match r.status {
+                        RecordStatus::Present => RecordStatusOut::Present,
+                        RecordStatus::Absent => RecordStatusOut::Absent,
+                    },
+                    distance: r.distance,
+                    source: match r.source {
+                        RecordSource::Auto => RecordSourceOut::Auto,
+                        RecordSource::Manual => RecordSourceOut::Manual,
+                    },
+                    updated_at: r.updated_at,
+                })
+                .collect(),
+            faces: d.faces.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// The cropped image of a detected face.
+    #[oai(
+        path = "/faces/:id/crop",
+        method = "get",
+        operation_id = "get_face_crop"
+    )]
+    async fn crop(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        id: Path<Uuid>,
+    ) -> Result<CropResponse, ApiError> {
+        let bytes = attendance::face_crop(&state.db, &state.blobs, id.0).await?;
+        Ok(CropResponse::Jpeg(Binary(bytes.to_vec())))
+    }
+}
+
+fn parse_taken_at(value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match value.map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(v)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::unprocessable("invalid_field", "taken_at must be an RFC 3339 timestamp")
+            }),
+    }
+}

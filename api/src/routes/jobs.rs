@@ -1,0 +1,86 @@
+//! `/jobs/{id}`
+
+use chrono::{DateTime, Utc};
+use models::job::{self, JobStatus};
+use poem::web::Data;
+use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
+use uuid::Uuid;
+
+use super::ApiTags;
+use crate::{auth::ApiKeyAuth, error::ApiError, services::jobs, state::AppState};
+
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum JobStatusOut {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl From<JobStatus> for JobStatusOut {
+    fn from(s: JobStatus) -> Self {
+        match s {
+            JobStatus::Queued => Self::Queued,
+            JobStatus::Running => Self::Running,
+            JobStatus::Succeeded => Self::Succeeded,
+            JobStatus::Failed => Self::Failed,
+        }
+    }
+}
+
+#[derive(Debug, Object)]
+pub struct JobOut {
+    pub id: Uuid,
+    /// `registration` or `attendance`.
+    pub kind: String,
+    pub status: JobStatusOut,
+    /// 0.0 to 1.0.
+    pub progress: f64,
+    pub attempts: i32,
+    /// Why the job failed.
+    pub error: Option<String>,
+    /// What the job produced (ids and links).
+    pub result: Option<serde_json::Value>,
+    /// The student or session the job works on.
+    pub subject_id: Uuid,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl From<job::Model> for JobOut {
+    fn from(j: job::Model) -> Self {
+        JobOut {
+            id: j.id,
+            kind: j.kind,
+            status: j.status.into(),
+            progress: j.progress,
+            attempts: j.attempts,
+            error: j.error,
+            result: j.result,
+            subject_id: j.subject_id,
+            created_at: j.created_at,
+            updated_at: j.updated_at,
+            started_at: j.started_at,
+            finished_at: j.finished_at,
+        }
+    }
+}
+
+pub struct JobsApi;
+
+#[OpenApi(tag = "ApiTags::Jobs")]
+impl JobsApi {
+    /// Status of an asynchronous job.
+    #[oai(path = "/jobs/:id", method = "get", operation_id = "get_job")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<JobOut>, ApiError> {
+        Ok(Json(jobs::get(&state.db, id.0).await?.into()))
+    }
+}

@@ -1,0 +1,110 @@
+//! HTTP routes: one file per resource. Handlers parse, authorise and call a service.
+
+pub mod attendance;
+pub mod classes;
+pub mod export;
+pub mod health;
+pub mod jobs;
+pub mod students;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use poem::{
+    Endpoint, EndpointExt, Route,
+    middleware::{Cors, Tracing},
+};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::{error, metrics, state::AppState, upload};
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Classes (groups of students).
+    Classes,
+    /// Student registration and management.
+    Students,
+    /// Attendance sessions, records and detected faces.
+    Attendance,
+    /// Asynchronous job status.
+    Jobs,
+    /// Attendance export.
+    Export,
+    /// Liveness and readiness.
+    Health,
+}
+
+pub type Apis = (
+    classes::ClassesApi,
+    students::StudentsApi,
+    attendance::AttendanceApi,
+    jobs::JobsApi,
+    export::ExportApi,
+    health::HealthApi,
+);
+
+/// The OpenAPI service (the document it generates needs no running server).
+pub fn openapi_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (
+            classes::ClassesApi,
+            students::StudentsApi,
+            attendance::AttendanceApi,
+            jobs::JobsApi,
+            export::ExportApi,
+            health::HealthApi,
+        ),
+        "Attendance API",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "Face-recognition attendance. Uploads are accepted with 202 and processed by \
+         jobs; poll `GET /jobs/{id}`. Authenticate with `Authorization: Bearer <key>`.",
+    )
+}
+
+/// The whole HTTP application with its middleware.
+pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
+    let api = openapi_service();
+    let spec = api.spec_endpoint();
+    let docs = api.swagger_ui();
+    let cors = Cors::new()
+        .allow_origins(cors_origins.iter().map(String::as_str))
+        .allow_credentials(false);
+    Route::new()
+        .at("/openapi.json", spec)
+        .nest("/docs", docs)
+        .at("/metrics", poem::get(health::prometheus_metrics))
+        .nest("/", api)
+        .data(state)
+        .around(|ep, req| upload::limit_request_size(ep, req, upload::MAX_REQUEST_BYTES))
+        .around(error::json_errors)
+        .with_if(!cors_origins.is_empty(), cors)
+        .with(Tracing)
+        .around(metrics::track)
+}
+
+/// Parses a date-range bound: RFC 3339, or a plain `YYYY-MM-DD` meaning the start of
+/// that day (`end_of_day = false`) or its end (`true`), UTC.
+pub(crate) fn parse_bound(
+    field: &str,
+    value: Option<&str>,
+    end_of_day: bool,
+) -> Result<Option<DateTime<Utc>>, error::ApiError> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    if let Ok(t) = DateTime::parse_from_rfc3339(v) {
+        return Ok(Some(t.with_timezone(&Utc)));
+    }
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        let time = if end_of_day {
+            NaiveTime::from_hms_nano_opt(23, 59, 59, 999_999_999).expect("valid time")
+        } else {
+            NaiveTime::MIN
+        };
+        return Ok(Some(d.and_time(time).and_utc()));
+    }
+    Err(error::ApiError::bad_request(
+        "invalid_date",
+        format!("{field} must be an RFC 3339 timestamp or a YYYY-MM-DD date"),
+    ))
+}

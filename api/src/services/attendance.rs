@@ -1,0 +1,185 @@
+//! Attendance sessions: marking (photos → blob store, rows + job in one transaction),
+//! listing, one session's records and faces, face crops.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use common::{BlobStore, JobKind, JobQueue};
+use models::{
+    attendance_record,
+    attendance_session::{self, SessionStatus},
+    detected_face, job, session_photo, student,
+};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    EntityTrait, QueryFilter, QueryOrder,
+};
+use uuid::Uuid;
+
+use super::{Accepted, classes, intake, jobs, optional_text};
+use crate::{error::ServiceError, upload::ValidatedPhoto};
+
+/// Photos per session.
+pub const MIN_PHOTOS: usize = 1;
+pub const MAX_PHOTOS: usize = 5;
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub class_id: Uuid,
+    pub subject: Option<String>,
+    /// Defaults to now.
+    pub taken_at: Option<DateTime<Utc>>,
+}
+
+/// Accepts classroom photos for a class: checks the class (404) before storing
+/// anything, stores the photos, writes session, photo and job rows in one transaction,
+/// then publishes the job.
+pub async fn mark(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    queue: &Arc<dyn JobQueue>,
+    new: NewSession,
+    photos: Vec<ValidatedPhoto>,
+) -> Result<Accepted, ServiceError> {
+    if !(MIN_PHOTOS..=MAX_PHOTOS).contains(&photos.len()) {
+        return Err(ServiceError::invalid(
+            "photo_count",
+            format!("expected {MIN_PHOTOS} to {MAX_PHOTOS} photos"),
+        ));
+    }
+    let subject = optional_text("subject", new.subject.as_deref(), 200)?;
+    classes::get(db, new.class_id).await?;
+
+    let session_id = Uuid::new_v4();
+    let placed = intake::place("sessions", session_id, photos);
+    let now = Utc::now();
+    let session_row = attendance_session::ActiveModel {
+        id: Set(session_id),
+        class_id: Set(new.class_id),
+        subject: Set(subject),
+        taken_at: Set(new.taken_at.unwrap_or(now)),
+        status: Set(SessionStatus::Pending),
+        created_at: Set(now),
+    };
+    let photo_rows: Vec<_> = placed
+        .iter()
+        .map(|p| session_photo::ActiveModel {
+            id: Set(p.id),
+            session_id: Set(session_id),
+            blob_key: Set(p.key.clone()),
+            content_type: Set(p.photo.content_type().to_string()),
+            width: Set(i32::try_from(p.photo.width).ok()),
+            height: Set(i32::try_from(p.photo.height).ok()),
+            created_at: Set(now),
+        })
+        .collect();
+
+    let job_id = intake::accept(
+        db,
+        blobs,
+        queue,
+        &placed,
+        JobKind::Attendance,
+        async |txn, job_id| {
+            attendance_session::Entity::insert(session_row)
+                .exec(txn)
+                .await?;
+            session_photo::Entity::insert_many(photo_rows)
+                .exec(txn)
+                .await?;
+            crate::outbox::new_job(job_id, JobKind::Attendance, session_id)
+                .insert(txn)
+                .await?;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Accepted {
+        subject_id: session_id,
+        job_id,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct SessionFilter {
+    pub class_id: Option<Uuid>,
+    /// Inclusive lower bound on `taken_at`.
+    pub from: Option<DateTime<Utc>>,
+    /// Inclusive upper bound on `taken_at`.
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Sessions, newest first.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: &SessionFilter,
+) -> Result<Vec<attendance_session::Model>, ServiceError> {
+    let mut q = attendance_session::Entity::find();
+    if let Some(c) = filter.class_id {
+        q = q.filter(attendance_session::Column::ClassId.eq(c));
+    }
+    if let Some(from) = filter.from {
+        q = q.filter(attendance_session::Column::TakenAt.gte(from));
+    }
+    if let Some(to) = filter.to {
+        q = q.filter(attendance_session::Column::TakenAt.lte(to));
+    }
+    Ok(q.order_by_desc(attendance_session::Column::TakenAt)
+        .all(db)
+        .await?)
+}
+
+/// One session with everything a reviewer needs.
+#[derive(Debug, Clone)]
+pub struct SessionDetail {
+    pub session: attendance_session::Model,
+    pub job: Option<job::Model>,
+    /// Each record with its student, by roll number.
+    pub records: Vec<(attendance_record::Model, student::Model)>,
+    /// Every detected face (`student_id == None`: unknown), by photo and index.
+    pub faces: Vec<detected_face::Model>,
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<SessionDetail, ServiceError> {
+    let session = attendance_session::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound("session"))?;
+    let records = attendance_record::Entity::find()
+        .filter(attendance_record::Column::SessionId.eq(id))
+        .find_also_related(student::Entity)
+        .order_by_asc(student::Column::RollNo)
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|(r, s)| s.map(|s| (r, s)))
+        .collect();
+    let faces = detected_face::Entity::find()
+        .filter(detected_face::Column::SessionId.eq(id))
+        .order_by_asc(detected_face::Column::PhotoId)
+        .order_by_asc(detected_face::Column::FaceIndex)
+        .all(db)
+        .await?;
+    let job = jobs::latest_for_subject(db, id).await?;
+    Ok(SessionDetail {
+        session,
+        job,
+        records,
+        faces,
+    })
+}
+
+/// The stored crop of a detected face.
+pub async fn face_crop(
+    db: &impl ConnectionTrait,
+    blobs: &Arc<dyn BlobStore>,
+    face_id: Uuid,
+) -> Result<Bytes, ServiceError> {
+    let face = detected_face::Entity::find_by_id(face_id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound("face"))?;
+    let key = face.crop_key.ok_or(ServiceError::NotFound("face crop"))?;
+    Ok(blobs.get(&key).await?)
+}

@@ -1,0 +1,273 @@
+//! Students: registration (photos → blob store, rows + job in one transaction),
+//! listing, editing, deletion.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use common::{BlobStore, JobKind, JobQueue};
+use models::{
+    student::{self, StudentStatus},
+    student_photo::{self, PhotoVerdict},
+};
+use sea_orm::{
+    ActiveModelTrait,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    sea_query::{Expr, ExprTrait, Func, LikeExpr},
+};
+use uuid::Uuid;
+
+use super::{Accepted, Page, classes, intake, required_text};
+use crate::{error::ServiceError, upload::ValidatedPhoto};
+
+/// Photos per registration.
+pub const MIN_PHOTOS: usize = 1;
+pub const MAX_PHOTOS: usize = 10;
+
+#[derive(Debug, Clone)]
+pub struct NewStudent {
+    pub class_id: Uuid,
+    pub roll_no: String,
+    pub name: String,
+}
+
+async fn ensure_roll_free(
+    db: &impl ConnectionTrait,
+    class_id: Uuid,
+    roll_no: &str,
+    except: Option<Uuid>,
+) -> Result<(), ServiceError> {
+    let mut q = student::Entity::find()
+        .filter(student::Column::ClassId.eq(class_id))
+        .filter(student::Column::RollNo.eq(roll_no));
+    if let Some(id) = except {
+        q = q.filter(student::Column::Id.ne(id));
+    }
+    if q.one(db).await?.is_some() {
+        return Err(ServiceError::conflict(
+            "duplicate_roll_no",
+            format!("roll number {roll_no} is already registered in this class"),
+        ));
+    }
+    Ok(())
+}
+
+/// Registers a student from validated photos: checks the class (404) and the roll
+/// number (409) before storing anything, then stores the photos and writes the
+/// student, photo and job rows in one transaction, then publishes the job.
+pub async fn register(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    queue: &Arc<dyn JobQueue>,
+    new: NewStudent,
+    photos: Vec<ValidatedPhoto>,
+) -> Result<Accepted, ServiceError> {
+    if !(MIN_PHOTOS..=MAX_PHOTOS).contains(&photos.len()) {
+        return Err(ServiceError::invalid(
+            "photo_count",
+            format!("expected {MIN_PHOTOS} to {MAX_PHOTOS} photos"),
+        ));
+    }
+    let roll_no = required_text("roll_no", &new.roll_no, 50)?;
+    let name = required_text("name", &new.name, 200)?;
+    classes::get(db, new.class_id).await?;
+    ensure_roll_free(db, new.class_id, &roll_no, None).await?;
+
+    let student_id = Uuid::new_v4();
+    let placed = intake::place("students", student_id, photos);
+    let now = Utc::now();
+    let student_row = student::ActiveModel {
+        id: Set(student_id),
+        class_id: Set(new.class_id),
+        roll_no: Set(roll_no),
+        name: Set(name),
+        status: Set(StudentStatus::Pending),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    let photo_rows: Vec<_> = placed
+        .iter()
+        .map(|p| student_photo::ActiveModel {
+            id: Set(p.id),
+            student_id: Set(student_id),
+            blob_key: Set(p.key.clone()),
+            content_type: Set(p.photo.content_type().to_string()),
+            verdict: Set(PhotoVerdict::Pending),
+            reason: Set(None),
+            face_box: Set(None),
+            detector_score: Set(None),
+            created_at: Set(now),
+        })
+        .collect();
+
+    let job_id = intake::accept(
+        db,
+        blobs,
+        queue,
+        &placed,
+        JobKind::Registration,
+        async |txn, job_id| {
+            student::Entity::insert(student_row).exec(txn).await?;
+            student_photo::Entity::insert_many(photo_rows)
+                .exec(txn)
+                .await?;
+            crate::outbox::new_job(job_id, JobKind::Registration, student_id)
+                .insert(txn)
+                .await?;
+            Ok(())
+        },
+    )
+    .await?;
+    Ok(Accepted {
+        subject_id: student_id,
+        job_id,
+    })
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StudentFilter {
+    pub class_id: Option<Uuid>,
+    /// Case-insensitive substring of the name or roll number.
+    pub q: Option<String>,
+    /// 1-based.
+    pub page: Option<u64>,
+    pub per_page: Option<u64>,
+}
+
+pub const DEFAULT_PER_PAGE: u64 = 50;
+pub const MAX_PER_PAGE: u64 = 200;
+
+/// `%text%` for LIKE, with the pattern characters of `text` escaped.
+fn contains_pattern(text: &str) -> LikeExpr {
+    let mut p = String::with_capacity(text.len() + 2);
+    p.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            p.push('\\');
+        }
+        p.push(c);
+    }
+    p.push('%');
+    LikeExpr::new(p).escape('\\')
+}
+
+pub async fn list(
+    db: &impl ConnectionTrait,
+    filter: StudentFilter,
+) -> Result<Page<student::Model>, ServiceError> {
+    let page = Ord::max(filter.page.unwrap_or(1), 1);
+    let per_page = filter
+        .per_page
+        .unwrap_or(DEFAULT_PER_PAGE)
+        .clamp(1, MAX_PER_PAGE);
+    let mut query = student::Entity::find();
+    if let Some(class_id) = filter.class_id {
+        query = query.filter(student::Column::ClassId.eq(class_id));
+    }
+    if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
+        // lower() on both sides: LIKE is case-sensitive on PostgreSQL, not on SQLite.
+        let pattern = contains_pattern(q);
+        query = query.filter(
+            Condition::any()
+                .add(
+                    Expr::expr(Func::lower(Expr::col(student::Column::Name))).like(pattern.clone()),
+                )
+                .add(Expr::expr(Func::lower(Expr::col(student::Column::RollNo))).like(pattern)),
+        );
+    }
+    let query = query
+        .order_by_asc(student::Column::ClassId)
+        .order_by_asc(student::Column::RollNo);
+    let total = query.clone().count(db).await?;
+    let items = query
+        .offset((page - 1) * per_page)
+        .limit(per_page)
+        .all(db)
+        .await?;
+    Ok(Page {
+        items,
+        page,
+        per_page,
+        total,
+    })
+}
+
+pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<student::Model, ServiceError> {
+    student::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound("student"))
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct StudentChanges {
+    pub name: Option<String>,
+    pub roll_no: Option<String>,
+    pub class_id: Option<Uuid>,
+    /// Only `active` and `inactive` may be set by hand; `pending` and `failed` belong
+    /// to the registration job.
+    pub status: Option<StudentStatus>,
+}
+
+pub async fn update(
+    db: &impl ConnectionTrait,
+    id: Uuid,
+    changes: StudentChanges,
+) -> Result<student::Model, ServiceError> {
+    let current = get(db, id).await?;
+    if let Some(s) = changes.status
+        && !matches!(s, StudentStatus::Active | StudentStatus::Inactive)
+    {
+        return Err(ServiceError::invalid(
+            "invalid_field",
+            "status can only be set to active or inactive",
+        ));
+    }
+    let class_id = changes.class_id.unwrap_or(current.class_id);
+    if class_id != current.class_id {
+        classes::get(db, class_id).await?;
+    }
+    let roll_no = match &changes.roll_no {
+        Some(r) => required_text("roll_no", r, 50)?,
+        None => current.roll_no.clone(),
+    };
+    if class_id != current.class_id || roll_no != current.roll_no {
+        ensure_roll_free(db, class_id, &roll_no, Some(id)).await?;
+    }
+    let mut model: student::ActiveModel = current.into();
+    if let Some(n) = &changes.name {
+        model.name = Set(required_text("name", n, 200)?);
+    }
+    model.roll_no = Set(roll_no);
+    model.class_id = Set(class_id);
+    if let Some(s) = changes.status {
+        model.status = Set(s);
+    }
+    model.updated_at = Set(Utc::now());
+    Ok(model.update(db).await?)
+}
+
+/// Deletes a student with their photos, embeddings and attendance records (rows by
+/// cascade, in one transaction), then the photo blobs.
+pub async fn delete(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    id: Uuid,
+) -> Result<(), ServiceError> {
+    let txn = db.begin().await?;
+    get(&txn, id).await?;
+    let keys: Vec<String> = student_photo::Entity::find()
+        .filter(student_photo::Column::StudentId.eq(id))
+        .select_only()
+        .column(student_photo::Column::BlobKey)
+        .into_tuple()
+        .all(&txn)
+        .await?;
+    student::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
+    // After commit: a failure here leaves orphaned blobs (logged), never rows that
+    // point at missing photos.
+    intake::discard(blobs, &keys).await;
+    Ok(())
+}

@@ -1,0 +1,396 @@
+//! Spawning the application with its own database, blob directory and queue.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use api::{AppState, auth::Role};
+use common::{
+    Config, JobMessage, JobQueue,
+    blob::FsBlobStore,
+    queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue},
+};
+use reqwest::multipart::{Form, Part};
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection, EntityTrait, PaginatorTrait};
+use tempfile::TempDir;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    Embedded,
+    RabbitMq,
+    /// A RabbitMQ URL nothing listens on.
+    Unreachable,
+}
+
+pub const UNREACHABLE_AMQP: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
+
+pub fn amqp_base() -> String {
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
+}
+
+fn postgres_base() -> String {
+    let raw = std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
+    let mut url = url::Url::parse(&raw).expect("TEST_DATABASE_URL is a URL");
+    url.set_path("");
+    url.to_string().trim_end_matches('/').to_string()
+}
+
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
+        })
+}
+
+pub fn fixture(rel: &str) -> Vec<u8> {
+    let path = fixtures_dir().join(rel);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A PostgreSQL database of its own, dropped when this is dropped.
+pub struct PgDatabase {
+    base: String,
+    name: String,
+}
+
+impl PgDatabase {
+    async fn create() -> (PgDatabase, String) {
+        let base = postgres_base();
+        let name = format!("test_{}", Uuid::new_v4().simple());
+        let admin = Database::connect(format!("{base}/postgres"))
+            .await
+            .expect("PostgreSQL at TEST_DATABASE_URL must be running");
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await
+            .expect("create test database");
+        admin.close().await.ok();
+        let url = format!("{base}/{name}");
+        (PgDatabase { base, name }, url)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let base = self.base.clone();
+        let name = self.name.clone();
+        // Drop is synchronous; a throwaway runtime on its own thread does the async work.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(admin) = Database::connect(format!("{base}/postgres")).await {
+                    let _ = admin
+                        .execute_unprepared(&format!(
+                            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                        ))
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// RabbitMQ queues under a unique prefix, deleted when this is dropped.
+pub struct RabbitQueues {
+    pub url: String,
+    pub queue: Arc<RabbitMqQueue>,
+}
+
+impl RabbitQueues {
+    pub fn new() -> RabbitQueues {
+        let prefix = format!("test-{}", Uuid::new_v4().simple());
+        let base = amqp_base();
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}prefix={prefix}");
+        let queue = Arc::new(RabbitMqQueue::new(
+            RabbitMqOptions::from_url(&url).expect("valid amqp URL"),
+        ));
+        RabbitQueues { url, queue }
+    }
+}
+
+impl Drop for RabbitQueues {
+    fn drop(&mut self) {
+        // A connection of its own: the test's runtime is blocked while this runs.
+        let url = self.url.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                if let Ok(options) = RabbitMqOptions::from_url(&url) {
+                    let queue = RabbitMqQueue::new(options);
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), queue.delete_queues()).await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub state: AppState,
+    pub blob_dir: PathBuf,
+    pub data_dir: PathBuf,
+    /// The embedded queue, when the app uses one.
+    pub embedded: Option<EmbeddedQueue>,
+    /// The RabbitMQ queues, when the app uses them.
+    pub rabbit: Option<RabbitQueues>,
+    _pg: Option<PgDatabase>,
+    _dir: TempDir,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
+pub async fn spawn_app(db: Db, queue: Queue) -> TestApp {
+    common::telemetry::init("api-tests");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data_dir = dir.path().join("data");
+    let blob_dir = dir.path().join("blobs");
+    let (pg, database_url) = match db {
+        Db::Sqlite => (
+            None,
+            format!("sqlite://{}?mode=rwc", dir.path().join("test.db").display()),
+        ),
+        Db::Postgres => {
+            let (pg, url) = PgDatabase::create().await;
+            (Some(pg), url)
+        }
+    };
+    let (queue_url, embedded, rabbit, job_queue): (String, _, _, Arc<dyn JobQueue>) = match queue {
+        Queue::Embedded => {
+            let q = EmbeddedQueue::new();
+            ("embedded".into(), Some(q.clone()), None, Arc::new(q))
+        }
+        Queue::RabbitMq => {
+            let r = RabbitQueues::new();
+            let q: Arc<dyn JobQueue> = r.queue.clone();
+            (r.url.clone(), None, Some(r), q)
+        }
+        Queue::Unreachable => (
+            UNREACHABLE_AMQP.into(),
+            None,
+            None,
+            common::open_queue(UNREACHABLE_AMQP)
+                .await
+                .expect("a valid URL"),
+        ),
+    };
+    let config = Config::from_pairs([
+        ("DATABASE_URL", database_url.as_str()),
+        ("QUEUE_URL", queue_url.as_str()),
+        ("STORAGE_URL", &format!("file://{}", blob_dir.display())),
+        ("BIND", "127.0.0.1:0"),
+        ("DATA_DIR", &data_dir.display().to_string()),
+    ])
+    .expect("valid test config");
+    let state = AppState {
+        db: api::database::connect_and_migrate(&config.database_url)
+            .await
+            .expect("database"),
+        blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
+        queue: job_queue,
+    };
+    // Jobs are inspected by the tests, so no in-process worker consumes them.
+    let app = api::build_with(&config, state, false)
+        .await
+        .expect("the application builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    let state = app.state().clone();
+    let server = tokio::spawn(async move {
+        app.run_until_stopped().await.expect("server runs");
+    });
+    let admin_key = std::fs::read_to_string(data_dir.join("admin.key"))
+        .expect("the first start writes admin.key")
+        .trim()
+        .to_string();
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        admin_key,
+        state,
+        blob_dir,
+        data_dir,
+        embedded,
+        rabbit,
+        _pg: pg,
+        _dir: dir,
+        server,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn key(&self, role: Role) -> String {
+        api::auth::create_key(&self.state.db, "test", role)
+            .await
+            .expect("create key")
+            .key
+    }
+
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&self.admin_key)
+    }
+
+    pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(&self.admin_key)
+    }
+
+    pub fn put(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client.put(self.url(path)).bearer_auth(&self.admin_key)
+    }
+
+    pub fn delete(&self, path: &str) -> reqwest::RequestBuilder {
+        self.client
+            .delete(self.url(path))
+            .bearer_auth(&self.admin_key)
+    }
+
+    /// Creates a class and returns its id.
+    pub async fn create_class(&self, name: &str) -> Uuid {
+        let resp = self
+            .post("/classes")
+            .json(
+                &serde_json::json!({"name": name, "department": "CSE", "year": 2, "section": "A"}),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let body: serde_json::Value = resp.json().await.unwrap();
+        body["id"].as_str().unwrap().parse().unwrap()
+    }
+
+    /// Registers a student from fixture photos; returns the raw response.
+    pub async fn register(
+        &self,
+        class_id: Uuid,
+        roll_no: &str,
+        name: &str,
+        photos: Vec<(String, Vec<u8>)>,
+    ) -> reqwest::Response {
+        let mut form = Form::new()
+            .text("roll_no", roll_no.to_string())
+            .text("name", name.to_string())
+            .text("class_id", class_id.to_string());
+        for (file_name, bytes) in photos {
+            form = form.part("photos", Part::bytes(bytes).file_name(file_name));
+        }
+        self.post("/students/register")
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Every file under the blob directory (relative keys).
+    pub fn blob_keys(&self) -> Vec<String> {
+        fn walk(dir: &Path, root: &Path, out: &mut Vec<String>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, root, out);
+                } else {
+                    out.push(p.strip_prefix(root).unwrap().display().to_string());
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(&self.blob_dir, &self.blob_dir, &mut out);
+        // The store's own scratch files are not blobs.
+        out.retain(|k| !k.starts_with('.'));
+        out.sort();
+        out
+    }
+
+    /// Row counts of the tables an upload writes.
+    pub async fn row_counts(&self) -> [u64; 5] {
+        let db: &DatabaseConnection = &self.state.db;
+        [
+            models::student::Entity::find().count(db).await.unwrap(),
+            models::student_photo::Entity::find()
+                .count(db)
+                .await
+                .unwrap(),
+            models::attendance_session::Entity::find()
+                .count(db)
+                .await
+                .unwrap(),
+            models::session_photo::Entity::find()
+                .count(db)
+                .await
+                .unwrap(),
+            models::job::Entity::find().count(db).await.unwrap(),
+        ]
+    }
+
+    /// The next message on the app's queue (fails after 10 s).
+    pub async fn next_message(&self) -> JobMessage {
+        let queue: Arc<dyn JobQueue> = match (&self.embedded, &self.rabbit) {
+            (Some(q), _) => Arc::new(q.clone()),
+            (_, Some(r)) => r.queue.clone(),
+            _ => panic!("this app's queue cannot be consumed"),
+        };
+        next_message_on(queue.as_ref()).await
+    }
+}
+
+pub async fn next_message_on(queue: &dyn JobQueue) -> JobMessage {
+    let mut consumer = queue.consume(1).await.expect("consume");
+    let delivery = tokio::time::timeout(Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a message arrives within 10 s")
+        .expect("delivery");
+    let msg = delivery.message.as_ref().expect("decodable").clone();
+    delivery.ack().await.expect("ack");
+    msg
+}
+
+/// The JSON error body's code.
+pub async fn error_code(resp: reqwest::Response) -> String {
+    let body: serde_json::Value = resp.json().await.expect("a JSON error body");
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error.code in {body}"))
+        .to_string()
+}
+
+/// A stored blob's bytes.
+pub async fn read_blob(app: &TestApp, key: &str) -> bytes::Bytes {
+    app.state.blobs.get(key).await.expect("blob exists")
+}

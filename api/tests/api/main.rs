@@ -1,0 +1,13 @@
+//! Integration tests: the real application on a real port, against SQLite and
+//! PostgreSQL, the embedded queue and RabbitMQ, and a filesystem blob store.
+//! PostgreSQL and RabbitMQ must be running (TEST_DATABASE_URL, TEST_AMQP_URL); a
+//! missing service fails the tests.
+
+mod auth;
+mod classes;
+mod health;
+mod helpers;
+mod outbox;
+mod sessions;
+mod students;
+mod uploads;

@@ -1,0 +1,74 @@
+//! Queue down at upload time: the request still succeeds and the relay publishes later.
+
+use std::time::Duration;
+
+use api::outbox::{RelayOptions, relay_once};
+use common::JobKind;
+use models::job::JobStatus;
+use sea_orm::EntityTrait;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::helpers::{Db, Queue, RabbitQueues, fixture, next_message_on, spawn_app};
+
+#[tokio::test]
+async fn queue_down_at_upload_then_relay_publishes() {
+    let app = spawn_app(Db::Postgres, Queue::Unreachable).await;
+    let class_id = app.create_class("CSE 2A").await;
+    let resp = app
+        .register(
+            class_id,
+            "1",
+            "Barack Obama",
+            vec![("o.jpg".into(), fixture("people/obama/obama3.jpg"))],
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let job_id: Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(job.published_at.is_none(), "nothing was published");
+
+    // Readiness names the queue as the failed dependency.
+    let resp = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let ready: Value = resp.json().await.unwrap();
+    assert_eq!(ready["checks"]["queue"], "unavailable");
+    assert_eq!(ready["checks"]["database"], "ok");
+    assert_eq!(ready["checks"]["storage"], "ok");
+
+    // A working queue: the relay publishes the stranded job exactly once.
+    let good = RabbitQueues::new();
+    let options = RelayOptions {
+        unpublished_grace: Duration::ZERO,
+        ..RelayOptions::default()
+    };
+    assert_eq!(
+        relay_once(&app.state.db, good.queue.as_ref(), &options)
+            .await
+            .unwrap(),
+        1
+    );
+    let msg = next_message_on(good.queue.as_ref()).await;
+    assert_eq!(msg.job_id, job_id);
+    assert_eq!(msg.kind, JobKind::Registration);
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(job.published_at.is_some());
+    assert_eq!(
+        relay_once(&app.state.db, good.queue.as_ref(), &options)
+            .await
+            .unwrap(),
+        0,
+        "a published job is not republished before republish_after"
+    );
+}
