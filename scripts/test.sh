@@ -17,4 +17,4 @@ bash scripts/services.sh
 
 cargo build --workspace --all-targets
 cargo run -q -p worker --bin attendance-worker -- fetch-models >/dev/null
-cargo test --workspace -- --test-threads "${TEST_THREADS:-2}"
+cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"

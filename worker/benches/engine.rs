@@ -34,10 +34,16 @@ fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let runs: usize = std::env::var("BENCH_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(5);
-    let model_dir = std::env::var_os("MODEL_DIR").map_or_else(|| PathBuf::from("data/models"), PathBuf::from);
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
+    let model_dir =
+        std::env::var_os("MODEL_DIR").map_or_else(|| PathBuf::from("data/models"), PathBuf::from);
     let model_dir = if model_dir.is_relative() {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(model_dir)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join(model_dir)
     } else {
         model_dir
     };
@@ -49,7 +55,10 @@ fn main() {
 
     let six = load_image(&fixtures().join("groups/six_people.jpg")).expect("six_people.jpg");
     let faces = engine.detect(&six).expect("detect");
-    let chips: Vec<_> = faces.iter().map(|f| face_chip(&six, &dlib.landmarks(&six, f))).collect();
+    let chips: Vec<_> = faces
+        .iter()
+        .map(|f| face_chip(&six, &dlib.landmarks(&six, f)))
+        .collect();
     let batch16: Vec<_> = chips.iter().cycle().take(16).cloned().collect();
 
     let desc_b1 = median_ms(runs, || {
@@ -61,12 +70,20 @@ fn main() {
 
     let hd = image::imageops::resize(&six, 1366, 768, image::imageops::FilterType::Triangle);
     let mut mtcnn = serde_json::Map::new();
-    for rel in ["groups/six_people.jpg", "groups/obama_and_biden.jpg", "people/obama/obama1.jpg", "south_asian/groups/dhoni_with_others.jpg"] {
+    for rel in [
+        "groups/six_people.jpg",
+        "groups/obama_and_biden.jpg",
+        "people/obama/obama1.jpg",
+        "south_asian/groups/dhoni_with_others.jpg",
+    ] {
         let img = load_image(&fixtures().join(rel)).expect(rel);
         let ms = median_ms(runs, || {
             engine.detect(&img).unwrap();
         });
-        mtcnn.insert(format!("{rel} ({}x{})", img.width(), img.height()), ms.into());
+        mtcnn.insert(
+            format!("{rel} ({}x{})", img.width(), img.height()),
+            ms.into(),
+        );
     }
     let mtcnn_hd = median_ms(runs, || {
         engine.detect(&hd).unwrap();

@@ -21,7 +21,12 @@ pub fn draw_detections(image: &RgbImage, faces: &[Detection]) -> RgbImage {
             }
         }
         for [x, y] in face.landmarks {
-            draw_filled_circle_mut(&mut out, (x as i32, y as i32), thickness + 1, Rgb([255, 0, 0]));
+            draw_filled_circle_mut(
+                &mut out,
+                (x as i32, y as i32),
+                thickness + 1,
+                Rgb([255, 0, 0]),
+            );
         }
     }
     out

@@ -52,9 +52,12 @@ pub fn scan_people(dir: &Path) -> Result<Vec<Person>> {
 }
 
 fn is_photo(p: &Path) -> bool {
-    p.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "webp"))
+    p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+        matches!(
+            e.to_ascii_lowercase().as_str(),
+            "jpg" | "jpeg" | "png" | "webp"
+        )
+    })
 }
 
 /// A person's photos with the descriptor of the largest face in each (None: no face).
@@ -176,7 +179,12 @@ impl Split {
             .gallery
             .iter()
             .map(|(name, _)| {
-                let others = self.gallery.iter().filter(|(n, _)| n != name).cloned().collect();
+                let others = self
+                    .gallery
+                    .iter()
+                    .filter(|(n, _)| n != name)
+                    .cloned()
+                    .collect();
                 (name.as_str(), Gallery::new(others, rule))
             })
             .collect();
@@ -202,7 +210,10 @@ impl Split {
     /// Genuine and nearest-impostor distance of every probe.
     pub fn distances(&self) -> Vec<ProbeDistances> {
         let nearest = |d: &Descriptor, photos: &[Descriptor]| {
-            photos.iter().map(|g| distance(d, g)).fold(f32::INFINITY, f32::min)
+            photos
+                .iter()
+                .map(|g| distance(d, g))
+                .fold(f32::INFINITY, f32::min)
         };
         self.probes
             .iter()

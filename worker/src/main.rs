@@ -11,7 +11,11 @@ use worker::engine::{EngineError, FaceEngine, model_files};
 use worker::evaluation::{Split, embed_people, scan_people};
 
 #[derive(Parser)]
-#[command(name = "attendance-worker", version, about = "Attendance worker and face-engine tools")]
+#[command(
+    name = "attendance-worker",
+    version,
+    about = "Attendance worker and face-engine tools"
+)]
 struct Cli {
     /// Where the model weights are cached.
     #[arg(long, env = "MODEL_DIR", default_value = "data/models", global = true)]
@@ -94,7 +98,11 @@ fn main() -> ExitCode {
 }
 
 fn engine(cli: &Cli) -> Result<FaceEngine, Failure> {
-    Ok(FaceEngine::from_model_dir(&cli.model_dir, &cli.device, true)?)
+    Ok(FaceEngine::from_model_dir(
+        &cli.model_dir,
+        &cli.device,
+        true,
+    )?)
 }
 
 fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
@@ -170,7 +178,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "threshold": rule.max_distance,
             }))
         }
-        Command::Eval { dir, gallery, sweep } => {
+        Command::Eval {
+            dir,
+            gallery,
+            sweep,
+        } => {
             if *gallery == 0 {
                 return Err(anyhow::anyhow!("--gallery must be at least 1").into());
             }

@@ -55,7 +55,13 @@ fn gallery(people: &serde_json::Value, n: usize) -> Gallery<String> {
         .iter()
         .map(|(name, photos)| {
             let photos = photos.as_array().unwrap();
-            (name.clone(), photos[..n].iter().map(|p| largest(p.as_str().unwrap())).collect())
+            (
+                name.clone(),
+                photos[..n]
+                    .iter()
+                    .map(|p| largest(p.as_str().unwrap()))
+                    .collect(),
+            )
         })
         .collect();
     Gallery::new(entries, DecisionRule::DEFAULT)
@@ -75,7 +81,11 @@ fn every_other_photo_of_a_registered_person_is_identified() {
             let rel = photo.as_str().unwrap();
             let d = g.decide(&largest(rel));
             let (who, dist) = d.nearest.clone().unwrap();
-            assert!(d.accepted && &who == name, "{rel}: got {who} at {dist:.3}, accepted {}", d.accepted);
+            assert!(
+                d.accepted && &who == name,
+                "{rel}: got {who} at {dist:.3}, accepted {}",
+                d.accepted
+            );
         }
     }
 }
@@ -86,20 +96,39 @@ fn group_photos_find_everyone_present_and_misname_nobody() {
     let g = western_gallery();
     for (rel, group) in labels["groups"].as_object().unwrap() {
         let found = faces(rel);
-        let (min, max) = (group["faces_min"].as_u64().unwrap(), group["faces_max"].as_u64().unwrap());
+        let (min, max) = (
+            group["faces_min"].as_u64().unwrap(),
+            group["faces_max"].as_u64().unwrap(),
+        );
         assert!(
             (min..=max).contains(&(found.len() as u64)),
             "{rel}: {} faces, expected {min}..={max}",
             found.len()
         );
         let descriptors: Vec<_> = found.iter().map(|f| f.descriptor).collect();
-        let named: Vec<String> = g.assign(&descriptors).into_iter().flatten().map(|(k, _)| k).collect();
-        let present: Vec<&str> = group["present"].as_array().unwrap().iter().map(|p| p.as_str().unwrap()).collect();
+        let named: Vec<String> = g
+            .assign(&descriptors)
+            .into_iter()
+            .flatten()
+            .map(|(k, _)| k)
+            .collect();
+        let present: Vec<&str> = group["present"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
         for p in &present {
-            assert!(named.iter().any(|n| n == p), "{rel}: {p} not found (named {named:?})");
+            assert!(
+                named.iter().any(|n| n == p),
+                "{rel}: {p} not found (named {named:?})"
+            );
         }
         for n in &named {
-            assert!(present.contains(&n.as_str()), "{rel}: {n} misnamed (present {present:?})");
+            assert!(
+                present.contains(&n.as_str()),
+                "{rel}: {n} misnamed (present {present:?})"
+            );
         }
     }
 }
@@ -121,10 +150,17 @@ fn edge_images_are_handled() {
     // RGBA PNG and a 240p frame: still Obama.
     for rel in ["edge/rgba_32bit.png", "edge/obama_240p.jpg"] {
         let d = g.decide(&largest(rel));
-        assert!(d.accepted && d.nearest.as_ref().unwrap().0 == "obama", "{rel}: {d:?}");
+        assert!(
+            d.accepted && d.nearest.as_ref().unwrap().0 == "obama",
+            "{rel}: {d:?}"
+        );
     }
     // Cut-off and tiny faces: no error; if anybody is named, it is Obama.
-    for rel in ["edge/partial_face1.jpg", "edge/partial_face2.jpg", "edge/small_face.jpg"] {
+    for rel in [
+        "edge/partial_face1.jpg",
+        "edge/partial_face2.jpg",
+        "edge/small_face.jpg",
+    ] {
         for face in faces(rel) {
             let d = g.decide(&face.descriptor);
             if d.accepted {
@@ -163,7 +199,9 @@ fn south_asian_groups_misname_nobody() {
         let descriptors: Vec<_> = faces.iter().map(|f| f.descriptor).collect();
         let boxes = group["boxes_x0y0x1y1"].as_object().unwrap();
         for (face, assigned) in faces.iter().zip(g.assign(&descriptors)) {
-            let Some((who, dist)) = assigned else { continue };
+            let Some((who, dist)) = assigned else {
+                continue;
+            };
             let b: Vec<f32> = boxes
                 .get(&who)
                 .unwrap_or_else(|| panic!("{rel}: {who} named but not in the photo ({dist:.3})"))
@@ -174,7 +212,10 @@ fn south_asian_groups_misname_nobody() {
                 .collect();
             let [x1, y1, x2, y2] = face.detection.bbox;
             let (cx, cy) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
-            assert!(cx > b[0] && cx < b[2] && cy > b[1] && cy < b[3], "{rel}: {who} named on the wrong face");
+            assert!(
+                cx > b[0] && cx < b[2] && cy > b[1] && cy < b[3],
+                "{rel}: {who} named on the wrong face"
+            );
             found += 1;
         }
     }

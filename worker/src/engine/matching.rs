@@ -171,7 +171,10 @@ impl<K: Clone> Gallery<K> {
                     .filter(|&(j, _)| j != i)
                     .map(|(_, &x)| x)
                     .fold(f32::INFINITY, f32::min);
-                d <= self.students[i].threshold && second - d >= self.rule.margin
+                // The margin only ever admits a face's best student; without a margin
+                // any student within their threshold may be paired (Hungarian decides).
+                d <= self.students[i].threshold
+                    && (self.rule.margin <= 0.0 || second - d >= self.rule.margin)
             })
             .collect()
     }
@@ -277,7 +280,11 @@ mod tests {
     fn a_close_look_alike_tightens_the_threshold() {
         // a and b are 0.4 apart: with calibration 0.5 each accepts only within 0.2.
         let g = Gallery::new(
-            vec![("a", vec![at(0.0)]), ("b", vec![at(0.4)]), ("c", vec![at(5.0)])],
+            vec![
+                ("a", vec![at(0.0)]),
+                ("b", vec![at(0.4)]),
+                ("c", vec![at(5.0)]),
+            ],
             rule(0.45, 0.5, 0.0),
         );
         let t: Vec<_> = g.thresholds().map(|(k, t)| (*k, t)).collect();
@@ -293,7 +300,10 @@ mod tests {
             vec![("a", vec![at(0.0)]), ("b", vec![at(0.6)])],
             rule(0.45, 0.0, 0.1),
         );
-        assert!(!g.decide(&at(0.28)).accepted, "0.28 vs 0.32: too close to call");
+        assert!(
+            !g.decide(&at(0.28)).accepted,
+            "0.28 vs 0.32: too close to call"
+        );
         assert!(g.decide(&at(0.1)).accepted);
     }
 

@@ -22,7 +22,10 @@ pub struct Face {
     pub descriptor: Descriptor,
 }
 
-fn serialize_descriptor<S: serde::Serializer>(d: &Descriptor, s: S) -> std::result::Result<S::Ok, S::Error> {
+fn serialize_descriptor<S: serde::Serializer>(
+    d: &Descriptor,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
     s.collect_seq(d.iter())
 }
 
@@ -131,10 +134,12 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
     reader.limits(limits.clone());
-    let (w, h) = reader.into_dimensions().map_err(|source| EngineError::Image {
-        what: what.to_string(),
-        source,
-    })?;
+    let (w, h) = reader
+        .into_dimensions()
+        .map_err(|source| EngineError::Image {
+            what: what.to_string(),
+            source,
+        })?;
     if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
         return Err(EngineError::Invalid(format!(
             "{what} is {w}×{h} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
