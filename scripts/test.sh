@@ -5,7 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export MODEL_DIR="${MODEL_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/attendance/models}"
+# Weights are downloaded once into a per-user cache and copied into data/models, where
+# every test looks for them (MODEL_DIR for the engine, MODELS_DIR for the unit tests).
+MODEL_CACHE="${MODEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/attendance/models}"
+export MODEL_DIR="$PWD/data/models" MODELS_DIR="$PWD/data/models"
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432}"
 export TEST_AMQP_URL="${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export TEST_S3_ENDPOINT="${TEST_S3_ENDPOINT:-http://127.0.0.1:9000}"
@@ -16,5 +19,9 @@ export REQUIRE_SERVICES=1
 bash scripts/services.sh
 
 cargo build --workspace --all-targets
-cargo run -q -p worker --bin attendance-worker -- fetch-models >/dev/null
+cargo run -q -p worker --bin attendance-worker -- --model-dir "$MODEL_CACHE" fetch-models >/dev/null
+mkdir -p "$MODEL_DIR"
+for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat; do
+  [ -e "$MODEL_DIR/$(basename "$f")" ] || cp "$f" "$MODEL_DIR/"
+done
 cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"
