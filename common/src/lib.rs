@@ -9,6 +9,7 @@ pub mod blob;
 pub mod config;
 pub mod job;
 pub mod queue;
+pub mod shutdown;
 pub mod telemetry;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
