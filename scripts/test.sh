@@ -19,7 +19,9 @@ export REQUIRE_SERVICES=1
 bash scripts/services.sh
 
 cargo build --workspace --all-targets
-cargo run -q -p worker --bin attendance-worker -- --model-dir "$MODEL_CACHE" fetch-models >/dev/null
+# The binary just built: `cargo run -p worker` would resolve features for that crate
+# alone and rebuild it.
+"${CARGO_TARGET_DIR:-target}/debug/attendance-worker" --model-dir "$MODEL_CACHE" fetch-models >/dev/null
 mkdir -p "$MODEL_DIR"
 for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat; do
   [ -e "$MODEL_DIR/$(basename "$f")" ] || cp "$f" "$MODEL_DIR/"

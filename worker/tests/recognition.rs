@@ -2,7 +2,6 @@
 //! `labels.json`): what a teacher would check — the right people recognised, nobody
 //! misnamed, strangers left unknown.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
