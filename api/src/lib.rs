@@ -75,6 +75,9 @@ pub async fn build_with(
     in_process_worker: bool,
 ) -> Result<Application, StartupError> {
     auth::ensure_admin_key(&state.db, &config.data_dir).await?;
+    if in_process_worker {
+        outbox::recover_in_process_jobs(&state.db, state.queue.as_ref()).await?;
+    }
 
     let mut background = vec![outbox::spawn_relay(
         state.db.clone(),

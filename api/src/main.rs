@@ -54,6 +54,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             let app = api::build(&config).await.context("startup failed")?;
+            // On stdout, beside the first admin key: what a person starting it needs.
+            println!(
+                "attendance-api listening on http://{addr} (API docs: http://{addr}/docs)",
+                addr = app.addr()
+            );
             app.run_until_stopped().await.context("server failed")?;
         }
         Command::Migrate => {

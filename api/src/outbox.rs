@@ -7,8 +7,8 @@ use chrono::Utc;
 use common::{JobKind, JobMessage, JobQueue};
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -139,6 +139,50 @@ pub async fn relay_once(
     if published > 0 {
         tracing::info!(published, "outbox relay published queued jobs");
     }
+    Ok(published)
+}
+
+/// Embedded mode only, at start-up: the in-process queue and its worker died with the
+/// previous process, so every unfinished job (queued, or caught `running`) is set back
+/// to `queued` and published again now. Never call this where another process may be
+/// running jobs (RabbitMQ redelivers those itself). Returns how many were published.
+pub async fn recover_in_process_jobs(
+    db: &impl ConnectionTrait,
+    queue: &dyn JobQueue,
+) -> Result<usize, DbErr> {
+    let reset = job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            sea_orm::sea_query::Expr::value(JobStatus::Queued.to_value()),
+        )
+        .col_expr(
+            job::Column::PublishedAt,
+            sea_orm::sea_query::Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .filter(job::Column::Status.is_in([JobStatus::Queued, JobStatus::Running]))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if reset == 0 {
+        return Ok(0);
+    }
+    let options = RelayOptions {
+        unpublished_grace: Duration::ZERO,
+        ..RelayOptions::default()
+    };
+    let mut published = 0;
+    loop {
+        let n = relay_once(db, queue, &options).await?;
+        published += n;
+        if n < options.batch as usize {
+            break;
+        }
+    }
+    tracing::info!(
+        reset,
+        published,
+        "jobs left unfinished by the previous run queued again"
+    );
     Ok(published)
 }
 

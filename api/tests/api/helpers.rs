@@ -38,7 +38,7 @@ pub fn amqp_base() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".to_string())
 }
 
-fn postgres_base() -> String {
+pub fn postgres_base() -> String {
     let raw = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
     let mut url = url::Url::parse(&raw).expect("TEST_DATABASE_URL is a URL");
@@ -66,7 +66,7 @@ pub struct PgDatabase {
 }
 
 impl PgDatabase {
-    async fn create() -> (PgDatabase, String) {
+    pub async fn create() -> (PgDatabase, String) {
         let base = postgres_base();
         let name = format!("test_{}", Uuid::new_v4().simple());
         let admin = Database::connect(format!("{base}/postgres"))

@@ -5,6 +5,7 @@
 
 mod auth;
 mod classes;
+mod e2e;
 mod health;
 mod helpers;
 mod outbox;

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use api::outbox::{RelayOptions, relay_once};
+use api::outbox::{RelayOptions, recover_in_process_jobs, relay_once};
 use common::JobKind;
 use models::job::JobStatus;
-use sea_orm::EntityTrait;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -71,4 +71,46 @@ async fn queue_down_at_upload_then_relay_publishes() {
         0,
         "a published job is not republished before republish_after"
     );
+}
+
+#[tokio::test]
+async fn embedded_restart_requeues_jobs_the_dead_process_held() {
+    let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
+    let class_id = app.create_class("CSE 2A").await;
+    let resp = app
+        .register(
+            class_id,
+            "1",
+            "Barack Obama",
+            vec![("o.jpg".into(), fixture("people/obama/obama3.jpg"))],
+        )
+        .await;
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let job_id: Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    // The message was taken by a worker that then died with the process, mid-job.
+    assert_eq!(app.next_message().await.job_id, job_id);
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut running = job.into_active_model();
+    running.status = Set(JobStatus::Running);
+    running.update(&app.state.db).await.unwrap();
+
+    assert_eq!(
+        recover_in_process_jobs(&app.state.db, app.state.queue.as_ref())
+            .await
+            .unwrap(),
+        1
+    );
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Queued);
+    assert!(job.published_at.is_some(), "published again");
+    assert_eq!(app.next_message().await.job_id, job_id);
 }

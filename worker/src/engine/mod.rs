@@ -10,6 +10,7 @@ pub mod face_chip;
 pub mod matching;
 pub mod model_files;
 pub mod mtcnn;
+pub mod nhwc;
 pub mod pipeline;
 pub mod pytorch_legacy;
 pub mod resnet;

@@ -11,6 +11,7 @@ use image::RgbImage;
 
 use super::dlib_format::{DlibTensor, Reader};
 use super::face_chip::CHIP_SIZE;
+use super::nhwc;
 use super::{EngineError, Result};
 
 /// Length of a face descriptor.
@@ -191,13 +192,29 @@ fn read_details(r: &mut Reader<'_>) -> Result<Record> {
     })
 }
 
-/// A convolution with the following `affine` folded in.
+/// A convolution with the following `affine` folded in, laid out for the device's
+/// forward pass: NHWC kernels on the CPU (see `nhwc`), candle-nn's layer elsewhere.
 #[derive(Debug)]
-struct ConvAffine(Conv2d);
+enum ConvAffine {
+    Cpu(nhwc::Conv),
+    Candle(Conv2d),
+}
 
 impl ConvAffine {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        self.0.forward(x)
+        match self {
+            ConvAffine::Candle(conv) => conv.forward(x),
+            ConvAffine::Cpu(_) => candle_core::bail!("an NHWC layer in the tensor forward pass"),
+        }
+    }
+
+    fn forward_cpu(&self, x: &nhwc::Maps) -> Result<nhwc::Maps> {
+        match self {
+            ConvAffine::Cpu(conv) => conv.forward(x),
+            ConvAffine::Candle(_) => Err(EngineError::Invalid(
+                "a candle layer in the CPU forward pass".into(),
+            )),
+        }
     }
 }
 
@@ -308,9 +325,14 @@ impl Records<'_, '_> {
             .zip(g.iter().zip(bt))
             .map(|(&v, (&g, &bt))| v * g + bt)
             .collect();
+        if device.is_cpu() {
+            return Ok(ConvAffine::Cpu(nhwc::Conv::from_oihw(
+                &w, &b, filters, stride[0], padding[0],
+            )?));
+        }
         let weight = Tensor::from_vec(w, (f, c, kh, kw), device)?;
         let bias = Tensor::from_vec(b, f, device)?;
-        Ok(ConvAffine(Conv2d::new(
+        Ok(ConvAffine::Candle(Conv2d::new(
             weight,
             Some(bias),
             Conv2dConfig {
@@ -420,8 +442,12 @@ impl FaceDescriptor {
     pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<[f32; DESCRIPTOR_LEN]>> {
         let mut out = Vec::with_capacity(chips.len());
         for batch in chips.chunks(MAX_BATCH) {
-            let x = self.input_tensor(batch)?;
-            let d = self.forward(&x)?.to_vec2::<f32>()?;
+            let d = if self.device.is_cpu() {
+                self.forward_cpu(&self.input_maps(batch)?)?
+            } else {
+                self.forward(&self.input_tensor(batch)?)?
+            }
+            .to_vec2::<f32>()?;
             out.extend(d.into_iter().map(|row| {
                 let mut a = [0f32; DESCRIPTOR_LEN];
                 a.copy_from_slice(&row);
@@ -431,17 +457,56 @@ impl FaceDescriptor {
         Ok(out)
     }
 
+    /// `(n, 150, 150, 3)` NHWC float32, normalised as in [`Self::input_tensor`].
+    fn input_maps(&self, chips: &[RgbImage]) -> Result<nhwc::Maps> {
+        let s = CHIP_SIZE as usize;
+        let mut data = Vec::with_capacity(chips.len() * s * s * 3);
+        for (i, chip) in chips.iter().enumerate() {
+            check_chip(i, chip)?;
+            for px in chip.as_raw().chunks_exact(3) {
+                for (v, mean) in px.iter().zip(&self.avg_rgb) {
+                    data.push((f32::from(*v) - mean) / 256.0);
+                }
+            }
+        }
+        Ok(nhwc::Maps {
+            n: chips.len(),
+            h: s,
+            w: s,
+            c: 3,
+            data,
+        })
+    }
+
+    /// The forward pass of [`Self::forward`] on NHWC maps; `(n, 128)` descriptors.
+    fn forward_cpu(&self, x: &nhwc::Maps) -> Result<Tensor> {
+        let (pool, stride) = self.stem_pool;
+        let mut x = self.stem.forward_cpu(x)?;
+        x.relu();
+        let mut x = nhwc::max_pool(&x, pool[0], stride[0]);
+        for unit in &self.units {
+            let mut h = unit.conv1.forward_cpu(&x)?;
+            h.relu();
+            let mut h = unit.conv2.forward_cpu(&h)?;
+            x = match unit.down {
+                None => {
+                    h.add_assign(&x);
+                    h
+                }
+                Some(k) => nhwc::add_zero_padded(&nhwc::avg_pool(&x, k[0], k[0]), &h),
+            };
+            x.relu();
+        }
+        let pooled = Tensor::from_vec(x.mean_over_pixels(), (x.n, x.c), &self.device)?;
+        Ok(pooled.matmul(&self.fc)?)
+    }
+
     /// `(n, 3, 150, 150)` float32: `(R − 122.782)/256`, etc., channels R, G, B.
     fn input_tensor(&self, chips: &[RgbImage]) -> Result<Tensor> {
         let s = CHIP_SIZE as usize;
         let mut raw = Vec::with_capacity(chips.len() * s * s * 3);
         for (i, chip) in chips.iter().enumerate() {
-            if chip.dimensions() != (CHIP_SIZE, CHIP_SIZE) {
-                return Err(EngineError::Invalid(format!(
-                    "chip {i} is {:?}, expected {CHIP_SIZE}x{CHIP_SIZE}",
-                    chip.dimensions()
-                )));
-            }
+            check_chip(i, chip)?;
             raw.extend_from_slice(chip.as_raw());
         }
         let mean = Tensor::from_slice(&self.avg_rgb, (1, 3, 1, 1), &self.device)?;
@@ -471,6 +536,16 @@ impl FaceDescriptor {
         let pooled = x.mean(D::Minus1)?.mean(D::Minus1)?; // avg_pool_everything
         Ok(pooled.matmul(&self.fc)?)
     }
+}
+
+fn check_chip(i: usize, chip: &RgbImage) -> Result<()> {
+    if chip.dimensions() != (CHIP_SIZE, CHIP_SIZE) {
+        return Err(EngineError::Invalid(format!(
+            "chip {i} is {:?}, expected {CHIP_SIZE}x{CHIP_SIZE}",
+            chip.dimensions()
+        )));
+    }
+    Ok(())
 }
 
 /// dlib's `add_prev` between tensors of different shapes: the output takes the larger
