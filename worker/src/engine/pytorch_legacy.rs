@@ -265,6 +265,9 @@ struct TensorRef {
     stride: Vec<usize>,
 }
 
+/// A pickled dict's items, shared because the pickle can reference it again by memo.
+type DictItems = Rc<RefCell<Vec<(Value, Value)>>>;
+
 /// Pickle values. Dicts and lists are shared (`Rc<RefCell>`) because pickle memoizes them
 /// by reference and may fill them after they were stored in the memo.
 #[derive(Debug, Clone)]
@@ -278,7 +281,7 @@ enum Value {
     Str(String),
     Tuple(Rc<Vec<Value>>),
     List(Rc<RefCell<Vec<Value>>>),
-    Dict(Rc<RefCell<Vec<(Value, Value)>>>),
+    Dict(DictItems),
     Global {
         module: String,
         name: String,
@@ -543,7 +546,7 @@ impl Unpickler {
         }
     }
 
-    fn top_dict(&self) -> std::result::Result<Rc<RefCell<Vec<(Value, Value)>>>, String> {
+    fn top_dict(&self) -> std::result::Result<DictItems, String> {
         match self.stack.last() {
             Some(Value::Dict(d)) => Ok(d.clone()),
             other => Err(format!(

@@ -342,7 +342,7 @@ mod tests {
         let first = sp.cascades[0].trees[0].splits[0];
         assert_eq!((first.idx1, first.idx2), (346, 714));
         assert_eq!(first.thresh, -0.697_510_5_f32);
-        assert_eq!(sp.initial_shape[0], 0.776_251_67_f32);
+        assert_eq!(sp.initial_shape[0], 0.776_251_7_f32);
         assert_eq!(sp.initial_shape[9], 0.657_607_26_f32);
     }
 

@@ -239,7 +239,8 @@ fn pyramid_scales(width: usize, height: usize, config: &MtcnnConfig) -> Result<V
     let as_python = |v: f32| v.to_string().parse::<f64>().unwrap_or(f64::from(v));
     let min_face = as_python(config.min_face_size);
     let factor = as_python(config.scale_factor);
-    if !(min_face > 0.0 && min_face.is_finite()) || !(factor > 0.0 && factor < 1.0) {
+    let valid = min_face > 0.0 && min_face.is_finite() && factor > 0.0 && factor < 1.0;
+    if !valid {
         return Err(EngineError::Invalid(format!(
             "MTCNN needs min_face_size > 0 and 0 < scale_factor < 1, got {} and {}",
             config.min_face_size, config.scale_factor
