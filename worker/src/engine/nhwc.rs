@@ -7,8 +7,12 @@
 //! network several times slower than dlib. On CUDA the candle-nn layers are used as is.
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::Result;
+
+/// Rows per parallel task in the per-pixel passes: big enough that scheduling is noise.
+const ROWS_PER_TASK: usize = 1024;
 
 /// A batch of feature maps, `(n, h, w, c)` row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +73,15 @@ impl Maps {
     }
 }
 
+/// What follows a layer's bias, applied in the same pass.
+#[derive(Debug, Clone, Copy)]
+pub enum Act<'a> {
+    Identity,
+    Relu,
+    /// PyTorch's PReLU: one slope per channel for negative values.
+    Prelu(&'a [f32]),
+}
+
 /// A 2-D convolution with bias, square stride and zero padding.
 #[derive(Debug)]
 pub struct Conv {
@@ -126,17 +139,46 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Maps) -> Result<Maps> {
+        self.forward_act(x, Act::Identity)
+    }
+
+    /// The convolution, its bias and `act`.
+    pub fn forward_act(&self, x: &Maps, act: Act<'_>) -> Result<Maps> {
         assert_eq!(x.c, self.c_in, "input channels");
         let (oh, ow) = self.output_size(x.h, x.w);
         let rows = x.n * oh * ow;
         let cols = self.im2col(x, oh, ow);
         let cols = Tensor::from_vec(cols, (rows, self.k_h * self.k_w * self.c_in), &Device::Cpu)?;
         let mut data = cols.matmul(&self.weight)?.flatten_all()?.to_vec1::<f32>()?;
-        for px in data.chunks_exact_mut(self.c_out) {
-            for (v, b) in px.iter_mut().zip(&self.bias) {
-                *v += b;
-            }
+        let c_out = self.c_out;
+        let bias = &self.bias;
+        if let Act::Prelu(alpha) = act {
+            assert_eq!(alpha.len(), c_out, "PReLU slopes");
         }
+        data.par_chunks_mut(c_out * ROWS_PER_TASK).for_each(|rows| {
+            for px in rows.chunks_exact_mut(c_out) {
+                match act {
+                    Act::Identity => {
+                        for (v, b) in px.iter_mut().zip(bias) {
+                            *v += b;
+                        }
+                    }
+                    Act::Relu => {
+                        for (v, b) in px.iter_mut().zip(bias) {
+                            *v = (*v + b).max(0.0);
+                        }
+                    }
+                    Act::Prelu(alpha) => {
+                        // Branch-free (signs are random: a branch mispredicts half the
+                        // time); equal to `y > 0 ? y : a·y` up to the sign of zero.
+                        for ((v, b), a) in px.iter_mut().zip(bias).zip(alpha) {
+                            let y = *v + b;
+                            *v = y.max(0.0) + a * y.min(0.0);
+                        }
+                    }
+                }
+            }
+        });
         Ok(Maps {
             n: x.n,
             h: oh,
@@ -151,31 +193,40 @@ impl Conv {
     fn im2col(&self, x: &Maps, oh: usize, ow: usize) -> Vec<f32> {
         let row_len = self.k_h * self.k_w * self.c_in;
         let mut cols = vec![0.0f32; x.n * oh * ow * row_len];
+        cols.par_chunks_mut(row_len * ROWS_PER_TASK)
+            .enumerate()
+            .for_each(|(task, rows)| {
+                for (i, row) in rows.chunks_exact_mut(row_len).enumerate() {
+                    self.fill_row(x, task * ROWS_PER_TASK + i, (oh, ow), row);
+                }
+            });
+        cols
+    }
+
+    /// Row `r` of the im2col matrix (see [`Self::im2col`]), into a zeroed `row`.
+    fn fill_row(&self, x: &Maps, r: usize, (oh, ow): (usize, usize), row: &mut [f32]) {
         let (s, p) = (self.stride as isize, self.padding as isize);
         let (h, w) = (x.h as isize, x.w as isize);
-        for (r, row) in cols.chunks_exact_mut(row_len).enumerate() {
-            let b = r / (oh * ow);
-            let oy = ((r / ow) % oh) as isize;
-            let ox = (r % ow) as isize;
-            let x0 = ox * s - p;
-            // Kernel columns that land inside the image.
-            let kx_lo = (-x0).max(0) as usize;
-            let kx_hi = (w - x0).clamp(0, self.k_w as isize) as usize;
-            if kx_lo >= kx_hi {
+        let b = r / (oh * ow);
+        let oy = ((r / ow) % oh) as isize;
+        let ox = (r % ow) as isize;
+        let x0 = ox * s - p;
+        // Kernel columns that land inside the image.
+        let kx_lo = (-x0).max(0) as usize;
+        let kx_hi = (w - x0).clamp(0, self.k_w as isize) as usize;
+        if kx_lo >= kx_hi {
+            return;
+        }
+        let len = (kx_hi - kx_lo) * self.c_in;
+        for ky in 0..self.k_h {
+            let iy = oy * s - p + ky as isize;
+            if iy < 0 || iy >= h {
                 continue;
             }
-            let len = (kx_hi - kx_lo) * self.c_in;
-            for ky in 0..self.k_h {
-                let iy = oy * s - p + ky as isize;
-                if iy < 0 || iy >= h {
-                    continue;
-                }
-                let src = x.at(b, iy as usize, (x0 + kx_lo as isize) as usize);
-                let dst = (ky * self.k_w + kx_lo) * self.c_in;
-                row[dst..dst + len].copy_from_slice(&x.data[src..src + len]);
-            }
+            let src = x.at(b, iy as usize, (x0 + kx_lo as isize) as usize);
+            let dst = (ky * self.k_w + kx_lo) * self.c_in;
+            row[dst..dst + len].copy_from_slice(&x.data[src..src + len]);
         }
-        cols
     }
 }
 
@@ -201,6 +252,34 @@ fn pool(x: &Maps, k: usize, s: usize, init: f32, fold: impl Fn(f32, f32) -> f32)
         }
     }
     out
+}
+
+/// `nn.MaxPool2d(k, s, ceil_mode=True)` without padding: when the windows do not tile
+/// the input, one more window starts inside it and takes the max of what it covers.
+pub fn max_pool_ceil(x: &Maps, k: usize, s: usize) -> Maps {
+    let out = |n: usize| if n <= k { 1 } else { (n - k).div_ceil(s) + 1 };
+    let (oh, ow) = (out(x.h), out(x.w));
+    let mut o = Maps::zeros(x.n, oh, ow, x.c);
+    for b in 0..x.n {
+        for oy in 0..oh {
+            let ys = oy * s..(oy * s + k).min(x.h);
+            for ox in 0..ow {
+                let xs = ox * s..(ox * s + k).min(x.w);
+                let at = o.at(b, oy, ox);
+                let acc = &mut o.data[at..at + x.c];
+                acc.fill(f32::NEG_INFINITY);
+                for iy in ys.clone() {
+                    for ix in xs.clone() {
+                        let i = x.at(b, iy, ix);
+                        for (a, v) in acc.iter_mut().zip(&x.data[i..i + x.c]) {
+                            *a = a.max(*v);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    o
 }
 
 pub fn max_pool(x: &Maps, k: usize, s: usize) -> Maps {
@@ -345,6 +424,36 @@ mod tests {
         for (a, b) in x.mean_over_pixels().iter().zip(&mean) {
             assert!((a - b).abs() < 1e-6);
         }
+    }
+
+    #[test]
+    fn ceil_mode_pool_adds_a_partial_window() {
+        let x = Maps {
+            n: 1,
+            h: 3,
+            w: 3,
+            c: 1,
+            data: (1..=9).map(|v| v as f32).collect(),
+        };
+        let p = max_pool_ceil(&x, 2, 2);
+        assert_eq!((p.h, p.w), (2, 2));
+        assert_eq!(p.data, vec![5.0, 6.0, 8.0, 9.0]);
+    }
+
+    #[test]
+    fn prelu_scales_only_negative_values() {
+        let conv = Conv::from_oihw(&[1.0, -1.0], &[0.0, 0.0], [2, 1, 1, 1], 1, 0).unwrap();
+        let x = Maps {
+            n: 1,
+            h: 1,
+            w: 2,
+            c: 1,
+            data: vec![2.0, -3.0],
+        };
+        let y = conv.forward_act(&x, Act::Prelu(&[0.5, 0.25])).unwrap();
+        assert_eq!(y.data, vec![2.0, -0.5, -1.5, 3.0]);
+        let y = conv.forward_act(&x, Act::Relu).unwrap();
+        assert_eq!(y.data, vec![2.0, 0.0, 0.0, 3.0]);
     }
 
     #[test]

@@ -8,16 +8,20 @@
 
 mod boxes;
 pub mod nets;
+pub mod nets_cpu;
 mod resample;
 
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 
 use self::boxes::{Candidate, bbreg, crop_region, nms, nms_min, rerec};
 use self::nets::{ONet, PNet, RNet};
-use self::resample::{IntegralImage, Region};
+use self::nets_cpu::{ONetCpu, Output, PNetCpu, ProposalMaps, RNetCpu, Refinement};
+use self::resample::{IntegralImage, PixelOrder, Region};
+use super::nhwc::Maps;
 use super::{EngineError, Result, pytorch_legacy};
 
 /// Detection parameters, with facenet-pytorch's defaults.
@@ -52,11 +56,17 @@ pub struct Detection {
     pub landmarks: [[f32; 2]; 5],
 }
 
+/// The three networks, as NHWC layers on the CPU and candle-nn modules elsewhere.
+// One per loaded engine: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+enum Nets {
+    Cpu(PNetCpu, RNetCpu, ONetCpu),
+    Candle(PNet, RNet, ONet),
+}
+
 /// The three networks plus the detection parameters.
 pub struct Mtcnn {
-    pnet: PNet,
-    rnet: RNet,
-    onet: ONet,
+    nets: Nets,
     device: Device,
     config: MtcnnConfig,
 }
@@ -68,6 +78,17 @@ const CROP_BATCH: usize = 256;
 impl Mtcnn {
     /// Loads `pnet.pt`, `rnet.pt` and `onet.pt` (facenet-pytorch's legacy state dicts).
     pub fn load(pnet: &Path, rnet: &Path, onet: &Path, device: &Device) -> Result<Self> {
+        Self::load_layers(pnet, rnet, onet, device, device.is_cpu())
+    }
+
+    /// `nhwc_layers`: the CPU's NHWC layers instead of candle-nn's modules.
+    fn load_layers(
+        pnet: &Path,
+        rnet: &Path,
+        onet: &Path,
+        device: &Device,
+        nhwc_layers: bool,
+    ) -> Result<Self> {
         let net = |path: &Path| pytorch_legacy::var_builder(path, device);
         fn wrong_shape(path: &Path) -> impl Fn(candle_core::Error) -> EngineError + '_ {
             move |e| EngineError::Format {
@@ -75,10 +96,28 @@ impl Mtcnn {
                 reason: format!("not an MTCNN network: {e}"),
             }
         }
+        let cpu_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: EngineError| match e {
+                EngineError::Candle(e) => wrong_shape(&path)(e),
+                other => other,
+            }
+        };
+        let nets = if nhwc_layers {
+            Nets::Cpu(
+                PNetCpu::load(&net(pnet)?).map_err(cpu_error(pnet))?,
+                RNetCpu::load(&net(rnet)?).map_err(cpu_error(rnet))?,
+                ONetCpu::load(&net(onet)?).map_err(cpu_error(onet))?,
+            )
+        } else {
+            Nets::Candle(
+                PNet::load(net(pnet)?).map_err(wrong_shape(pnet))?,
+                RNet::load(net(rnet)?).map_err(wrong_shape(rnet))?,
+                ONet::load(net(onet)?).map_err(wrong_shape(onet))?,
+            )
+        };
         Ok(Self {
-            pnet: PNet::load(net(pnet)?).map_err(wrong_shape(pnet))?,
-            rnet: RNet::load(net(rnet)?).map_err(wrong_shape(rnet))?,
-            onet: ONet::load(net(onet)?).map_err(wrong_shape(onet))?,
+            nets,
             device: device.clone(),
             config: MtcnnConfig::default(),
         })
@@ -116,27 +155,109 @@ impl Mtcnn {
         Ok(faces)
     }
 
+    fn pixel_order(&self) -> PixelOrder {
+        match self.nets {
+            Nets::Cpu(..) => PixelOrder::Interleaved,
+            Nets::Candle(..) => PixelOrder::Planar,
+        }
+    }
+
+    /// P-Net on one pyramid level of `h × w` pixels (in [`Self::pixel_order`]).
+    fn run_pnet(&self, pixels: &[f32], h: usize, w: usize) -> Result<ProposalMaps> {
+        match &self.nets {
+            Nets::Cpu(pnet, ..) => pnet.forward(&maps(pixels, 1, h, w)),
+            Nets::Candle(pnet, ..) => {
+                let input = Tensor::from_slice(pixels, (1, 3, h, w), &self.device)?;
+                let (reg, prob) = pnet.forward(&input)?;
+                let (_, _, oh, ow) = reg.dims4()?;
+                let prob = prob.flatten_all()?.to_vec1::<f32>()?;
+                // (1, 4, H', W') → per cell [4].
+                let reg = reg
+                    .squeeze(0)?
+                    .permute((1, 2, 0))?
+                    .flatten_all()?
+                    .to_vec1::<f32>()?;
+                Ok(ProposalMaps {
+                    h: oh,
+                    w: ow,
+                    prob,
+                    reg: reg
+                        .chunks_exact(4)
+                        .map(|r| [r[0], r[1], r[2], r[3]])
+                        .collect(),
+                })
+            }
+        }
+    }
+
+    /// R-Net on `n` 24×24 crops.
+    fn run_rnet(&self, pixels: &[f32], n: usize) -> Result<Vec<Refinement>> {
+        match &self.nets {
+            Nets::Cpu(_, rnet, _) => rnet.forward(&maps(pixels, n, 24, 24)),
+            Nets::Candle(_, rnet, _) => {
+                let input = Tensor::from_slice(pixels, (n, 3, 24, 24), &self.device)?;
+                let (reg, prob) = rnet.forward(&input)?;
+                Ok(prob
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .zip(reg.to_vec2::<f32>()?)
+                    .map(|(prob, r)| Refinement {
+                        prob,
+                        reg: [r[0], r[1], r[2], r[3]],
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// O-Net on `n` 48×48 crops.
+    fn run_onet(&self, pixels: &[f32], n: usize) -> Result<Vec<Output>> {
+        match &self.nets {
+            Nets::Cpu(.., onet) => onet.forward(&maps(pixels, n, 48, 48)),
+            Nets::Candle(.., onet) => {
+                let input = Tensor::from_slice(pixels, (n, 3, 48, 48), &self.device)?;
+                let (reg, points, prob) = onet.forward(&input)?;
+                Ok(prob
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .zip(reg.to_vec2::<f32>()?)
+                    .zip(points.to_vec2::<f32>()?)
+                    .map(|((prob, r), p)| Output {
+                        prob,
+                        reg: [r[0], r[1], r[2], r[3]],
+                        points: std::array::from_fn(|i| p[i]),
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// Stage 1: P-Net over the pyramid. Returns squared boxes after both NMS passes and the
     /// P-Net regression.
     fn proposals(&self, integral: &IntegralImage, scales: &[f64]) -> Result<Vec<[f32; 4]>> {
         let (w, h) = (integral.width(), integral.height());
         let whole = Region { x0: 0, y0: 0, w, h };
         let threshold = self.config.thresholds[0];
-        let mut all = Vec::new();
-        let mut pixels = Vec::new();
-        for &scale in scales {
+        let level = |scale: f64| -> Result<Vec<Candidate>> {
             // `int(h * scale + 1)` in Python doubles.
             let hs = (h as f64 * scale + 1.0) as usize;
             let ws = (w as f64 * scale + 1.0) as usize;
-            pixels.resize(3 * hs * ws, 0.0);
-            integral.resample_into(whole, hs, ws, &mut pixels);
-            let input = Tensor::from_slice(&pixels, (1, 3, hs, ws), &self.device)?;
-            let (reg, prob) = self.pnet.forward(&input)?;
-            let prob = prob.squeeze(0)?.to_vec2::<f32>()?;
-            let reg = reg.squeeze(0)?.to_vec3::<f32>()?;
-            let found = generate_bounding_boxes(&prob, &reg, scale as f32, threshold);
-            all.extend(nms(&found, 0.5).into_iter().map(|i| found[i]));
-        }
+            let mut pixels = vec![0.0; 3 * hs * ws];
+            integral.resample_into(whole, (hs, ws), self.pixel_order(), &mut pixels);
+            let maps = self.run_pnet(&pixels, hs, ws)?;
+            let found = generate_bounding_boxes(&maps, scale as f32, threshold);
+            Ok(nms(&found, 0.5).into_iter().map(|i| found[i]).collect())
+        };
+        // On the CPU the levels run side by side: their single-threaded parts (resampling,
+        // pooling, NMS) overlap. The results keep the order of the scales.
+        let levels: Vec<Vec<Candidate>> = match self.nets {
+            Nets::Cpu(..) => scales
+                .par_iter()
+                .map(|&s| level(s))
+                .collect::<Result<_>>()?,
+            Nets::Candle(..) => scales.iter().map(|&s| level(s)).collect::<Result<_>>()?,
+        };
+        let all: Vec<Candidate> = levels.into_iter().flatten().collect();
         let kept = nms(&all, 0.7);
         Ok(kept
             .into_iter()
@@ -158,23 +279,19 @@ impl Mtcnn {
 
     /// Stage 2: R-Net on 24×24 crops, threshold, NMS, regression, squaring.
     fn refine(&self, integral: &IntegralImage, proposals: &[[f32; 4]]) -> Result<Vec<[f32; 4]>> {
-        let (crops, batch) = crop_batch(integral, proposals, 24);
+        let (crops, batch) = crop_batch(integral, proposals, 24, self.pixel_order());
         let mut scored = Vec::new();
         for (chunk_boxes, chunk_pixels) in crops
             .chunks(CROP_BATCH)
             .zip(batch.chunks(CROP_BATCH * 3 * 24 * 24))
         {
-            let input =
-                Tensor::from_slice(chunk_pixels, (chunk_boxes.len(), 3, 24, 24), &self.device)?;
-            let (reg, prob) = self.rnet.forward(&input)?;
-            let reg = reg.to_vec2::<f32>()?;
-            let prob = prob.to_vec1::<f32>()?;
-            for ((&bbox, score), reg) in chunk_boxes.iter().zip(prob).zip(reg) {
-                if score > self.config.thresholds[1] {
+            let refined = self.run_rnet(chunk_pixels, chunk_boxes.len())?;
+            for (&bbox, r) in chunk_boxes.iter().zip(refined) {
+                if r.prob > self.config.thresholds[1] {
                     scored.push(Candidate {
                         bbox,
-                        score,
-                        reg: [reg[0], reg[1], reg[2], reg[3]],
+                        score: r.prob,
+                        reg: r.reg,
                     });
                 }
             }
@@ -187,19 +304,22 @@ impl Mtcnn {
 
     /// Stage 3: O-Net on 48×48 crops, threshold, landmarks, regression, "Min" NMS.
     fn output(&self, integral: &IntegralImage, refined: &[[f32; 4]]) -> Result<Vec<Detection>> {
-        let (crops, batch) = crop_batch(integral, refined, 48);
+        let (crops, batch) = crop_batch(integral, refined, 48, self.pixel_order());
         let mut faces = Vec::new();
         for (chunk_boxes, chunk_pixels) in crops
             .chunks(CROP_BATCH)
             .zip(batch.chunks(CROP_BATCH * 3 * 48 * 48))
         {
-            let input =
-                Tensor::from_slice(chunk_pixels, (chunk_boxes.len(), 3, 48, 48), &self.device)?;
-            let (reg, points, prob) = self.onet.forward(&input)?;
-            let reg = reg.to_vec2::<f32>()?;
-            let points = points.to_vec2::<f32>()?;
-            let prob = prob.to_vec1::<f32>()?;
-            for (((&b, score), reg), p) in chunk_boxes.iter().zip(prob).zip(reg).zip(points) {
+            let outputs = self.run_onet(chunk_pixels, chunk_boxes.len())?;
+            for (
+                &b,
+                Output {
+                    prob: score,
+                    reg,
+                    points: p,
+                },
+            ) in chunk_boxes.iter().zip(outputs)
+            {
                 if score <= self.config.thresholds[2] {
                     continue;
                 }
@@ -208,7 +328,7 @@ impl Mtcnn {
                 let h = b[3] - b[1] + 1.0;
                 let landmarks =
                     std::array::from_fn(|k| [w * p[k] + b[0] - 1.0, h * p[k + 5] + b[1] - 1.0]);
-                let bbox = bbreg(b, [reg[0], reg[1], reg[2], reg[3]]);
+                let bbox = bbreg(b, reg);
                 faces.push(Detection {
                     bbox,
                     score,
@@ -228,6 +348,17 @@ impl Mtcnn {
             .into_iter()
             .map(|i| faces[i].clone())
             .collect())
+    }
+}
+
+/// Interleaved pixels of `n` images of `h × w` as NHWC maps.
+fn maps(pixels: &[f32], n: usize, h: usize, w: usize) -> Maps {
+    Maps {
+        n,
+        h,
+        w,
+        c: 3,
+        data: pixels.to_vec(),
     }
 }
 
@@ -260,15 +391,11 @@ fn pyramid_scales(width: usize, height: usize, config: &MtcnnConfig) -> Result<V
 /// `generateBoundingBox`: every P-Net cell with probability ≥ threshold becomes the 12×12
 /// window it saw, mapped back to image pixels. Cells are visited in row-major order, as
 /// `mask.nonzero()` does.
-fn generate_bounding_boxes(
-    prob: &[Vec<f32>],
-    reg: &[Vec<Vec<f32>>],
-    scale: f32,
-    threshold: f32,
-) -> Vec<Candidate> {
+fn generate_bounding_boxes(maps: &ProposalMaps, scale: f32, threshold: f32) -> Vec<Candidate> {
     let mut out = Vec::new();
-    for (y, row) in prob.iter().enumerate() {
-        for (x, &score) in row.iter().enumerate() {
+    for (i, (&score, &reg)) in maps.prob.iter().zip(&maps.reg).enumerate() {
+        let (y, x) = (i / maps.w, i % maps.w);
+        {
             if score >= threshold {
                 let (bx, by) = (x as f32, y as f32);
                 let bbox = [
@@ -277,7 +404,6 @@ fn generate_bounding_boxes(
                     ((2.0 * bx + 12.0) / scale).floor(),
                     ((2.0 * by + 12.0) / scale).floor(),
                 ];
-                let reg = [reg[0][y][x], reg[1][y][x], reg[2][y][x], reg[3][y][x]];
                 out.push(Candidate { bbox, score, reg });
             }
         }
@@ -292,6 +418,7 @@ fn crop_batch(
     integral: &IntegralImage,
     boxes: &[[f32; 4]],
     size: usize,
+    order: PixelOrder,
 ) -> (Vec<[f32; 4]>, Vec<f32>) {
     let (w, h) = (integral.width(), integral.height());
     let kept: Vec<([f32; 4], Region)> = boxes
@@ -301,7 +428,7 @@ fn crop_batch(
     let per_crop = 3 * size * size;
     let mut pixels = vec![0f32; kept.len() * per_crop];
     for ((_, region), out) in kept.iter().zip(pixels.chunks_mut(per_crop)) {
-        integral.resample_into(*region, size, size, out);
+        integral.resample_into(*region, (size, size), order, out);
     }
     (kept.into_iter().map(|(b, _)| b).collect(), pixels)
 }
@@ -309,6 +436,51 @@ fn crop_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The CPU's NHWC layers and candle-nn's modules (what CUDA runs), both on the CPU,
+    /// find the same faces in a real group photo.
+    #[test]
+    fn nhwc_layers_match_candle_nn_modules() {
+        let dir = std::env::var_os("MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"));
+        let fixtures = std::env::var_os("FIXTURES_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
+            });
+        let image = image::open(fixtures.join("groups/six_people.jpg"))
+            .expect("fixture photo")
+            .to_rgb8();
+        let load = |nhwc| {
+            Mtcnn::load_layers(
+                &dir.join("pnet.pt"),
+                &dir.join("rnet.pt"),
+                &dir.join("onet.pt"),
+                &Device::Cpu,
+                nhwc,
+            )
+            .expect("MTCNN weights in MODELS_DIR")
+        };
+        let ours = load(true).detect(&image).unwrap();
+        let reference = load(false).detect(&image).unwrap();
+        assert_eq!(ours.len(), reference.len());
+        assert!(ours.len() >= 6);
+        for (a, b) in ours.iter().zip(&reference) {
+            assert!((a.score - b.score).abs() < 1e-4, "{a:?} vs {b:?}");
+            for (p, q) in a.bbox.iter().zip(&b.bbox) {
+                assert!((p - q).abs() < 0.01, "{a:?} vs {b:?}");
+            }
+            for (p, q) in a
+                .landmarks
+                .iter()
+                .flatten()
+                .zip(b.landmarks.iter().flatten())
+            {
+                assert!((p - q).abs() < 0.01, "{a:?} vs {b:?}");
+            }
+        }
+    }
 
     #[test]
     fn pyramid_matches_python_for_a_1366x768_photo() {
@@ -343,9 +515,13 @@ mod tests {
 
     #[test]
     fn cells_map_back_to_12px_windows() {
-        let prob = vec![vec![0.1, 0.9], vec![0.95, 0.2]];
-        let reg: Vec<Vec<Vec<f32>>> = (0..4).map(|c| vec![vec![c as f32; 2]; 2]).collect();
-        let found = generate_bounding_boxes(&prob, &reg, 0.5, 0.6);
+        let maps = ProposalMaps {
+            h: 2,
+            w: 2,
+            prob: vec![0.1, 0.9, 0.95, 0.2],
+            reg: vec![[0.0, 1.0, 2.0, 3.0]; 4],
+        };
+        let found = generate_bounding_boxes(&maps, 0.5, 0.6);
         // row-major: (x=1, y=0) first, then (x=0, y=1)
         assert_eq!(found[0].bbox, [6.0, 2.0, 28.0, 24.0]);
         assert_eq!(found[1].bbox, [2.0, 6.0, 24.0, 28.0]);

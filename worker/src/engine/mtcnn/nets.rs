@@ -1,15 +1,11 @@
-//! The three MTCNN networks (facenet-pytorch's `PNet`, `RNet`, `ONet`), loaded from their
-//! state dicts. Only the networks live here; pyramid, crops and NMS are in the parent module.
+//! The three MTCNN networks (facenet-pytorch's `PNet`, `RNet`, `ONet`) as candle-nn modules,
+//! loaded from their state dicts: the forward pass on CUDA (the CPU runs `nets_cpu`).
+//! Only the networks live here; pyramid, crops and NMS are in the parent module.
 
-use candle_core::{
-    CpuStorage, CustomOp1, CustomOp3, D, Layout, Module, Result, Shape, Tensor, bail,
-};
+use candle_core::{D, Module, Result, Tensor};
 use candle_nn::{Conv2d, Linear, VarBuilder};
 
 /// A layer (convolution or dense, without its bias) followed by bias + per-channel PReLU.
-/// On the CPU the bias and the PReLU are one pass over the activations (they dominate the
-/// memory traffic of P-Net on large pyramid levels); elsewhere they are composed from
-/// candle ops.
 struct BiasPrelu {
     bias: Tensor,
     alpha: Tensor,
@@ -25,11 +21,6 @@ impl BiasPrelu {
 
     /// `x`: (N, C, ...) without bias.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if x.device().is_cpu() {
-            return x
-                .contiguous()?
-                .apply_op3_no_bwd(&self.bias, &self.alpha, &BiasPreluOp);
-        }
         let mut shape = vec![1; x.rank()];
         shape[1] = self.bias.elem_count();
         let x = x.broadcast_add(&self.bias.reshape(shape.as_slice())?)?;
@@ -37,54 +28,6 @@ impl BiasPrelu {
         x.maximum(&zeros)?
             + x.minimum(&zeros)?
                 .broadcast_mul(&self.alpha.reshape(shape.as_slice())?)?
-    }
-}
-
-/// CPU kernel of [`BiasPrelu`]: `v = x + b[c]; v > 0 ? v : a[c]·v`, as PyTorch's PReLU.
-struct BiasPreluOp;
-
-impl CustomOp3 for BiasPreluOp {
-    fn name(&self) -> &'static str {
-        "mtcnn-bias-prelu"
-    }
-
-    fn cpu_fwd(
-        &self,
-        x: &CpuStorage,
-        x_l: &Layout,
-        bias: &CpuStorage,
-        bias_l: &Layout,
-        alpha: &CpuStorage,
-        alpha_l: &Layout,
-    ) -> Result<(CpuStorage, Shape)> {
-        let (Some((x0, x1)), Some((b0, b1)), Some((a0, a1))) = (
-            x_l.contiguous_offsets(),
-            bias_l.contiguous_offsets(),
-            alpha_l.contiguous_offsets(),
-        ) else {
-            bail!("mtcnn-bias-prelu needs contiguous tensors")
-        };
-        let x = &x.as_slice::<f32>()?[x0..x1];
-        let bias = &bias.as_slice::<f32>()?[b0..b1];
-        let alpha = &alpha.as_slice::<f32>()?[a0..a1];
-        let dims = x_l.dims();
-        if dims.len() < 2 || dims[1] != bias.len() || dims[1] != alpha.len() {
-            bail!(
-                "mtcnn-bias-prelu: input {dims:?} for {} channels",
-                bias.len()
-            )
-        }
-        let inner: usize = dims[2..].iter().product();
-        let mut out = Vec::with_capacity(x.len());
-        for (i, plane) in x.chunks_exact(inner.max(1)).enumerate() {
-            let c = i % bias.len();
-            let (b, a) = (bias[c], alpha[c]);
-            out.extend(plane.iter().map(|&v| {
-                let v = v + b;
-                if v > 0.0 { v } else { a * v }
-            }));
-        }
-        Ok((CpuStorage::F32(out), x_l.shape().clone()))
     }
 }
 
@@ -108,62 +51,7 @@ impl ConvPrelu {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !x.device().is_cpu() {
-            return self.act.forward(&x.conv2d(&self.weight, 0, 1, 1, 1)?);
-        }
-        // On the CPU: im2col with row copies, then one GEMM. candle's generic tiled conv
-        // builds its patches element by element, which dominated P-Net's run time.
-        let (n, _, h, w) = x.dims4()?;
-        let (cout, cin, k, _) = self.weight.dims4()?;
-        let (oh, ow) = (h + 1 - k, w + 1 - k);
-        let cols = x.contiguous()?.apply_op1_no_bwd(&Im2Col { k })?;
-        let y = self.weight.reshape((cout, cin * k * k))?.matmul(&cols)?;
-        let y = if n == 1 {
-            y.reshape((1, cout, oh, ow))?
-        } else {
-            y.reshape((cout, n, oh, ow))?.transpose(0, 1)?
-        };
-        self.act.forward(&y)
-    }
-}
-
-/// `(N, C, H, W)` → `(C·k·k, N·H'·W')` patches for a stride-1, unpadded k×k convolution;
-/// row `(c·k + ky)·k + kx` matches the flattened `(C_out, C, k, k)` weight.
-struct Im2Col {
-    k: usize,
-}
-
-impl CustomOp1 for Im2Col {
-    fn name(&self) -> &'static str {
-        "mtcnn-im2col"
-    }
-
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            bail!("mtcnn-im2col needs a contiguous input")
-        };
-        let x = &storage.as_slice::<f32>()?[start..end];
-        let (n, c, h, w) = layout.shape().dims4()?;
-        let k = self.k;
-        if h < k || w < k {
-            bail!("mtcnn-im2col: {h}x{w} input for a {k}x{k} kernel")
-        }
-        let (oh, ow) = (h + 1 - k, w + 1 - k);
-        let plane = oh * ow;
-        let cols = n * plane;
-        let mut out = vec![0f32; c * k * k * cols];
-        for (row, dst) in out.chunks_exact_mut(cols).enumerate() {
-            let (ci, ky, kx) = (row / (k * k), (row / k) % k, row % k);
-            for b in 0..n {
-                let src = &x[(b * c + ci) * h * w..(b * c + ci + 1) * h * w];
-                for y in 0..oh {
-                    let s = (y + ky) * w + kx;
-                    let d = b * plane + y * ow;
-                    dst[d..d + ow].copy_from_slice(&src[s..s + ow]);
-                }
-            }
-        }
-        Ok((CpuStorage::F32(out), Shape::from((c * k * k, cols))))
+        self.act.forward(&x.conv2d(&self.weight, 0, 1, 1, 1)?)
     }
 }
 

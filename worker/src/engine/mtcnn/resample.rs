@@ -51,12 +51,18 @@ impl IntegralImage {
     }
 
     /// Area-resamples the region `[x0, x0+w) × [y0, y0+h)` to `out_h × out_w` and writes it
-    /// normalised as `(v − 127.5) · 0.0078125` in planar (C, H, W) order into `out`.
+    /// normalised as `(v − 127.5) · 0.0078125` into `out`, in `order`.
     ///
     /// Windows follow `adaptive_avg_pool2d`: output `i` of `m` averages inputs
     /// `floor(i·n/m) .. ceil((i+1)·n/m)`, and the average is `sum / kh / kw` in f32 as in
     /// PyTorch's kernel (the sum of u8 values is exact in both).
-    pub fn resample_into(&self, region: Region, out_h: usize, out_w: usize, out: &mut [f32]) {
+    pub fn resample_into(
+        &self,
+        region: Region,
+        (out_h, out_w): (usize, usize),
+        order: PixelOrder,
+        out: &mut [f32],
+    ) {
         debug_assert!(region.x0 + region.w <= self.width && region.y0 + region.h <= self.height);
         debug_assert_eq!(out.len(), 3 * out_h * out_w);
         let cols = windows(region.w, out_w);
@@ -76,11 +82,23 @@ impl IntegralImage {
                         .wrapping_sub(top[b + c])
                         .wrapping_add(top[a + c]);
                     let mean = sum as f32 / kh / kw;
-                    out[c * plane + oy * out_w + ox] = (mean - 127.5) * 0.0078125;
+                    let i = match order {
+                        PixelOrder::Planar => c * plane + oy * out_w + ox,
+                        PixelOrder::Interleaved => (oy * out_w + ox) * 3 + c,
+                    };
+                    out[i] = (mean - 127.5) * 0.0078125;
                 }
             }
         }
     }
+}
+
+/// Layout of resampled pixels: `(C, H, W)` for candle's NCHW networks, `(H, W, C)` for
+/// the CPU's NHWC ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelOrder {
+    Planar,
+    Interleaved,
 }
 
 /// A pixel rectangle inside the image.
@@ -152,7 +170,7 @@ mod tests {
             (crop, 5, 48),
         ] {
             let mut out = vec![0f32; 3 * oh * ow];
-            table.resample_into(region, oh, ow, &mut out);
+            table.resample_into(region, (oh, ow), PixelOrder::Planar, &mut out);
             assert_eq!(
                 out,
                 naive(&image, region, oh, ow),
