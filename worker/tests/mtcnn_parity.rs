@@ -1,8 +1,9 @@
 //! MTCNN parity with facenet-pytorch 2.6.0 on the real weights and the fixture photos.
 //!
 //! The golden file `tests/golden/mtcnn.json` holds what facenet-pytorch's `MTCNN.detect`
-//! returned for each fixture (PIL `.convert('RGB')`). Decoders differ slightly (libjpeg vs
-//! the `image` crate), so boxes are compared by IoU and landmarks by pixel distance.
+//! returned for each fixture (PIL `.convert('RGB')`). Photos are decoded as the engine
+//! does (JPEG through libjpeg-turbo, like PIL); boxes are compared by IoU and landmarks by
+//! pixel distance, with the tolerances, on every face.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -12,6 +13,7 @@ use candle_core::Device;
 use image::RgbImage;
 use serde::Deserialize;
 use worker::engine::mtcnn::{Detection, Mtcnn};
+use worker::engine::pipeline::load_image;
 
 const MIN_IOU: f32 = 0.95;
 const MAX_LANDMARK_PX: f32 = 2.0;
@@ -46,9 +48,8 @@ fn mtcnn() -> &'static Mtcnn {
 
 fn load(rel: &str) -> RgbImage {
     let path = fixtures_dir().join(rel);
-    image::open(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .to_rgb8()
+    // The engine's own decoding: what the service feeds the detector.
+    load_image(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[derive(Deserialize)]
@@ -164,66 +165,32 @@ fn summary(label: &str, matches: &[&FaceMatch]) {
     );
 }
 
-/// Parity with facenet-pytorch.
-///
-/// Lossless (PNG) fixtures decode to the same pixels as PIL, so every face must match
-/// within the tolerances; on those, and on PIL-decoded copies of all the JPEGs, this
-/// implementation reproduces facenet-pytorch to float rounding (IoU deficit 0.0000,
-/// landmarks 0.000 px, probabilities 1e-6).
-///
-/// JPEG fixtures do not: the `image` crate's decoder differs from libjpeg-turbo by up to a
-/// few grey levels, and MTCNN's cascade amplifies that (a proposal crosses a threshold or
-/// not, O-Net then sees a shifted crop). For those the test bounds how often it happens.
+/// Parity with facenet-pytorch: the same number of faces on every fixture, and every face
+/// within IoU 0.95 and 2 px. (Measured: IoU deficit 0.0000, landmarks 0.000 px,
+/// probabilities within 1e-6: the same pixels and the same arithmetic up to float
+/// rounding of the network outputs.)
 #[test]
 fn matches_facenet_pytorch_golden_detections() {
     let (matches, count_mismatches) = compare_with_golden();
-    let lossless: Vec<&FaceMatch> = matches
-        .iter()
-        .filter(|m| m.image.ends_with(".png"))
-        .collect();
-    let images: std::collections::BTreeSet<&str> =
-        matches.iter().map(|m| m.image.as_str()).collect();
-
     summary("all fixtures", &matches.iter().collect::<Vec<_>>());
-    summary("lossless fixtures", &lossless);
-    println!("face count mismatches: {}", count_mismatches.len());
-    for line in &count_mismatches {
-        println!("  {line}");
-    }
-    for m in matches.iter().filter(|m| !m.ok()) {
-        println!(
-            "  {}: IoU {:.4}, landmark error {:.2} px",
-            m.image, m.iou, m.landmark_px
-        );
-    }
-
     assert!(
-        !lossless.is_empty(),
-        "no lossless fixture in the golden file"
+        count_mismatches.is_empty(),
+        "face counts differ: {count_mismatches:#?}"
     );
-    for m in &lossless {
-        assert!(
-            m.ok(),
-            "{}: IoU {:.4}, landmark error {:.2} px",
-            m.image,
-            m.iou,
-            m.landmark_px
-        );
-    }
+    let off: Vec<String> = matches
+        .iter()
+        .filter(|m| !m.ok())
+        .map(|m| {
+            format!(
+                "{}: IoU {:.4}, landmark error {:.2} px",
+                m.image, m.iou, m.landmark_px
+            )
+        })
+        .collect();
+    assert!(off.is_empty(), "faces beyond the tolerances: {off:#?}");
     assert!(
-        count_mismatches.iter().all(|l| !l.contains(".png")),
-        "face count differs on a lossless fixture: {count_mismatches:?}"
-    );
-    // Bounds for decoder noise, with headroom over what was observed (4 of 159 images,
-    // 165 of 203 faces).
-    assert!(
-        count_mismatches.len() * 20 <= images.len(),
-        "face count differs on more than 5% of the images"
-    );
-    let ok = matches.iter().filter(|m| m.ok()).count();
-    assert!(
-        ok * 100 >= matches.len() * 75,
-        "only {ok} of {} faces within tolerance",
+        matches.len() >= 200,
+        "only {} faces compared",
         matches.len()
     );
 }

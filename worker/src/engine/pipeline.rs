@@ -134,6 +134,7 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
     reader.limits(limits.clone());
+    let format = reader.format();
     let (w, h) = reader
         .into_dimensions()
         .map_err(|source| EngineError::Image {
@@ -144,6 +145,11 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
         return Err(EngineError::Invalid(format!(
             "{what} is {w}×{h} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
         )));
+    }
+    if format == Some(image::ImageFormat::Jpeg)
+        && let Some(img) = decode_jpeg_like_pil(bytes)
+    {
+        return Ok(img);
     }
     let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
@@ -157,6 +163,30 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
         source,
     })?;
     Ok(img.to_rgb8())
+}
+
+/// A JPEG through libjpeg-turbo's decoder (as built by mozjpeg) with its defaults — the
+/// accurate integer IDCT and fancy upsampling, as PIL decodes — so that a photo gives
+/// the reference implementations' pixels exactly; the image crate's decoder differs by a
+/// few grey levels, enough to move landmarks and descriptors. `None` when libjpeg
+/// refuses the data (CMYK, arithmetic coding, corruption) or the data is truncated
+/// (libjpeg would pad it with grey): the image crate then decodes it or says why not.
+fn decode_jpeg_like_pil(bytes: &[u8]) -> Option<RgbImage> {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return None;
+    }
+    // libjpeg's fatal errors unwind out of the decoder (mozjpeg's error manager).
+    std::panic::catch_unwind(|| -> std::io::Result<RgbImage> {
+        let mut started = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+        let (w, h) = (started.width(), started.height());
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        RgbImage::from_raw(w as u32, h as u32, pixels)
+            .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
+    })
+    .ok()?
+    .ok()
 }
 
 /// Reads and decodes a photo file (see [`decode_image`]).
