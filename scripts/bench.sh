@@ -8,10 +8,10 @@ RUNS="${BENCH_RUNS:-5}"
 export MODEL_DIR="${MODEL_DIR:-$PWD/data/models}"
 export FIXTURES_DIR="${FIXTURES_DIR:-$(cd .. && pwd)/shared/fixtures/faces}"
 
-cargo run --release -q -p worker --bin attendance-worker -- fetch-models >/dev/null
-# The references live in the golden venv; generate.sh creates it (rewriting the golden
-# files, which must come out unchanged).
-[ -x .venv-golden/bin/python ] || bash scripts/golden/generate.sh
+cargo build --release -q -p worker --bin attendance-worker
+target/release/attendance-worker --model-dir "$MODEL_DIR" fetch-models >/dev/null
+# The references live in the golden venv, which generate.sh sets up.
+bash scripts/golden/generate.sh --venv-only
 
 echo "== ours (candle, CPU, release)" >&2
 ours=$(BENCH_RUNS="$RUNS" cargo bench -q -p worker --bench engine 2>/dev/null)

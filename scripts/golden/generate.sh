@@ -3,6 +3,7 @@
 # (facenet-pytorch's MTCNN, dlib's shape predictor and ResNet descriptor).
 #
 #   scripts/golden/generate.sh [FIXTURES_DIR]
+#   scripts/golden/generate.sh --venv-only     # only set up the environment (bench.sh)
 #
 # FIXTURES_DIR defaults to ../shared/fixtures/faces (relative to the repository root).
 # The pinned environment lives in .venv-golden at the repository root (git-ignored) and
@@ -33,5 +34,8 @@ if [[ ! -x "$venv/bin/python" || "$(cat "$stamp" 2>/dev/null)" != "$want" ]]; th
     echo "$want" >"$stamp"
 fi
 
+if [[ "${1:-}" == "--venv-only" ]]; then
+    exit 0
+fi
 cd "$repo"
 exec "$venv/bin/python" scripts/golden/make_golden.py "$@"
