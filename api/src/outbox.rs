@@ -85,6 +85,11 @@ pub struct RelayOptions {
     /// A job published this long ago and still `queued` is published again (the
     /// message may have been lost with an in-process queue or a broker failure).
     pub republish_after: Duration,
+    /// A job `running` with no progress for this long is published again: its worker
+    /// is gone and its message with it (RabbitMQ redelivers when a worker dies, so this
+    /// only covers a message lost by the broker). Handlers are idempotent, so a worker
+    /// that was merely slow costs a duplicate run, never duplicate rows.
+    pub stale_running_after: Duration,
     /// Most jobs handled per scan.
     pub batch: u64,
 }
@@ -95,13 +100,15 @@ impl Default for RelayOptions {
             interval: Duration::from_secs(5),
             unpublished_grace: Duration::from_secs(10),
             republish_after: Duration::from_secs(600),
+            stale_running_after: Duration::from_secs(1800),
             batch: 100,
         }
     }
 }
 
-/// One relay pass: publishes the queued jobs that are due, oldest first, and returns how
-/// many the queue took. Stops at the first failure (the queue is likely down).
+/// One relay pass: publishes the queued jobs that are due, oldest first, then the
+/// running jobs that stalled, and returns how many the queue took. Stops at the first
+/// failure (the queue is likely down).
 pub async fn relay_once(
     db: &impl ConnectionTrait,
     queue: &dyn JobQueue,
@@ -125,14 +132,34 @@ pub async fn relay_once(
         .limit(options.batch)
         .all(db)
         .await?;
+    let stalled = chrono::Duration::from_std(options.stale_running_after).unwrap_or_default();
+    let stuck = job::Entity::find()
+        .filter(job::Column::Status.eq(JobStatus::Running))
+        .filter(job::Column::UpdatedAt.lte(now - stalled))
+        .order_by_asc(job::Column::UpdatedAt)
+        .limit(options.batch)
+        .all(db)
+        .await?;
     let mut published = 0;
-    for row in due {
+    for row in due.iter().chain(&stuck) {
         let Some(kind) = JobKind::parse(&row.kind) else {
-            tracing::error!(job_id = %row.id, kind = %row.kind, "queued job of unknown kind; skipped");
+            tracing::error!(job_id = %row.id, kind = %row.kind, "job of unknown kind; skipped");
             continue;
         };
         if !publish(db, queue, row.id, kind, "relay").await {
             break;
+        }
+        if row.status == JobStatus::Running {
+            tracing::warn!(job_id = %row.id, since = %row.updated_at, "job stalled while running; published again");
+            // A fresh lease: not published again before another full interval.
+            job::Entity::update_many()
+                .col_expr(
+                    job::Column::UpdatedAt,
+                    sea_orm::sea_query::Expr::value(Utc::now()),
+                )
+                .filter(job::Column::Id.eq(row.id))
+                .exec(db)
+                .await?;
         }
         published += 1;
     }

@@ -499,10 +499,9 @@ impl Production {
     }
 }
 
-#[tokio::test]
-async fn production_mode_api_and_worker_processes_mark_attendance() {
-    let prod = Production::new().await;
-    let mut system = System::start(prod.env(), 1).await;
+/// The whole flow on a running system: a class, [`PEOPLE`] registered, one session over
+/// [`GROUPS`] marked and checked. Returns the session id.
+async fn register_and_mark(system: &mut System, mode: &str) -> String {
     let class_id = system.create_class().await;
     let students = system.register(class_id, &PEOPLE).await;
 
@@ -511,10 +510,18 @@ async fn production_mode_api_and_worker_processes_mark_attendance() {
     let done = system.wait_job(&job, |_| false).await;
     assert_eq!(done["status"], "succeeded", "{done}");
     eprintln!(
-        "production mode: upload → records in {:.1} s",
+        "{mode} mode: upload → records in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    check_session(&system, &session_id, &students, &GROUPS).await;
+    check_session(system, &session_id, &students, &GROUPS).await;
+    session_id
+}
+
+#[tokio::test]
+async fn production_mode_api_and_worker_processes_mark_attendance() {
+    let prod = Production::new().await;
+    let mut system = System::start(prod.env(), 1).await;
+    let session_id = register_and_mark(&mut system, "production").await;
 
     let (records, faces) = rows_in_database(&prod.database_url, &session_id).await;
     assert_eq!(records, PEOPLE.len() as u64);
@@ -540,18 +547,7 @@ async fn embedded_mode_one_process_marks_attendance() {
         ),
     ];
     let mut system = System::start(env, 0).await;
-    let class_id = system.create_class().await;
-    let students = system.register(class_id, &PEOPLE).await;
-
-    let started = Instant::now();
-    let (session_id, job) = system.mark(class_id, &GROUPS).await;
-    let done = system.wait_job(&job, |_| false).await;
-    assert_eq!(done["status"], "succeeded", "{done}");
-    eprintln!(
-        "embedded mode: upload → records in {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
-    check_session(&system, &session_id, &students, &GROUPS).await;
+    let session_id = register_and_mark(&mut system, "embedded").await;
     let (records, _) = rows_in_database(&database_url, &session_id).await;
     assert_eq!(records, PEOPLE.len() as u64);
 }

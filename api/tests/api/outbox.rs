@@ -9,11 +9,10 @@ use sea_orm::{ActiveModelTrait, ActiveValue::Set, EntityTrait, IntoActiveModel};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Db, Queue, RabbitQueues, fixture, next_message_on, spawn_app};
+use crate::helpers::{Db, Queue, RabbitQueues, TestApp, fixture, next_message_on, spawn_app};
 
-#[tokio::test]
-async fn queue_down_at_upload_then_relay_publishes() {
-    let app = spawn_app(Db::Postgres, Queue::Unreachable).await;
+/// Registers one student with one photo; returns the job id from the 202.
+async fn register_one(app: &TestApp) -> Uuid {
     let class_id = app.create_class("CSE 2A").await;
     let resp = app
         .register(
@@ -25,7 +24,13 @@ async fn queue_down_at_upload_then_relay_publishes() {
         .await;
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
-    let job_id: Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    body["job_id"].as_str().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn queue_down_at_upload_then_relay_publishes() {
+    let app = spawn_app(Db::Postgres, Queue::Unreachable).await;
+    let job_id = register_one(&app).await;
 
     let job = models::job::Entity::find_by_id(job_id)
         .one(&app.state.db)
@@ -76,18 +81,7 @@ async fn queue_down_at_upload_then_relay_publishes() {
 #[tokio::test]
 async fn embedded_restart_requeues_jobs_the_dead_process_held() {
     let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
-    let class_id = app.create_class("CSE 2A").await;
-    let resp = app
-        .register(
-            class_id,
-            "1",
-            "Barack Obama",
-            vec![("o.jpg".into(), fixture("people/obama/obama3.jpg"))],
-        )
-        .await;
-    assert_eq!(resp.status(), 202);
-    let body: Value = resp.json().await.unwrap();
-    let job_id: Uuid = body["job_id"].as_str().unwrap().parse().unwrap();
+    let job_id = register_one(&app).await;
     // The message was taken by a worker that then died with the process, mid-job.
     assert_eq!(app.next_message().await.job_id, job_id);
     let job = models::job::Entity::find_by_id(job_id)
@@ -113,4 +107,44 @@ async fn embedded_restart_requeues_jobs_the_dead_process_held() {
     assert_eq!(job.status, JobStatus::Queued);
     assert!(job.published_at.is_some(), "published again");
     assert_eq!(app.next_message().await.job_id, job_id);
+}
+
+#[tokio::test]
+async fn relay_publishes_a_job_stalled_in_running_once_per_lease() {
+    let app = spawn_app(Db::Postgres, Queue::Embedded).await;
+    let job_id = register_one(&app).await;
+    // Its message was taken, then lost with no worker left to finish it.
+    assert_eq!(app.next_message().await.job_id, job_id);
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut stalled = job.into_active_model();
+    stalled.status = Set(JobStatus::Running);
+    stalled.updated_at = Set(chrono::Utc::now() - chrono::Duration::hours(1));
+    stalled.update(&app.state.db).await.unwrap();
+
+    let options = RelayOptions::default();
+    assert_eq!(
+        relay_once(&app.state.db, app.state.queue.as_ref(), &options)
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(app.next_message().await.job_id, job_id);
+    assert_eq!(
+        relay_once(&app.state.db, app.state.queue.as_ref(), &options)
+            .await
+            .unwrap(),
+        0,
+        "published again only after another stale interval"
+    );
+    // Nothing else about the job changed: a worker that picks the message up runs it.
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Running);
 }
