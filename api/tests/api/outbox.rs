@@ -27,6 +27,21 @@ async fn register_one(app: &TestApp) -> Uuid {
     body["job_id"].as_str().unwrap().parse().unwrap()
 }
 
+/// Consumes the job's message and leaves its row `running`, last touched at `since`: what
+/// a worker that died mid-job leaves behind.
+async fn taken_and_left_running(app: &TestApp, job_id: Uuid, since: chrono::DateTime<chrono::Utc>) {
+    assert_eq!(app.next_message().await.job_id, job_id);
+    let job = models::job::Entity::find_by_id(job_id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut running = job.into_active_model();
+    running.status = Set(JobStatus::Running);
+    running.updated_at = Set(since);
+    running.update(&app.state.db).await.unwrap();
+}
+
 #[tokio::test]
 async fn queue_down_at_upload_then_relay_publishes() {
     let app = spawn_app(Db::Postgres, Queue::Unreachable).await;
@@ -83,15 +98,7 @@ async fn embedded_restart_requeues_jobs_the_dead_process_held() {
     let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
     let job_id = register_one(&app).await;
     // The message was taken by a worker that then died with the process, mid-job.
-    assert_eq!(app.next_message().await.job_id, job_id);
-    let job = models::job::Entity::find_by_id(job_id)
-        .one(&app.state.db)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut running = job.into_active_model();
-    running.status = Set(JobStatus::Running);
-    running.update(&app.state.db).await.unwrap();
+    taken_and_left_running(&app, job_id, chrono::Utc::now()).await;
 
     assert_eq!(
         recover_in_process_jobs(&app.state.db, app.state.queue.as_ref())
@@ -114,16 +121,12 @@ async fn relay_publishes_a_job_stalled_in_running_once_per_lease() {
     let app = spawn_app(Db::Postgres, Queue::Embedded).await;
     let job_id = register_one(&app).await;
     // Its message was taken, then lost with no worker left to finish it.
-    assert_eq!(app.next_message().await.job_id, job_id);
-    let job = models::job::Entity::find_by_id(job_id)
-        .one(&app.state.db)
-        .await
-        .unwrap()
-        .unwrap();
-    let mut stalled = job.into_active_model();
-    stalled.status = Set(JobStatus::Running);
-    stalled.updated_at = Set(chrono::Utc::now() - chrono::Duration::hours(1));
-    stalled.update(&app.state.db).await.unwrap();
+    taken_and_left_running(
+        &app,
+        job_id,
+        chrono::Utc::now() - chrono::Duration::hours(1),
+    )
+    .await;
 
     let options = RelayOptions::default();
     assert_eq!(
