@@ -237,12 +237,15 @@ pub struct FaceDescriptor {
     fc: Tensor,
     avg_rgb: [f32; 3],
     device: Device,
+    /// The CPU's NHWC layers (else candle-nn's modules, as on CUDA).
+    nhwc: bool,
 }
 
 /// Pulls records off the front of the file-order list, failing with what was expected.
 struct Records<'p, 'a> {
     iter: std::iter::Peekable<std::vec::IntoIter<Record>>,
     r: &'p Reader<'a>,
+    nhwc: bool,
 }
 
 impl Records<'_, '_> {
@@ -325,7 +328,7 @@ impl Records<'_, '_> {
             .zip(g.iter().zip(bt))
             .map(|(&v, (&g, &bt))| v * g + bt)
             .collect();
-        if device.is_cpu() {
+        if self.nhwc {
             return Ok(ConvAffine::Cpu(nhwc::Conv::from_oihw(
                 &w, &b, filters, stride[0], padding[0],
             )?));
@@ -347,24 +350,30 @@ impl Records<'_, '_> {
 impl FaceDescriptor {
     /// Reads the `.dat` file and builds the network on `device`.
     pub fn load(path: &Path, device: &Device) -> Result<Self> {
+        Self::load_layers(path, device, device.is_cpu())
+    }
+
+    /// `nhwc`: the CPU's NHWC layers instead of candle-nn's modules.
+    fn load_layers(path: &Path, device: &Device, nhwc: bool) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| EngineError::Io {
             path: path.to_path_buf(),
             source,
         })?;
         let mut reader = Reader::new(&bytes, path);
         let net = parse(&mut reader)?;
-        let model = Self::build(net, &reader, device)?;
+        let model = Self::build(net, &reader, device, nhwc)?;
         tracing::debug!(path = %path.display(), units = model.units.len(), "loaded face descriptor net");
         Ok(model)
     }
 
-    fn build(net: ParsedNet, r: &Reader<'_>, device: &Device) -> Result<Self> {
+    fn build(net: ParsedNet, r: &Reader<'_>, device: &Device, nhwc: bool) -> Result<Self> {
         if net.input_size != [CHIP_SIZE as usize; 2] {
             return Err(r.error(format!("input size {:?}, expected 150x150", net.input_size)));
         }
         let mut recs = Records {
             iter: net.records.into_iter().peekable(),
             r,
+            nhwc,
         };
         let stem = recs.conv_affine(device)?;
         recs.relu()?;
@@ -434,6 +443,7 @@ impl FaceDescriptor {
             fc,
             avg_rgb: net.avg_rgb,
             device: device.clone(),
+            nhwc,
         })
     }
 
@@ -442,7 +452,7 @@ impl FaceDescriptor {
     pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<[f32; DESCRIPTOR_LEN]>> {
         let mut out = Vec::with_capacity(chips.len());
         for batch in chips.chunks(MAX_BATCH) {
-            let d = if self.device.is_cpu() {
+            let d = if self.nhwc {
                 self.forward_cpu(&self.input_maps(batch)?)?
             } else {
                 self.forward(&self.input_tensor(batch)?)?
@@ -649,6 +659,45 @@ mod tests {
         };
         // The notes print 465.535803; the file sums to 465.536393 (all other sums agree).
         assert!((sum(params) - 465.536393).abs() < 1e-5, "{}", sum(params));
+    }
+
+    /// The CPU's NHWC layers and candle-nn's modules (what CUDA runs), both on the CPU,
+    /// give the same descriptors.
+    #[test]
+    fn nhwc_layers_match_candle_nn_modules() {
+        let fixtures = std::env::var_os("FIXTURES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| {
+                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
+            });
+        // Any 150×150 pictures exercise the arithmetic; faces make it realistic.
+        let chips: Vec<RgbImage> = ["people/obama/obama1.jpg", "people/biden/biden1.jpg"]
+            .iter()
+            .map(|rel| {
+                let img = image::open(fixtures.join(rel)).expect("fixture").to_rgb8();
+                image::imageops::resize(&img, 150, 150, image::imageops::FilterType::Triangle)
+            })
+            .collect();
+        let load = |nhwc| FaceDescriptor::load_layers(&model_path(), &Device::Cpu, nhwc).unwrap();
+        let ours = load(true).embed(&chips).unwrap();
+        let reference = load(false).embed(&chips).unwrap();
+        for (a, b) in ours.iter().zip(&reference) {
+            let l2 = a
+                .iter()
+                .zip(b)
+                .map(|(x, y)| (x - y).powi(2))
+                .sum::<f32>()
+                .sqrt();
+            assert!(l2 < 1e-4, "L2 {l2}");
+        }
+        // Different faces, different descriptors: the comparison is not vacuous.
+        let apart = ours[0]
+            .iter()
+            .zip(&ours[1])
+            .map(|(x, y)| (x - y).powi(2))
+            .sum::<f32>()
+            .sqrt();
+        assert!(apart > 0.3, "{apart}");
     }
 
     #[test]

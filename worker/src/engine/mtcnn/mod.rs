@@ -163,11 +163,17 @@ impl Mtcnn {
     }
 
     /// P-Net on one pyramid level of `h × w` pixels (in [`Self::pixel_order`]).
-    fn run_pnet(&self, pixels: &[f32], h: usize, w: usize) -> Result<ProposalMaps> {
+    fn run_pnet(&self, pixels: Vec<f32>, h: usize, w: usize) -> Result<ProposalMaps> {
         match &self.nets {
-            Nets::Cpu(pnet, ..) => pnet.forward(&maps(pixels, 1, h, w)),
+            Nets::Cpu(pnet, ..) => pnet.forward(&Maps {
+                n: 1,
+                h,
+                w,
+                c: 3,
+                data: pixels,
+            }),
             Nets::Candle(pnet, ..) => {
-                let input = Tensor::from_slice(pixels, (1, 3, h, w), &self.device)?;
+                let input = Tensor::from_vec(pixels, (1, 3, h, w), &self.device)?;
                 let (reg, prob) = pnet.forward(&input)?;
                 let (_, _, oh, ow) = reg.dims4()?;
                 let prob = prob.flatten_all()?.to_vec1::<f32>()?;
@@ -244,7 +250,7 @@ impl Mtcnn {
             let ws = (w as f64 * scale + 1.0) as usize;
             let mut pixels = vec![0.0; 3 * hs * ws];
             integral.resample_into(whole, (hs, ws), self.pixel_order(), &mut pixels);
-            let maps = self.run_pnet(&pixels, hs, ws)?;
+            let maps = self.run_pnet(pixels, hs, ws)?;
             let found = generate_bounding_boxes(&maps, scale as f32, threshold);
             Ok(nms(&found, 0.5).into_iter().map(|i| found[i]).collect())
         };
@@ -351,7 +357,7 @@ impl Mtcnn {
     }
 }
 
-/// Interleaved pixels of `n` images of `h × w` as NHWC maps.
+/// Interleaved pixels of `n` crops of `h × w` as NHWC maps.
 fn maps(pixels: &[f32], n: usize, h: usize, w: usize) -> Maps {
     Maps {
         n,
