@@ -579,7 +579,7 @@ async fn worker_killed_while_holding_a_job_finishes_it_after_restart() {
     system.start_worker();
     let done = system.wait_job(&job, |_| false).await;
     assert_eq!(done["status"], "succeeded", "{done}");
-    assert!(done["attempts"].as_u64().unwrap_or(2) >= 2, "{done}");
+    assert!(done["attempts"].as_u64().expect("attempts") >= 2, "{done}");
     check_session(&system, &session_id, &students, &GROUPS).await;
     let (records, _) = rows_in_database(&prod.database_url, &session_id).await;
     assert_eq!(
