@@ -14,6 +14,7 @@ use futures::StreamExt;
 use image::{ImageFormat, ImageReader, Limits};
 use poem::{Body, Endpoint, IntoResponse, Request, Response, http::header::CONTENT_LENGTH};
 use poem_openapi::types::multipart::Upload;
+use worker::engine::pipeline::has_jpeg_end_marker;
 
 use crate::error::{ApiError, ErrorBody, ServiceError};
 
@@ -22,8 +23,9 @@ pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// Largest accepted request body (all photos and fields together).
 pub const MAX_REQUEST_BYTES: usize = 60 * 1024 * 1024;
 /// Largest accepted photo in pixels (width × height): bounds decode memory and time,
-/// and rejects decompression bombs before a byte of pixels is allocated.
-pub const MAX_PIXELS: u64 = 40_000_000;
+/// and rejects decompression bombs before a byte of pixels is allocated. The engine's
+/// own limit, so that every accepted photo is one the worker will decode.
+pub const MAX_PIXELS: u64 = worker::engine::pipeline::MAX_IMAGE_PIXELS;
 
 /// A photo that passed validation.
 #[derive(Debug, Clone)]
@@ -149,12 +151,6 @@ pub fn validate_image(bytes: Bytes) -> Result<ValidatedPhoto, ImageError> {
         width,
         height,
     })
-}
-
-/// A complete JPEG ends with the EOI marker `FF D9`; some writers append padding.
-fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// Middleware: refuses request bodies over `max` bytes with 413, from the

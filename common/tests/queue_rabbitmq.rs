@@ -57,6 +57,16 @@ async fn raw_channel() -> (Connection, lapin::Channel) {
     (conn, channel)
 }
 
+/// Takes the next message off `name` straight from the broker, bypassing the queue type.
+async fn take_raw(name: &str) -> lapin::message::BasicGetMessage {
+    let (_conn, channel) = raw_channel().await;
+    channel
+        .basic_get(name.into(), BasicGetOptions { no_ack: true })
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("a message in {name}"))
+}
+
 #[tokio::test]
 async fn publish_consume_ack_leaves_nothing_behind() {
     let queue = test_queue().await;
@@ -80,15 +90,7 @@ async fn published_messages_are_persistent_json() {
             .unwrap(),
         0
     );
-    let (_conn, channel) = raw_channel().await;
-    let got = channel
-        .basic_get(
-            queue.names().bulk.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .unwrap()
-        .expect("message in jobs.bulk");
+    let got = take_raw(&queue.names().bulk).await;
     assert_eq!(got.properties.delivery_mode(), &Some(2));
     assert_eq!(
         got.properties.message_id().as_ref().map(|s| s.as_str()),
@@ -195,15 +197,7 @@ async fn dead_letter_lands_in_the_dead_queue_with_its_reason() {
         0
     );
 
-    let (_conn, channel) = raw_channel().await;
-    let dead = channel
-        .basic_get(
-            queue.names().dead.as_str().into(),
-            BasicGetOptions { no_ack: true },
-        )
-        .await
-        .unwrap()
-        .expect("message in jobs.dead");
+    let dead = take_raw(&queue.names().dead).await;
     assert_eq!(JobMessage::decode(&dead.data).unwrap(), msg);
     let headers = dead.properties.headers().clone().unwrap();
     let header = |name: &str| headers.inner().get(name).cloned();

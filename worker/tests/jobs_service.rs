@@ -24,6 +24,22 @@ use worker::service::{Worker, WorkerOptions};
 
 use jobs_support::*;
 
+/// A job row for `subject_id` and its message on the interactive lane, as the API's
+/// outbox leaves them for an upload.
+async fn enqueue(
+    db: &sea_orm::DatabaseConnection,
+    queue: &dyn JobQueue,
+    kind: JobKind,
+    subject_id: Uuid,
+) -> models::job::Model {
+    let job = insert_job(db, kind, subject_id).await;
+    queue
+        .publish(Lane::Interactive, &JobMessage::new(job.id, kind))
+        .await
+        .unwrap();
+    job
+}
+
 fn fast_options(max_attempts: u32) -> WorkerOptions {
     WorkerOptions {
         prefetch: 2,
@@ -112,14 +128,7 @@ async fn embedded_queue_runs_jobs_and_settles_every_message() {
         &[fixture("people/obama/obama1.jpg")],
     )
     .await;
-    let registration = insert_job(db, JobKind::Registration, obama).await;
-    queue
-        .publish(
-            Lane::Interactive,
-            &JobMessage::new(registration.id, JobKind::Registration),
-        )
-        .await
-        .unwrap();
+    let registration = enqueue(db, queue.as_ref(), JobKind::Registration, obama).await;
     let done = wait_finished(db, registration.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 1);
@@ -129,14 +138,7 @@ async fn embedded_queue_runs_jobs_and_settles_every_message() {
     // A session whose photo is not an image: aborted at once, session failed.
     let (bad_session, _) =
         insert_session(db, &blobs, class_id, &[b"GIF89a but not really".to_vec()]).await;
-    let bad = insert_job(db, JobKind::Attendance, bad_session).await;
-    queue
-        .publish(
-            Lane::Interactive,
-            &JobMessage::new(bad.id, JobKind::Attendance),
-        )
-        .await
-        .unwrap();
+    let bad = enqueue(db, queue.as_ref(), JobKind::Attendance, bad_session).await;
     let failed = wait_finished(db, bad.id).await;
     assert_eq!(failed.status, JobStatus::Failed);
     assert_eq!(failed.attempts, 1, "bad data is not retried");
@@ -218,14 +220,7 @@ async fn transient_failures_are_retried_then_given_up() {
     )
     .await;
     flaky.failures.store(2, Ordering::SeqCst);
-    let job = insert_job(db, JobKind::Registration, biden).await;
-    queue
-        .publish(
-            Lane::Interactive,
-            &JobMessage::new(job.id, JobKind::Registration),
-        )
-        .await
-        .unwrap();
+    let job = enqueue(db, queue.as_ref(), JobKind::Registration, biden).await;
     let done = wait_finished(db, job.id).await;
     assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
     assert_eq!(done.attempts, 3);
@@ -250,14 +245,7 @@ async fn transient_failures_are_retried_then_given_up() {
     )
     .await;
     flaky.failures.store(u32::MAX, Ordering::SeqCst);
-    let job = insert_job(db, JobKind::Registration, kit).await;
-    queue
-        .publish(
-            Lane::Interactive,
-            &JobMessage::new(job.id, JobKind::Registration),
-        )
-        .await
-        .unwrap();
+    let job = enqueue(db, queue.as_ref(), JobKind::Registration, kit).await;
     let failed = wait_finished(db, job.id).await;
     assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
     assert_eq!(failed.attempts, 3);
@@ -306,14 +294,7 @@ async fn rabbitmq_and_postgres_ack_after_commit() {
         &[fixture("people/obama/obama2.jpg")],
     )
     .await;
-    let job = insert_job(db, JobKind::Registration, obama).await;
-    rabbit
-        .publish(
-            Lane::Interactive,
-            &JobMessage::new(job.id, JobKind::Registration),
-        )
-        .await
-        .unwrap();
+    let job = enqueue(db, rabbit.as_ref(), JobKind::Registration, obama).await;
     assert_eq!(rabbit.message_count(&names.interactive).await.unwrap(), 1);
 
     let running = start(context(db, &blobs), fast_options(3), rabbit.clone());

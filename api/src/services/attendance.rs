@@ -12,8 +12,8 @@ use models::{
     detected_face, job, session_photo, student,
 };
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
-    EntityTrait, QueryFilter, QueryOrder,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    QueryOrder,
 };
 use uuid::Uuid;
 
@@ -81,15 +81,13 @@ pub async fn mark(
         queue,
         &placed,
         JobKind::Attendance,
-        async |txn, job_id| {
+        session_id,
+        async |txn| {
             attendance_session::Entity::insert(session_row)
                 .exec(txn)
                 .await?;
             session_photo::Entity::insert_many(photo_rows)
                 .exec(txn)
-                .await?;
-            crate::outbox::new_job(job_id, JobKind::Attendance, session_id)
-                .insert(txn)
                 .await?;
             Ok(())
         },

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use common::{BlobStore, JobKind, JobQueue};
-use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use uuid::Uuid;
 
 use crate::{error::ServiceError, outbox, upload::ValidatedPhoto};
@@ -29,19 +29,20 @@ pub fn place(prefix: &str, owner_id: Uuid, photos: Vec<ValidatedPhoto>) -> Vec<P
         .collect()
 }
 
-/// Stores the photos, then runs `write` (which inserts the rows and the job row) in one
-/// transaction and commits, then publishes the job. On any failure before commit the
-/// stored photos are deleted again.
+/// Stores the photos, then runs `write` (which inserts the subject's rows) and inserts
+/// the `kind` job for `subject_id` in one transaction, commits, and publishes the job.
+/// On any failure before commit the stored photos are deleted again.
 pub async fn accept<W>(
     db: &DatabaseConnection,
     blobs: &Arc<dyn BlobStore>,
     queue: &Arc<dyn JobQueue>,
     photos: &[PlacedPhoto],
     kind: JobKind,
+    subject_id: Uuid,
     write: W,
 ) -> Result<Uuid, ServiceError>
 where
-    W: AsyncFnOnce(&DatabaseTransaction, Uuid) -> Result<(), DbErr>,
+    W: AsyncFnOnce(&DatabaseTransaction) -> Result<(), DbErr>,
 {
     let mut stored = Vec::with_capacity(photos.len());
     for p in photos {
@@ -58,7 +59,10 @@ where
     let job_id = Uuid::new_v4();
     let committed = async {
         let txn = db.begin().await?;
-        write(&txn, job_id).await?;
+        write(&txn).await?;
+        outbox::new_job(job_id, kind, subject_id)
+            .insert(&txn)
+            .await?;
         txn.commit().await
     }
     .await;

@@ -107,13 +107,11 @@ pub async fn register(
         queue,
         &placed,
         JobKind::Registration,
-        async |txn, job_id| {
+        student_id,
+        async |txn| {
             student::Entity::insert(student_row).exec(txn).await?;
             student_photo::Entity::insert_many(photo_rows)
                 .exec(txn)
-                .await?;
-            crate::outbox::new_job(job_id, JobKind::Registration, student_id)
-                .insert(txn)
                 .await?;
             Ok(())
         },

@@ -21,14 +21,7 @@ async fn class_crud(db: Db) {
     assert_eq!(created["year"], 2);
     assert_eq!(created["section"], "A");
 
-    let got: Value = app
-        .get(&format!("/classes/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json(&format!("/classes/{id}")).await;
     assert_eq!(got, created);
 
     let resp = app
@@ -43,14 +36,7 @@ async fn class_crud(db: Db) {
     assert_eq!(updated["match_threshold"], 0.45);
     assert!(updated.get("year").is_none_or(Value::is_null));
 
-    let list: Vec<Value> = app
-        .get("/classes")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Vec<Value> = app.get_json("/classes").await;
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["id"], id.as_str());
 

@@ -262,6 +262,11 @@ impl TestApp {
         self.client.get(self.url(path)).bearer_auth(&self.admin_key)
     }
 
+    /// `GET path` with the admin key, its body as JSON.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).send().await.unwrap().json().await.unwrap()
+    }
+
     pub fn post(&self, path: &str) -> reqwest::RequestBuilder {
         self.client
             .post(self.url(path))

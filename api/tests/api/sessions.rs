@@ -134,13 +134,8 @@ async fn processed_session(db: Db) {
     session.update(&app.state.db).await.unwrap();
 
     let detail: Value = app
-        .get(&format!("/attendance/session/{session_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/attendance/session/{session_id}"))
+        .await;
     assert_eq!(detail["status"], "completed");
     let records = detail["records"].as_array().unwrap();
     assert_eq!(records.len(), 3);
@@ -167,26 +162,16 @@ async fn processed_session(db: Db) {
 
     // Sessions list with a date range.
     let list: Vec<Value> = app
-        .get(&format!(
+        .get_json(&format!(
             "/attendance/sessions?class_id={class_id}&from=2026-11-20&to=2026-11-20"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert_eq!(list.len(), 1);
     let list: Vec<Value> = app
-        .get(&format!(
+        .get_json(&format!(
             "/attendance/sessions?class_id={class_id}&from=2026-11-21"
         ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .await;
     assert!(list.is_empty());
 
     // Export: one row per student × session.

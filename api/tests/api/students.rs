@@ -34,37 +34,16 @@ async fn list_edit_delete(db: Db) {
         );
     }
 
-    let page: Value = app
-        .get(&format!("/students?class_id={class_a}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json(&format!("/students?class_id={class_a}")).await;
     assert_eq!(page["total"], 2);
     assert_eq!(page["items"][0]["roll_no"], "01");
     assert_eq!(page["items"][0]["status"], "pending");
 
     // Search is case-insensitive on name and roll number, on both databases.
-    let page: Value = app
-        .get("/students?q=OBAMA")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/students?q=OBAMA").await;
     assert_eq!(page["total"], 1);
     assert_eq!(page["items"][0]["name"], "Barack Obama");
-    let page: Value = app
-        .get("/students?per_page=2&page=2")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/students?per_page=2&page=2").await;
     assert_eq!(page["total"], 3);
     assert_eq!(page["items"].as_array().unwrap().len(), 1);
 

@@ -74,14 +74,7 @@ async fn register_accepts_and_publishes(db: Db, queue: Queue) {
     assert_eq!(msg.kind, JobKind::Registration);
 
     // The job is visible to clients.
-    let job: Value = app
-        .get(&format!("/jobs/{job_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let job: Value = app.get_json(&format!("/jobs/{job_id}")).await;
     assert_eq!(job["status"], "queued");
     assert_eq!(job["progress"], 0.0);
     assert!(job["error"].is_null());
@@ -157,13 +150,8 @@ async fn mark_attendance_accepts_and_publishes() {
     assert_eq!(msg.kind, JobKind::Attendance);
 
     let detail: Value = app
-        .get(&format!("/attendance/session/{session_id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+        .get_json(&format!("/attendance/session/{session_id}"))
+        .await;
     assert_eq!(detail["status"], "pending");
     assert_eq!(detail["job_id"], job_id.to_string());
     assert_eq!(detail["records"], Value::Array(vec![]));

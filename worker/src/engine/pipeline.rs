@@ -165,6 +165,12 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
     Ok(img.to_rgb8())
 }
 
+/// A complete JPEG ends with the EOI marker `FF D9`; some writers append padding.
+pub fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
+    let tail = &bytes[bytes.len().saturating_sub(1024)..];
+    tail.windows(2).any(|w| w == [0xFF, 0xD9])
+}
+
 /// A JPEG through libjpeg-turbo's decoder (as built by mozjpeg) with its defaults — the
 /// accurate integer IDCT and fancy upsampling, as PIL decodes — so that a photo gives
 /// the reference implementations' pixels exactly; the image crate's decoder differs by a
@@ -172,8 +178,7 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
 /// refuses the data (CMYK, arithmetic coding, corruption) or the data is truncated
 /// (libjpeg would pad it with grey): the image crate then decodes it or says why not.
 fn decode_jpeg_like_pil(bytes: &[u8]) -> Option<RgbImage> {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    if !tail.windows(2).any(|w| w == [0xFF, 0xD9]) {
+    if !has_jpeg_end_marker(bytes) {
         return None;
     }
     // libjpeg's fatal errors unwind out of the decoder (mozjpeg's error manager).
