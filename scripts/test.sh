@@ -13,6 +13,10 @@ export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:543
 export TEST_AMQP_URL="${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 export TEST_S3_ENDPOINT="${TEST_S3_ENDPOINT:-http://127.0.0.1:9000}"
 export FIXTURES_DIR="${FIXTURES_DIR:-$(cd .. && pwd)/shared/fixtures/faces}"
+if [ ! -f "$FIXTURES_DIR/labels.json" ]; then
+  echo "error: no face fixtures at $FIXTURES_DIR (expected ../shared/fixtures/faces beside the checkout; set FIXTURES_DIR)" >&2
+  exit 1
+fi
 # In CI a missing server is a failure, never a skip.
 export REQUIRE_SERVICES=1
 
