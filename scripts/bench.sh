@@ -6,7 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS="${BENCH_RUNS:-5}"
 export MODEL_DIR="${MODEL_DIR:-$PWD/data/models}"
-export FIXTURES_DIR="${FIXTURES_DIR:-$(cd .. && pwd)/shared/fixtures/faces}"
 
 cargo build --release -q -p worker --bin attendance-worker
 target/release/attendance-worker --model-dir "$MODEL_DIR" fetch-models >/dev/null
@@ -16,7 +15,7 @@ bash scripts/golden/generate.sh --venv-only
 echo "== ours (candle, CPU, release)" >&2
 ours=$(BENCH_RUNS="$RUNS" cargo bench -q -p worker --bench engine 2>/dev/null)
 echo "== reference (dlib / face_recognition / facenet-pytorch)" >&2
-ref=$(.venv-golden/bin/python scripts/bench_reference.py --runs "$RUNS" --fixtures "$FIXTURES_DIR")
+ref=$(.venv-golden/bin/python scripts/bench_reference.py --runs "$RUNS" --fixtures worker/tests/fixtures/faces)
 
 OURS="$ours" REF="$ref" python3 - <<'PY'
 import json, os

@@ -49,7 +49,7 @@ def median_ms(fn, runs: int) -> float:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="timed runs per measurement (median is reported)")
-    ap.add_argument("--fixtures", default=str(REPO / "../shared/fixtures/faces"), help="the fixtures/faces directory")
+    ap.add_argument("--fixtures", default=str(REPO / "worker/tests/fixtures/faces"), help="the fixtures/faces directory")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = ap.parse_args()
     if args.runs < 1:

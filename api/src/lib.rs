@@ -3,6 +3,7 @@
 
 pub mod auth;
 pub mod database;
+pub mod embedded;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
@@ -41,6 +42,11 @@ pub enum StartupError {
     },
     #[error("could not start the in-process worker: {0}")]
     Worker(String),
+    #[error(
+        "QUEUE_URL=embedded, but this build has no in-process worker; set QUEUE_URL=amqp://… \
+         and run attendance-worker, or build with the embedded-worker feature"
+    )]
+    NoInProcessWorker,
 }
 
 /// A built, bound application that has not started serving yet.
@@ -56,6 +62,7 @@ pub struct Application {
 /// admin key if there is none, starts the outbox relay (and, with the embedded queue,
 /// the in-process worker), and binds `config.bind` (port 0 picks a free port).
 pub async fn build(config: &Config) -> Result<Application, StartupError> {
+    embedded::ensure_available(config.embedded_queue(), embedded::AVAILABLE)?;
     let db = database::connect_and_migrate(&config.database_url).await?;
     let blobs = open_blob_store(&config.storage_url).await?;
     let queue = open_queue(&config.queue_url).await?;
@@ -74,6 +81,7 @@ pub async fn build_with(
     state: AppState,
     in_process_worker: bool,
 ) -> Result<Application, StartupError> {
+    embedded::ensure_available(in_process_worker, embedded::AVAILABLE)?;
     auth::ensure_admin_key(&state.db, &config.data_dir).await?;
     if in_process_worker {
         outbox::recover_in_process_jobs(&state.db, state.queue.as_ref()).await?;
@@ -85,15 +93,7 @@ pub async fn build_with(
         outbox::RelayOptions::default(),
     )];
     if in_process_worker {
-        background.push(
-            worker::service::spawn_in_process(
-                config,
-                state.db.clone(),
-                Arc::clone(&state.blobs),
-                Arc::clone(&state.queue),
-            )
-            .map_err(|e| StartupError::Worker(e.to_string()))?,
-        );
+        background.push(embedded::spawn(config, &state)?);
     }
 
     let acceptor = TcpListener::bind(config.bind.clone())

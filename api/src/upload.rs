@@ -10,11 +10,11 @@ use std::{
 };
 
 use bytes::Bytes;
+use common::image_limits::{MAX_IMAGE_PIXELS, has_jpeg_end_marker};
 use futures::StreamExt;
 use image::{ImageFormat, ImageReader, Limits};
 use poem::{Body, Endpoint, IntoResponse, Request, Response, http::header::CONTENT_LENGTH};
 use poem_openapi::types::multipart::Upload;
-use worker::engine::pipeline::has_jpeg_end_marker;
 
 use crate::error::{ApiError, ErrorBody, ServiceError};
 
@@ -23,9 +23,9 @@ pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
 /// Largest accepted request body (all photos and fields together).
 pub const MAX_REQUEST_BYTES: usize = 60 * 1024 * 1024;
 /// Largest accepted photo in pixels (width × height): bounds decode memory and time,
-/// and rejects decompression bombs before a byte of pixels is allocated. The engine's
+/// and rejects decompression bombs before a byte of pixels is allocated. The worker's
 /// own limit, so that every accepted photo is one the worker will decode.
-pub const MAX_PIXELS: u64 = worker::engine::pipeline::MAX_IMAGE_PIXELS;
+pub const MAX_PIXELS: u64 = MAX_IMAGE_PIXELS;
 
 /// A photo that passed validation.
 #[derive(Debug, Clone)]

@@ -7,6 +7,7 @@
 
 pub mod blob;
 pub mod config;
+pub mod image_limits;
 pub mod job;
 pub mod queue;
 pub mod shutdown;

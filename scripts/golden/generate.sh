@@ -2,10 +2,12 @@
 # Regenerates worker/tests/golden/{mtcnn,dlib}.json from the reference implementations
 # (facenet-pytorch's MTCNN, dlib's shape predictor and ResNet descriptor).
 #
-#   scripts/golden/generate.sh [FIXTURES_DIR]
+#   scripts/golden/generate.sh [FIXTURES_DIR] [--south-asian DIR]
 #   scripts/golden/generate.sh --venv-only     # only set up the environment (bench.sh)
 #
-# FIXTURES_DIR defaults to ../shared/fixtures/faces (relative to the repository root).
+# FIXTURES_DIR defaults to the committed photos (worker/tests/fixtures/faces); the
+# South-Asian set, which both golden files cover, to $SOUTH_ASIAN_DIR or
+# ../shared/fixtures/faces/south_asian (relative to the repository root).
 # The pinned environment lives in .venv-golden at the repository root (git-ignored) and
 # is reused on later runs; scripts/bench_reference.py uses it too.
 set -euo pipefail

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Golden outputs of the reference implementations, for the Rust engine's tests.
 
-Writes, for every photo under the fixtures directory:
+Writes, for every photo of the committed fixtures (worker/tests/fixtures/faces) and of the
+South-Asian set (kept outside the repository; named south_asian/... in the output):
   mtcnn.json  facenet-pytorch 2.6.0 MTCNN(keep_all=True) boxes, probabilities, landmarks;
   dlib.json   for every MTCNN face: the dlib rectangle made from the box exactly as the Rust
               pipeline makes it, dlib's 5-point shape and its 128-D ResNet descriptor.
@@ -12,6 +13,7 @@ Run through scripts/golden/generate.sh, which sets up the pinned environment.
 import argparse
 import json
 import math
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
@@ -44,18 +46,26 @@ def dlib_rect(box) -> tuple[int, int, int, int]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("fixtures", nargs="?", default=str(REPO / "../shared/fixtures/faces"),
-                    help="the fixtures/faces directory (default: ../shared/fixtures/faces from the repo root)")
+    ap.add_argument("fixtures", nargs="?", default=str(REPO / "worker/tests/fixtures/faces"),
+                    help="the committed photos (default: worker/tests/fixtures/faces)")
+    ap.add_argument("--south-asian",
+                    default=os.environ.get("SOUTH_ASIAN_DIR") or str(REPO / "../shared/fixtures/faces/south_asian"),
+                    help="the South-Asian set (default: $SOUTH_ASIAN_DIR, else ../shared/fixtures/faces/south_asian)")
     ap.add_argument("--out", default=str(REPO / "worker/tests/golden"), help="output directory")
     args = ap.parse_args()
 
-    fixtures = Path(args.fixtures).resolve()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    images = sorted(p for p in fixtures.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
-    if not images:
-        print(f"no images under {fixtures}", file=sys.stderr)
-        return 1
+    # (name in the golden files, path): the tests resolve south_asian/... to the set.
+    images = []
+    for root, prefix in ((Path(args.fixtures).resolve(), ""), (Path(args.south_asian).resolve(), "south_asian/")):
+        found = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in EXTENSIONS)
+        if not found:
+            # The golden files cover both sets; one made without the South-Asian set
+            # would silently drop its checks.
+            print(f"no images under {root}", file=sys.stderr)
+            return 1
+        images += [(prefix + p.relative_to(root).as_posix(), p) for p in found]
 
     torch.set_grad_enabled(False)
     # Defaults of facenet-pytorch 2.6.0: min_face_size=20, thresholds=[0.6, 0.7, 0.7], factor=0.709.
@@ -70,8 +80,7 @@ def main() -> int:
     mtcnn_out = {"generator": generator, "images": {}}
     dlib_out = {"generator": generator, "faces": []}
 
-    for path in images:
-        rel = path.relative_to(fixtures).as_posix()
+    for rel, path in images:
         img = Image.open(path).convert("RGB")
         boxes, probs, landmarks = mtcnn.detect(img, landmarks=True)
         faces = []

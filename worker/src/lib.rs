@@ -4,5 +4,7 @@
 pub mod drawing;
 pub mod engine;
 pub mod evaluation;
+pub mod fixtures;
 pub mod jobs;
+pub mod schema;
 pub mod service;

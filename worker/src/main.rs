@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -9,6 +10,7 @@ use worker::engine::matching::{DecisionRule, distance};
 use worker::engine::pipeline::load_image;
 use worker::engine::{EngineError, FaceEngine, model_files};
 use worker::evaluation::{Split, embed_people, scan_people};
+use worker::schema::SchemaWait;
 
 #[derive(Parser)]
 #[command(
@@ -30,7 +32,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Consume jobs from the queue (the worker service).
-    Run,
+    Run {
+        /// Seconds to wait for the API to have migrated the database before giving up
+        /// (the worker never migrates it).
+        #[arg(long, env = "SCHEMA_WAIT_SECS", default_value_t = 300)]
+        schema_wait_secs: u64,
+    },
     /// Download and verify the model weights into MODEL_DIR.
     FetchModels,
     /// Detect faces: JSON with boxes, scores and landmarks.
@@ -117,10 +124,11 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Failure> {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     match &cli.command {
-        Command::Run => {
+        Command::Run { schema_wait_secs } => {
             let config = common::config::Config::from_env().context("reading configuration")?;
+            let wait = SchemaWait::new(Duration::from_secs(*schema_wait_secs));
             let rt = tokio::runtime::Runtime::new()?;
-            rt.block_on(worker::service::run(config))?;
+            rt.block_on(worker::service::run(config, wait))?;
             Ok(())
         }
         Command::FetchModels => {

@@ -17,7 +17,6 @@ use common::{
     BlobError, BlobStore, Config, Delivery, JobMessage, JobQueue, QueueError, open_blob_store,
     open_queue,
 };
-use migration::{Migrator, MigratorTrait};
 use models::job::{self, JobStatus};
 use sea_orm::{
     ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
@@ -29,13 +28,14 @@ use tracing::{Instrument, field::Empty};
 use crate::engine::EngineError;
 use crate::engine::pipeline::FaceEngine;
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
+use crate::schema::{SchemaError, SchemaWait};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
     #[error("could not open the database")]
     Database(#[source] DbErr),
-    #[error("could not apply database migrations")]
-    Migrations(#[source] DbErr),
+    #[error("the database schema is not ready")]
+    Schema(#[from] SchemaError),
     #[error("could not open the blob store")]
     Blob(#[from] BlobError),
     #[error("could not open the job queue")]
@@ -316,8 +316,8 @@ async fn mark_failed(
     txn.commit().await
 }
 
-/// Connects to the database (creating a SQLite file's directory) and applies pending
-/// migrations.
+/// Connects to the database (creating a SQLite file's directory). Applies no
+/// migrations: the API does ([`crate::schema`]).
 pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ServiceError> {
     if let Some(dir) = sqlite_dir(url) {
         std::fs::create_dir_all(&dir).map_err(|e| {
@@ -329,13 +329,9 @@ pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ServiceEr
     }
     let mut options = ConnectOptions::new(url.to_string());
     options.sqlx_logging(false);
-    let db = Database::connect(options)
+    Database::connect(options)
         .await
-        .map_err(ServiceError::Database)?;
-    Migrator::up(&db, None)
-        .await
-        .map_err(ServiceError::Migrations)?;
-    Ok(db)
+        .map_err(ServiceError::Database)
 }
 
 /// The directory of a SQLite database file named by `url`, if any.
@@ -368,9 +364,11 @@ pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceErro
 }
 
 /// The worker process: opens everything from `config`, loads the engine once, and
-/// consumes jobs until SIGTERM or Ctrl-C (finishing the job in progress).
-pub async fn run(config: Config) -> Result<(), ServiceError> {
+/// consumes jobs until SIGTERM or Ctrl-C (finishing the job in progress). Waits first
+/// (up to `schema_wait`) for the API to have migrated the database.
+pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceError> {
     let db = connect_database(&config.database_url).await?;
+    crate::schema::wait_until_current(&db, schema_wait).await?;
     let blobs = open_blob_store(&config.storage_url).await?;
     let queue = open_queue(&config.queue_url).await?;
     if config.embedded_queue() {

@@ -2,7 +2,8 @@
 //! and descriptors against `tests/golden/dlib.json`, produced by dlib's Python binding
 //! on the fixture photos. No Python runs here: the golden file is committed.
 //!
-//! Overrides: `FIXTURES_DIR` (photos), `MODELS_DIR` (weights), `DLIB_GOLDEN` (golden file).
+//! The committed photos are always checked, the South-Asian ones when present
+//! (`worker::fixtures`). Overrides: `MODELS_DIR` (weights), `DLIB_GOLDEN` (golden file).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +14,7 @@ use worker::engine::face_chip::face_chip;
 use worker::engine::pipeline::load_image;
 use worker::engine::resnet::FaceDescriptor;
 use worker::engine::shape_predictor::{DlibRect, ShapePredictor};
+use worker::fixtures;
 
 #[derive(Deserialize)]
 struct Golden {
@@ -49,12 +51,23 @@ fn golden() -> Golden {
 
 #[test]
 fn landmarks_and_descriptors_match_dlib() {
-    let golden = golden();
+    check_parity(false);
+}
+
+#[test]
+fn landmarks_and_descriptors_match_dlib_south_asian() {
+    if fixtures::south_asian("landmarks_and_descriptors_match_dlib_south_asian").is_some() {
+        check_parity(true);
+    }
+}
+
+/// Every golden face of one set (the committed photos, or the South-Asian ones).
+fn check_parity(south_asian: bool) {
+    let mut golden = golden();
+    golden
+        .faces
+        .retain(|f| f.image.starts_with(fixtures::SOUTH_ASIAN_PREFIX) == south_asian);
     assert!(!golden.faces.is_empty(), "golden file lists no faces");
-    let fixtures = dir_from_env(
-        "FIXTURES_DIR",
-        manifest().join("../../shared/fixtures/faces"),
-    );
     let models = dir_from_env("MODELS_DIR", manifest().join("../data/models"));
     let sp = ShapePredictor::load(&models.join("shape_predictor_5_face_landmarks.dat"))
         .expect("load shape predictor");
@@ -70,7 +83,7 @@ fn landmarks_and_descriptors_match_dlib() {
     let mut chips = Vec::new();
     for face in &golden.faces {
         let img = images.entry(face.image.clone()).or_insert_with(|| {
-            let path = fixtures.join(&face.image);
+            let path = fixtures::photo(&face.image);
             // The engine's own decoding: what the service feeds the predictor.
             load_image(&path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()))
         });

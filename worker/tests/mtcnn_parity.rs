@@ -14,17 +14,10 @@ use image::RgbImage;
 use serde::Deserialize;
 use worker::engine::mtcnn::{Detection, Mtcnn};
 use worker::engine::pipeline::load_image;
+use worker::fixtures;
 
 const MIN_IOU: f32 = 0.95;
 const MAX_LANDMARK_PX: f32 = 2.0;
-
-fn fixtures_dir() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
-        })
-}
 
 fn models_dir() -> PathBuf {
     std::env::var_os("MODELS_DIR")
@@ -47,7 +40,7 @@ fn mtcnn() -> &'static Mtcnn {
 }
 
 fn load(rel: &str) -> RgbImage {
-    let path = fixtures_dir().join(rel);
+    let path = fixtures::photo(rel);
     // The engine's own decoding: what the service feeds the detector.
     load_image(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -99,9 +92,10 @@ impl FaceMatch {
     }
 }
 
-/// Runs the detector on every golden image. Returns the per-face matches and the images
-/// whose face count differs.
-fn compare_with_golden() -> (Vec<FaceMatch>, Vec<String>) {
+/// Runs the detector on the golden images of one set (the committed photos, or the
+/// South-Asian ones). Returns the per-face matches and the images whose face count
+/// differs.
+fn compare_with_golden(south_asian: bool) -> (Vec<FaceMatch>, Vec<String>) {
     let path = std::env::var_os("MTCNN_GOLDEN")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/mtcnn.json"));
@@ -113,6 +107,9 @@ fn compare_with_golden() -> (Vec<FaceMatch>, Vec<String>) {
     let mut matches = Vec::new();
     let mut count_mismatches = Vec::new();
     for (rel, expected) in &golden.images {
+        if rel.starts_with(fixtures::SOUTH_ASIAN_PREFIX) != south_asian {
+            continue;
+        }
         let image = load(rel);
         assert_eq!(
             (image.width(), image.height()),
@@ -171,8 +168,27 @@ fn summary(label: &str, matches: &[&FaceMatch]) {
 /// rounding of the network outputs.)
 #[test]
 fn matches_facenet_pytorch_golden_detections() {
-    let (matches, count_mismatches) = compare_with_golden();
-    summary("all fixtures", &matches.iter().collect::<Vec<_>>());
+    check_parity(false, 35);
+}
+
+/// The same on the South-Asian set, when it is present.
+#[test]
+fn matches_facenet_pytorch_golden_detections_south_asian() {
+    if fixtures::south_asian("matches_facenet_pytorch_golden_detections_south_asian").is_some() {
+        check_parity(true, 160);
+    }
+}
+
+fn check_parity(south_asian: bool, min_faces: usize) {
+    let (matches, count_mismatches) = compare_with_golden(south_asian);
+    summary(
+        if south_asian {
+            "south-asian fixtures"
+        } else {
+            "committed fixtures"
+        },
+        &matches.iter().collect::<Vec<_>>(),
+    );
     assert!(
         count_mismatches.is_empty(),
         "face counts differ: {count_mismatches:#?}"
@@ -189,7 +205,7 @@ fn matches_facenet_pytorch_golden_detections() {
         .collect();
     assert!(off.is_empty(), "faces beyond the tolerances: {off:#?}");
     assert!(
-        matches.len() >= 200,
+        matches.len() >= min_faces,
         "only {} faces compared",
         matches.len()
     );

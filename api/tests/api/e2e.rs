@@ -20,7 +20,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::helpers::{PgDatabase, RabbitQueues, fixture, fixtures_dir};
+use crate::helpers::{PgDatabase, RabbitQueues, fixture};
 
 /// Registered from their first two photos.
 const PEOPLE: [&str; 5] = [
@@ -346,7 +346,7 @@ impl System {
 }
 
 fn labels() -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures_dir().join("labels.json")).unwrap()).unwrap()
+    worker::fixtures::labels().unwrap()
 }
 
 /// The people `labels.json` says are in the photos.
@@ -532,6 +532,8 @@ async fn production_mode_api_and_worker_processes_mark_attendance() {
     );
 }
 
+// The one-process mode needs the in-process worker (the default `embedded-worker`).
+#[cfg(feature = "embedded-worker")]
 #[tokio::test]
 async fn embedded_mode_one_process_marks_attendance() {
     let dir = TempDir::new().unwrap();

@@ -46,17 +46,8 @@ pub fn postgres_base() -> String {
     url.to_string().trim_end_matches('/').to_string()
 }
 
-pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
-        })
-}
-
 pub fn fixture(rel: &str) -> Vec<u8> {
-    let path = fixtures_dir().join(rel);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+    worker::fixtures::read(rel).unwrap_or_else(|e| panic!("fixture: {e}"))
 }
 
 /// A PostgreSQL database of its own, dropped when this is dropped.

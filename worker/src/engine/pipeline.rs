@@ -4,6 +4,8 @@
 use std::path::Path;
 
 use candle_core::Device;
+// Shared with the API's upload check, so that what it accepts is what we decode.
+use common::image_limits::{MAX_IMAGE_PIXELS, has_jpeg_end_marker};
 use image::RgbImage;
 use serde::Serialize;
 
@@ -118,10 +120,6 @@ impl FaceEngine {
     }
 }
 
-/// Largest limits on a photo we accept (decompression bombs are refused by the
-/// decoder before it allocates).
-pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
-
 /// Decodes a photo from bytes as RGB (alpha dropped), refusing images beyond
 /// [`MAX_IMAGE_PIXELS`].
 pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
@@ -163,12 +161,6 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
         source,
     })?;
     Ok(img.to_rgb8())
-}
-
-/// A complete JPEG ends with the EOI marker `FF D9`; some writers append padding.
-pub fn has_jpeg_end_marker(bytes: &[u8]) -> bool {
-    let tail = &bytes[bytes.len().saturating_sub(1024)..];
-    tail.windows(2).any(|w| w == [0xFF, 0xD9])
 }
 
 /// A JPEG through libjpeg-turbo's decoder (as built by mozjpeg) with its defaults — the

@@ -665,16 +665,13 @@ mod tests {
     /// give the same descriptors.
     #[test]
     fn nhwc_layers_match_candle_nn_modules() {
-        let fixtures = std::env::var_os("FIXTURES_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|| {
-                PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
-            });
         // Any 150×150 pictures exercise the arithmetic; faces make it realistic.
         let chips: Vec<RgbImage> = ["people/obama/obama1.jpg", "people/biden/biden1.jpg"]
             .iter()
             .map(|rel| {
-                let img = image::open(fixtures.join(rel)).expect("fixture").to_rgb8();
+                let img = image::open(crate::fixtures::photo(rel))
+                    .expect("fixture")
+                    .to_rgb8();
                 image::imageops::resize(&img, 150, 150, image::imageops::FilterType::Triangle)
             })
             .collect();

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::blob::FsBlobStore;
 use common::{BlobStore, JobKind};
+use migration::{Migrator, MigratorTrait};
 use models::prelude::*;
 use models::{attendance_session, class, job, session_photo, student, student_photo};
 use sea_orm::{
@@ -26,17 +27,8 @@ use worker::engine::pipeline::FaceEngine;
 use worker::jobs::JobContext;
 use worker::service::connect_database;
 
-pub fn fixtures_dir() -> PathBuf {
-    std::env::var_os("FIXTURES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
-        })
-}
-
 pub fn fixture(relative: &str) -> Vec<u8> {
-    let path = fixtures_dir().join(relative);
-    std::fs::read(&path).unwrap_or_else(|e| panic!("cannot read fixture {}: {e}", path.display()))
+    worker::fixtures::read(relative).unwrap_or_else(|e| panic!("fixture: {e}"))
 }
 
 /// A plain grey PNG the size of a classroom photo: certainly no face in it.
@@ -85,9 +77,7 @@ impl TestDb {
     pub async fn sqlite() -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/test.db?mode=rwc", dir.path().display());
-        let db = connect_database(&url)
-            .await
-            .expect("open the SQLite database");
+        let db = migrated(&url).await;
         TestDb {
             db,
             _dir: Some(dir),
@@ -95,8 +85,17 @@ impl TestDb {
         }
     }
 
-    /// A new database `test_<uuid>` on the server at `TEST_DATABASE_URL`.
+    /// A new database `test_<uuid>` on the server at `TEST_DATABASE_URL`, migrated.
     pub async fn postgres() -> TestDb {
+        let empty = TestDb::postgres_empty().await;
+        Migrator::up(&empty.db, None)
+            .await
+            .expect("migrations apply");
+        empty
+    }
+
+    /// A new, empty database `test_<uuid>` (no migrations applied).
+    pub async fn postgres_empty() -> TestDb {
         let server = std::env::var("TEST_DATABASE_URL")
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
         let server = server_url(&server);
@@ -121,6 +120,13 @@ impl TestDb {
         }
     }
 
+    /// The URL of the PostgreSQL test database.
+    pub fn postgres_url(&self) -> Option<String> {
+        self.postgres
+            .as_ref()
+            .map(|(server, name)| format!("{server}/{name}"))
+    }
+
     /// Drops a PostgreSQL test database (call at the end of a passing test).
     pub async fn cleanup(self) {
         let TestDb { db, postgres, .. } = self;
@@ -137,6 +143,16 @@ impl TestDb {
 }
 
 /// `postgres://user@host:port[/db][?..]` → `postgres://user@host:port`.
+/// Opens `url` and applies the migrations, as the API does at its start (the worker
+/// itself never migrates).
+async fn migrated(url: &str) -> DatabaseConnection {
+    let db = connect_database(url)
+        .await
+        .unwrap_or_else(|e| panic!("open {url}: {e}"));
+    Migrator::up(&db, None).await.expect("migrations apply");
+    db
+}
+
 fn server_url(url: &str) -> String {
     let url = url.split('?').next().unwrap_or(url);
     let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");

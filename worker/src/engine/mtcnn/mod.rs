@@ -450,12 +450,7 @@ mod tests {
         let dir = std::env::var_os("MODELS_DIR")
             .map(std::path::PathBuf::from)
             .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"));
-        let fixtures = std::env::var_os("FIXTURES_DIR")
-            .map(std::path::PathBuf::from)
-            .unwrap_or_else(|| {
-                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces")
-            });
-        let image = image::open(fixtures.join("groups/six_people.jpg"))
+        let image = image::open(crate::fixtures::photo("groups/six_people.jpg"))
             .expect("fixture photo")
             .to_rgb8();
         let load = |nhwc| {
