@@ -63,6 +63,12 @@ pub struct Application {
 /// the in-process worker), and binds `config.bind` (port 0 picks a free port).
 pub async fn build(config: &Config) -> Result<Application, StartupError> {
     embedded::ensure_available(config.embedded_queue(), embedded::AVAILABLE)?;
+    tracing::info!(
+        face_model = %config.face_model,
+        detector = %config.detector,
+        licence = config.face_model.licence(),
+        "face model"
+    );
     let db = database::connect_and_migrate(&config.database_url).await?;
     let blobs = open_blob_store(&config.storage_url).await?;
     let queue = open_queue(&config.queue_url).await?;

@@ -5,6 +5,8 @@
 
 use std::path::PathBuf;
 
+use crate::face_model::{Detector, FaceModel};
+
 /// Default values, one per variable; kept together so the README and the code agree.
 pub mod defaults {
     pub const DATABASE_URL: &str = "sqlite://data/attendance.db?mode=rwc";
@@ -16,6 +18,7 @@ pub mod defaults {
     pub const CORS_ORIGINS: &str = "";
     pub const JOB_MAX_ATTEMPTS: u32 = 5;
     pub const DATA_DIR: &str = "data";
+    pub const FACE_MODEL: &str = "dlib-resnet";
 }
 
 /// The queue URL that selects the in-process queue.
@@ -55,6 +58,10 @@ pub struct Config {
     pub max_attempts: u32,
     /// `DATA_DIR`: root for embedded-mode state.
     pub data_dir: PathBuf,
+    /// `FACE_MODEL`: `dlib-resnet` or `arcface-mbf`.
+    pub face_model: FaceModel,
+    /// `DETECTOR`: `mtcnn` or `scrfd`; unset, the face model's default.
+    pub detector: Detector,
 }
 
 impl Default for Config {
@@ -154,6 +161,25 @@ impl Config {
             .map(str::to_string)
             .collect();
 
+        let face_model_raw = get("FACE_MODEL", defaults::FACE_MODEL)?;
+        let face_model: FaceModel =
+            face_model_raw
+                .parse()
+                .map_err(|e: crate::face_model::UnknownName| ConfigError::Invalid {
+                    var: "FACE_MODEL",
+                    value: face_model_raw.clone(),
+                    reason: e.to_string(),
+                })?;
+        let detector_raw = get("DETECTOR", face_model.default_detector().name())?;
+        let detector: Detector =
+            detector_raw
+                .parse()
+                .map_err(|e: crate::face_model::UnknownName| ConfigError::Invalid {
+                    var: "DETECTOR",
+                    value: detector_raw.clone(),
+                    reason: e.to_string(),
+                })?;
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -164,6 +190,8 @@ impl Config {
             cors_origins,
             max_attempts,
             data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
+            face_model,
+            detector,
         })
     }
 
@@ -190,6 +218,8 @@ mod tests {
         assert!(c.cors_origins.is_empty());
         assert_eq!(c.max_attempts, 5);
         assert_eq!(c.data_dir, PathBuf::from("data"));
+        assert_eq!(c.face_model, FaceModel::DlibResnet);
+        assert_eq!(c.detector, Detector::Mtcnn);
         assert_eq!(c, Config::default());
     }
 
@@ -221,6 +251,8 @@ mod tests {
             ("QUEUE_URL", "redis://x"),
             ("STORAGE_URL", "/var/blobs"),
             ("BIND", "8080"),
+            ("FACE_MODEL", "arcface"),
+            ("DETECTOR", "retinaface"),
         ] {
             let err = Config::from_pairs([(var, value)]).unwrap_err();
             match &err {
@@ -229,5 +261,19 @@ mod tests {
             }
             assert!(err.to_string().contains(var), "{err}");
         }
+    }
+
+    #[test]
+    fn detector_defaults_to_the_face_model_s_own() {
+        let c = Config::from_pairs([("FACE_MODEL", "arcface-mbf")]).unwrap();
+        assert_eq!(c.face_model, FaceModel::ArcfaceMbf);
+        assert_eq!(c.detector, Detector::Scrfd);
+        let c = Config::from_pairs([("FACE_MODEL", "arcface-mbf"), ("DETECTOR", "mtcnn")]).unwrap();
+        assert_eq!(c.detector, Detector::Mtcnn);
+        let err = Config::from_pairs([("FACE_MODEL", "arcface")]).unwrap_err();
+        assert!(
+            err.to_string().contains("dlib-resnet, arcface-mbf"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,8 @@
 
 pub mod blob;
 pub mod config;
+pub mod error_chain;
+pub mod face_model;
 pub mod image_limits;
 pub mod job;
 pub mod queue;
@@ -15,5 +17,7 @@ pub mod telemetry;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
 pub use config::{Config, ConfigError};
+pub use error_chain::error_chain;
+pub use face_model::{Detector, FaceModel};
 pub use job::{JobKind, JobMessage, Lane};
 pub use queue::{Delivery, JobConsumer, JobQueue, QueueError, open_queue};

@@ -4,6 +4,9 @@
 
 pub use sea_orm_migration::prelude::*;
 
+pub mod connect;
+pub use connect::{connect, connect_and_migrate};
+
 mod m20261125_000001_create_classes;
 mod m20261125_000002_create_students;
 mod m20261125_000003_create_student_photos;

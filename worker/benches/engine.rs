@@ -6,11 +6,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use worker::engine::FaceEngine;
+use worker::engine::dlib::face_chip::face_chip;
+use worker::engine::dlib::resnet::FaceDescriptor;
 use worker::engine::embedder::DlibEmbedder;
-use worker::engine::face_chip::face_chip;
 use worker::engine::model_files::verify_models;
 use worker::engine::pipeline::load_image;
-use worker::engine::resnet::FaceDescriptor;
 use worker::fixtures;
 
 /// Median wall time of `runs` calls, in milliseconds, after one warm-up call.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use common::FaceModel;
 use worker::engine::matching::{DecisionRule, distance};
 use worker::engine::pipeline::load_image;
 use worker::engine::{EngineError, FaceEngine, model_files};
@@ -39,7 +40,11 @@ enum Command {
         schema_wait_secs: u64,
     },
     /// Download and verify the model weights into MODEL_DIR.
-    FetchModels,
+    FetchModels {
+        /// Whose files: dlib-resnet, arcface-mbf or all (default: FACE_MODEL's).
+        #[arg(long, env = "FACE_MODEL", default_value = "dlib-resnet", value_parser = parse_model_choice)]
+        model: ModelChoice,
+    },
     /// Detect faces: JSON with boxes, scores and landmarks.
     Detect {
         image: PathBuf,
@@ -63,6 +68,27 @@ enum Command {
     },
 }
 
+/// The models whose files `fetch-models` gets.
+#[derive(Debug, Clone, Copy)]
+enum ModelChoice {
+    One(FaceModel),
+    All,
+}
+
+fn parse_model_choice(s: &str) -> Result<ModelChoice, common::face_model::UnknownName> {
+    if s == "all" {
+        return Ok(ModelChoice::All);
+    }
+    s.parse()
+        .map(ModelChoice::One)
+        .map_err(
+            |e: common::face_model::UnknownName| common::face_model::UnknownName {
+                expected: "dlib-resnet, arcface-mbf, all",
+                ..e
+            },
+        )
+}
+
 /// Exit codes a shell user can branch on.
 const EXIT_ERROR: u8 = 1;
 const EXIT_UNREADABLE: u8 = 3;
@@ -78,7 +104,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(e: E) -> Self {
         let error = e.into();
         let code = match error.downcast_ref::<EngineError>() {
-            Some(EngineError::Io { .. } | EngineError::Image { .. }) => EXIT_UNREADABLE,
+            Some(EngineError::Io { .. } | EngineError::BadPhoto { .. }) => EXIT_UNREADABLE,
             _ => EXIT_ERROR,
         };
         Self { code, error }
@@ -131,13 +157,23 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rt.block_on(worker::service::run(config, wait))?;
             Ok(())
         }
-        Command::FetchModels => {
-            let paths = model_files::ensure_models(&cli.model_dir)?;
-            println!("models ready in {}", cli.model_dir.display());
-            print_json(&serde_json::json!({
-                "pnet": paths.pnet, "rnet": paths.rnet, "onet": paths.onet,
-                "shape_predictor": paths.shape_predictor, "resnet": paths.resnet,
-            }))
+        Command::FetchModels { model } => {
+            let files = match model {
+                ModelChoice::One(m) => model_files::files_for(*m).to_vec(),
+                ModelChoice::All => model_files::all_files(),
+            };
+            let paths = model_files::ensure_files(
+                &cli.model_dir,
+                &model_files::index_url_from_env(),
+                &files,
+            )?;
+            eprintln!("models ready in {}", cli.model_dir.display());
+            let by_name: serde_json::Map<String, serde_json::Value> = files
+                .iter()
+                .zip(paths)
+                .map(|(f, p)| (f.name().to_owned(), serde_json::json!(p)))
+                .collect();
+            print_json(&by_name)
         }
         Command::Detect { image, draw } => {
             let img = load_image(image)?;

@@ -10,17 +10,16 @@
 //! Jobs run one at a time per process (the engine already uses every core); prefetch
 //! keeps the next message at hand. More throughput = more worker processes.
 
-use std::{future::Future, path::PathBuf, sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
-    BlobError, BlobStore, Config, Delivery, JobMessage, JobQueue, QueueError, open_blob_store,
-    open_queue,
+    BlobError, BlobStore, Config, Delivery, JobMessage, JobQueue, QueueError, error_chain,
+    open_blob_store, open_queue,
 };
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveValue::Set, ConnectOptions, Database, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, TransactionTrait,
+    ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait,
 };
 use tokio::task::JoinHandle;
 use tracing::{Instrument, field::Empty};
@@ -319,34 +318,9 @@ async fn mark_failed(
 /// Connects to the database (creating a SQLite file's directory). Applies no
 /// migrations: the API does ([`crate::schema`]).
 pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ServiceError> {
-    if let Some(dir) = sqlite_dir(url) {
-        std::fs::create_dir_all(&dir).map_err(|e| {
-            ServiceError::Database(DbErr::Custom(format!(
-                "cannot create the database directory {}: {e}",
-                dir.display()
-            )))
-        })?;
-    }
-    let mut options = ConnectOptions::new(url.to_string());
-    options.sqlx_logging(false);
-    Database::connect(options)
+    let db = migration::connect(url)
         .await
         .map_err(ServiceError::Database)
-}
-
-/// The directory of a SQLite database file named by `url`, if any.
-fn sqlite_dir(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next()?;
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
-    std::path::Path::new(path)
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .map(|p| p.to_path_buf())
 }
 
 /// Loads the face engine on a blocking thread, fetching missing weights.
@@ -424,17 +398,6 @@ pub fn spawn_in_process(
     ))
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 async fn shutdown_signal() {
     common::shutdown::signal().await;
     tracing::info!("shutdown requested; finishing the current job");
@@ -452,15 +415,5 @@ mod tests {
         assert_eq!(options.backoff(4), Duration::from_secs(16));
         assert_eq!(options.backoff(10), Duration::from_secs(120));
         assert_eq!(options.backoff(u32::MAX), Duration::from_secs(120));
-    }
-
-    #[test]
-    fn finds_the_sqlite_directory() {
-        assert_eq!(
-            sqlite_dir("sqlite://data/attendance.db?mode=rwc"),
-            Some(PathBuf::from("data"))
-        );
-        assert_eq!(sqlite_dir("sqlite::memory:"), None);
-        assert_eq!(sqlite_dir("postgres://u@h/db"), None);
     }
 }

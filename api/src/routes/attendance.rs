@@ -308,12 +308,5 @@ impl AttendanceApi {
 }
 
 fn parse_taken_at(value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
-    match value.map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => DateTime::parse_from_rfc3339(v)
-            .map(|t| Some(t.with_timezone(&Utc)))
-            .map_err(|_| {
-                ApiError::unprocessable("invalid_field", "taken_at must be an RFC 3339 timestamp")
-            }),
-    }
+    parse_bound("taken_at", value, false)
 }

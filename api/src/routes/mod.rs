@@ -82,8 +82,9 @@ pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
         .around(metrics::track)
 }
 
-/// Parses a date-range bound: RFC 3339, or a plain `YYYY-MM-DD` meaning the start of
-/// that day (`end_of_day = false`) or its end (`true`), UTC.
+/// Parses every timestamp a client sends (`taken_at`, the `from`/`to` bounds): RFC
+/// 3339, or a plain `YYYY-MM-DD` meaning the start of that day (`end_of_day = false`)
+/// or its end (`true`), UTC. Anything else is a 400 `invalid_timestamp`.
 pub(crate) fn parse_bound(
     field: &str,
     value: Option<&str>,
@@ -104,7 +105,36 @@ pub(crate) fn parse_bound(
         return Ok(Some(d.and_time(time).and_utc()));
     }
     Err(error::ApiError::bad_request(
-        "invalid_date",
+        "invalid_timestamp",
         format!("{field} must be an RFC 3339 timestamp or a YYYY-MM-DD date"),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_and_dates_parse_and_anything_else_is_one_error() {
+        let t = parse_bound("taken_at", Some("2026-11-20T09:30:00+05:30"), false).unwrap();
+        assert_eq!(t.unwrap().to_rfc3339(), "2026-11-20T04:00:00+00:00");
+        let end = parse_bound("to", Some("2026-11-20"), true)
+            .unwrap()
+            .unwrap();
+        assert_eq!(end.to_rfc3339(), "2026-11-20T23:59:59.999999999+00:00");
+        assert_eq!(parse_bound("from", Some("  "), false).unwrap(), None);
+        for field in ["taken_at", "from", "to"] {
+            let Err(error::ApiError::BadRequest(body)) =
+                parse_bound(field, Some("20/11/2026"), false)
+            else {
+                panic!("{field}: not a 400");
+            };
+            assert_eq!(body.0.error.code, "invalid_timestamp");
+            assert!(
+                body.0.error.message.starts_with(field),
+                "{}",
+                body.0.error.message
+            );
+        }
+    }
 }

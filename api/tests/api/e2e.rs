@@ -127,7 +127,7 @@ fn tail(s: &str) -> &str {
     &s[start..]
 }
 
-/// The environment both binaries read (DESIGN.md's table), nothing inherited that
+/// The environment both binaries read (`common::config`), nothing inherited that
 /// could change the mode.
 fn configure(cmd: &mut Command, env: &[(&str, String)]) {
     for var in [
@@ -136,6 +136,8 @@ fn configure(cmd: &mut Command, env: &[(&str, String)]) {
         "STORAGE_URL",
         "BIND",
         "DATA_DIR",
+        "FACE_MODEL",
+        "DETECTOR",
     ] {
         cmd.env_remove(var);
     }

@@ -5,12 +5,12 @@ use candle_core::Device;
 use image::RgbImage;
 
 use super::Result;
-use super::face_chip::face_chip;
+use super::dlib::face_chip::face_chip;
+use super::dlib::resnet::FaceDescriptor;
+use super::dlib::shape_predictor::{DlibRect, ShapePredictor};
 use super::matching::Descriptor;
 use super::model_files::ModelPaths;
 use super::mtcnn::Detection;
-use super::resnet::FaceDescriptor;
-use super::shape_predictor::{DlibRect, ShapePredictor};
 
 /// Turns detected faces into descriptors.
 pub trait Embedder: Send + Sync {

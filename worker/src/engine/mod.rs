@@ -3,18 +3,15 @@
 //! original formats (PyTorch legacy pickles, dlib serialization) into candle tensors.
 
 pub mod device;
-pub mod dlib_format;
+pub mod dlib;
 pub mod embedder;
 pub mod error;
-pub mod face_chip;
 pub mod matching;
 pub mod model_files;
 pub mod mtcnn;
 pub mod nhwc;
 pub mod pipeline;
 pub mod pytorch_legacy;
-pub mod resnet;
-pub mod shape_predictor;
 
 pub use error::EngineError;
 

@@ -10,6 +10,7 @@ use image::RgbImage;
 use serde::Serialize;
 
 use super::embedder::{DlibEmbedder, Embedder};
+use super::error::BadPhoto;
 use super::matching::Descriptor;
 use super::model_files::{self, ModelPaths};
 use super::mtcnn::{Detection, Mtcnn};
@@ -133,16 +134,26 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
     limits.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
     reader.limits(limits.clone());
     let format = reader.format();
+    let bad = |problem: BadPhoto| EngineError::BadPhoto {
+        what: what.to_string(),
+        problem,
+    };
     let (w, h) = reader
         .into_dimensions()
-        .map_err(|source| EngineError::Image {
-            what: what.to_string(),
-            source,
-        })?;
+        .map_err(|e| bad(BadPhoto::Undecodable(e)))?;
+    if w == 0 || h == 0 {
+        return Err(bad(BadPhoto::ImpossibleSize {
+            width: w,
+            height: h,
+        }));
+    }
+    let too_large = BadPhoto::TooLarge {
+        width: w,
+        height: h,
+        max_pixels: MAX_IMAGE_PIXELS,
+    };
     if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
-        return Err(EngineError::Invalid(format!(
-            "{what} is {w}×{h} pixels, more than the {MAX_IMAGE_PIXELS} allowed"
-        )));
+        return Err(bad(too_large));
     }
     if format == Some(image::ImageFormat::Jpeg)
         && let Some(img) = decode_jpeg_like_pil(bytes)
@@ -156,9 +167,10 @@ pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
             source,
         })?;
     reader.limits(limits);
-    let img = reader.decode().map_err(|source| EngineError::Image {
-        what: what.to_string(),
-        source,
+    let img = reader.decode().map_err(|e| match e {
+        // Within the pixel cap but over the allocation limit (e.g. many frames).
+        image::ImageError::Limits(_) => bad(too_large),
+        e => bad(BadPhoto::Undecodable(e)),
     })?;
     Ok(img.to_rgb8())
 }
@@ -208,13 +220,32 @@ mod tests {
             .unwrap();
         png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
         png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
-        let err = decode_image(&png, "bomb.png").unwrap_err().to_string();
-        assert!(err.contains("bomb.png"), "{err}");
+        let err = decode_image(&png, "bomb.png").unwrap_err();
+        assert!(err.is_bad_input(), "{err}");
+        assert!(err.to_string().contains("bomb.png"), "{err}");
+        assert_eq!(
+            err.bad_input_reason().unwrap(),
+            format!("the photo is 100000×100000 pixels, more than the {MAX_IMAGE_PIXELS} allowed")
+        );
     }
 
     #[test]
     fn text_is_not_an_image() {
         let err = decode_image(b"hello, not a photo", "note.txt").unwrap_err();
-        assert!(matches!(err, EngineError::Image { .. }), "{err}");
+        assert!(err.is_bad_input(), "{err}");
+        assert_eq!(
+            err.bad_input_reason().unwrap(),
+            "the file is not a readable image (JPEG or PNG expected)"
+        );
+    }
+
+    #[test]
+    fn a_truncated_photo_is_bad_input_not_a_crash() {
+        let img = image::RgbImage::from_pixel(64, 48, image::Rgb([200, 120, 40]));
+        let mut png = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let err = decode_image(&png[..png.len() / 2], "half.png").unwrap_err();
+        assert!(err.is_bad_input(), "{err}");
     }
 }

@@ -5,7 +5,6 @@
 //! dict, the list of storage keys) followed by the raw storages in key-list order. The
 //! state dict refers to storages through persistent ids; tensors are rebuilt through
 //! `(offset, size, stride)`, and the strides matter: these weights are column-major.
-//! See `shared/notes/weight-formats.md` §A for the byte-level layout.
 //!
 //! The pickle VM is deliberately minimal: it knows the opcodes and the three globals that
 //! such a file uses and rejects everything else as a [`EngineError::Format`] error, so that
@@ -33,9 +32,9 @@ pub fn load_state_dict(path: &Path, device: &Device) -> Result<Vec<(String, Tens
         path: path.to_path_buf(),
         source,
     })?;
-    let format = |reason: String| EngineError::Format {
+    let format = |e: PickleError| EngineError::Format {
         path: path.to_path_buf(),
-        reason,
+        reason: e.0,
     };
     let entries = parse(&bytes).map_err(format)?;
     entries
@@ -53,21 +52,44 @@ pub fn var_builder(path: &Path, device: &Device) -> Result<VarBuilder<'static>> 
     Ok(VarBuilder::from_tensors(tensors, DType::F32, device))
 }
 
+/// Why a file does not parse as a legacy state dict; the caller adds the path.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PickleError(String);
+
+impl From<String> for PickleError {
+    fn from(reason: String) -> Self {
+        PickleError(reason)
+    }
+}
+
+impl From<&str> for PickleError {
+    fn from(reason: &str) -> Self {
+        PickleError(reason.to_owned())
+    }
+}
+
+type PickleResult<T> = std::result::Result<T, PickleError>;
+
 /// One tensor of the state dict: name, shape, C-order data.
 type Entry = (String, Vec<usize>, Vec<f32>);
 
 /// Parses the whole file. Errors are plain reasons; the caller adds the path.
-fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
+fn parse(bytes: &[u8]) -> PickleResult<Vec<Entry>> {
     let mut cursor = Cursor { bytes, pos: 0 };
 
-    let magic =
-        Unpickler::run(&mut cursor).map_err(|e| format!("not a PyTorch legacy file: {e}"))?;
+    let magic = Unpickler::run(&mut cursor)
+        .map_err(|e| PickleError(format!("not a PyTorch legacy file: {e}")))?;
     if !matches!(magic, Value::Int(MAGIC_NUMBER)) {
         return Err("not a PyTorch legacy file: wrong magic number".into());
     }
     match Unpickler::run(&mut cursor)? {
         Value::Int(PROTOCOL_VERSION) => {}
-        other => return Err(format!("unsupported protocol version {other:?}")),
+        other => {
+            return Err(PickleError(format!(
+                "unsupported protocol version {other:?}"
+            )));
+        }
     }
     // The sys-info dict (endianness, type sizes). Only little-endian files exist in
     // practice and every storage here is float32, so its content is not needed.
@@ -75,18 +97,24 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
 
     let state = Unpickler::run(&mut cursor)?;
     let Value::Dict(items) = state else {
-        return Err(format!("expected a state dict, found {}", state.kind()));
+        return Err(PickleError(format!(
+            "expected a state dict, found {}",
+            state.kind()
+        )));
     };
     let mut tensors = Vec::new();
     for (key, value) in items.borrow().iter() {
         let Value::Str(name) = key else {
-            return Err(format!("state dict key is a {}, not a string", key.kind()));
+            return Err(PickleError(format!(
+                "state dict key is a {}, not a string",
+                key.kind()
+            )));
         };
         let Value::Tensor(t) = value else {
-            return Err(format!(
+            return Err(PickleError(format!(
                 "state dict entry {name} is a {}, not a tensor",
                 value.kind()
-            ));
+            )));
         };
         tensors.push((name.clone(), t.clone()));
     }
@@ -97,14 +125,17 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
             .iter()
             .map(|v| match v {
                 Value::Str(s) => Ok(s.clone()),
-                other => Err(format!("storage key is a {}, not a string", other.kind())),
+                other => Err(PickleError(format!(
+                    "storage key is a {}, not a string",
+                    other.kind()
+                ))),
             })
-            .collect::<std::result::Result<Vec<_>, _>>()?,
+            .collect::<PickleResult<Vec<_>>>()?,
         other => {
-            return Err(format!(
+            return Err(PickleError(format!(
                 "expected the storage key list, found {}",
                 other.kind()
-            ));
+            )));
         }
     };
 
@@ -112,8 +143,8 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
     let mut storages: HashMap<String, Vec<f32>> = HashMap::with_capacity(keys.len());
     for key in keys {
         let count = i64::from_le_bytes(cursor.array::<8>()?);
-        let count =
-            usize::try_from(count).map_err(|_| format!("storage {key}: negative size {count}"))?;
+        let count = usize::try_from(count)
+            .map_err(|_| PickleError(format!("storage {key}: negative size {count}")))?;
         let raw = cursor.take(count.checked_mul(4).ok_or("storage size overflows")?)?;
         let data = raw
             .chunks_exact(4)
@@ -122,10 +153,10 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
         storages.insert(key, data);
     }
     if cursor.pos != bytes.len() {
-        return Err(format!(
+        return Err(PickleError(format!(
             "{} unexpected bytes after the last storage",
             bytes.len() - cursor.pos
-        ));
+        )));
     }
 
     tensors
@@ -135,15 +166,15 @@ fn parse(bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
                 .get(&t.storage.key)
                 .ok_or_else(|| format!("{name}: storage {} is missing", t.storage.key))?;
             if storage.len() != t.storage.numel {
-                return Err(format!(
+                return Err(PickleError(format!(
                     "{name}: storage {} holds {} elements, its persistent id says {}",
                     t.storage.key,
                     storage.len(),
                     t.storage.numel
-                ));
+                )));
             }
             let data = gather(storage, t.offset, &t.size, &t.stride)
-                .map_err(|e| format!("{name}: {e}"))?;
+                .map_err(|e| PickleError(format!("{name}: {e}")))?;
             Ok((name, t.size, data))
         })
         .collect()
@@ -156,7 +187,7 @@ fn gather(
     offset: usize,
     size: &[usize],
     stride: &[usize],
-) -> std::result::Result<Vec<f32>, String> {
+) -> PickleResult<Vec<f32>> {
     let numel: usize = size.iter().product();
     if numel == 0 {
         return Ok(Vec::new());
@@ -169,10 +200,10 @@ fn gather(
         })
         .ok_or("view extent overflows")?;
     if last >= storage.len() {
-        return Err(format!(
+        return Err(PickleError(format!(
             "view reaches element {last} of a storage of {}",
             storage.len()
-        ));
+        )));
     }
     let mut out = Vec::with_capacity(numel);
     let mut index = vec![0usize; size.len()];
@@ -199,7 +230,7 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> std::result::Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> PickleResult<&'a [u8]> {
         let end = self
             .pos
             .checked_add(n)
@@ -216,22 +247,22 @@ impl<'a> Cursor<'a> {
         Ok(slice)
     }
 
-    fn array<const N: usize>(&mut self) -> std::result::Result<[u8; N], String> {
+    fn array<const N: usize>(&mut self) -> PickleResult<[u8; N]> {
         let mut out = [0u8; N];
         out.copy_from_slice(self.take(N)?);
         Ok(out)
     }
 
-    fn u8(&mut self) -> std::result::Result<u8, String> {
+    fn u8(&mut self) -> PickleResult<u8> {
         Ok(self.array::<1>()?[0])
     }
 
-    fn u32(&mut self) -> std::result::Result<u32, String> {
+    fn u32(&mut self) -> PickleResult<u32> {
         Ok(u32::from_le_bytes(self.array()?))
     }
 
     /// A `\n`-terminated line (GLOBAL's module and name).
-    fn line(&mut self) -> std::result::Result<String, String> {
+    fn line(&mut self) -> PickleResult<String> {
         let rest = &self.bytes[self.pos..];
         let len = rest
             .iter()
@@ -242,10 +273,11 @@ impl<'a> Cursor<'a> {
         Ok(text.to_owned())
     }
 
-    fn utf8(&mut self, len: usize) -> std::result::Result<String, String> {
+    fn utf8(&mut self, len: usize) -> PickleResult<String> {
         let at = self.pos;
         let raw = self.take(len)?;
-        String::from_utf8(raw.to_vec()).map_err(|_| format!("string at offset {at} is not UTF-8"))
+        String::from_utf8(raw.to_vec())
+            .map_err(|_| PickleError(format!("string at offset {at} is not UTF-8")))
     }
 }
 
@@ -308,17 +340,25 @@ impl Value {
         }
     }
 
-    fn as_usize(&self, what: &str) -> std::result::Result<usize, String> {
+    fn as_usize(&self, what: &str) -> PickleResult<usize> {
         match self {
-            Value::Int(i) => usize::try_from(*i).map_err(|_| format!("{what} is {i}, not a size")),
-            other => Err(format!("{what} is a {}, not an int", other.kind())),
+            Value::Int(i) => {
+                usize::try_from(*i).map_err(|_| PickleError(format!("{what} is {i}, not a size")))
+            }
+            other => Err(PickleError(format!(
+                "{what} is a {}, not an int",
+                other.kind()
+            ))),
         }
     }
 
-    fn as_usizes(&self, what: &str) -> std::result::Result<Vec<usize>, String> {
+    fn as_usizes(&self, what: &str) -> PickleResult<Vec<usize>> {
         match self {
             Value::Tuple(items) => items.iter().map(|v| v.as_usize(what)).collect(),
-            other => Err(format!("{what} is a {}, not a tuple", other.kind())),
+            other => Err(PickleError(format!(
+                "{what} is a {}, not a tuple",
+                other.kind()
+            ))),
         }
     }
 
@@ -334,7 +374,7 @@ struct Unpickler {
 }
 
 impl Unpickler {
-    fn run(cursor: &mut Cursor<'_>) -> std::result::Result<Value, String> {
+    fn run(cursor: &mut Cursor<'_>) -> PickleResult<Value> {
         let mut vm = Unpickler {
             stack: Vec::new(),
             memo: HashMap::new(),
@@ -347,7 +387,9 @@ impl Unpickler {
                 0x80 => {
                     let version = cursor.u8()?;
                     if version > 5 {
-                        return Err(format!("unsupported pickle protocol {version}"));
+                        return Err(PickleError(format!(
+                            "unsupported pickle protocol {version}"
+                        )));
                     }
                 }
                 // STOP
@@ -356,10 +398,10 @@ impl Unpickler {
                     return if vm.stack.is_empty() {
                         Ok(top)
                     } else {
-                        Err(format!(
+                        Err(PickleError(format!(
                             "pickle ended at offset {at} with {} values left",
                             vm.stack.len()
-                        ))
+                        )))
                     };
                 }
                 // MARK
@@ -379,7 +421,9 @@ impl Unpickler {
                 0x8a => {
                     let n = usize::from(cursor.u8()?);
                     if n > 16 {
-                        return Err(format!("LONG1 of {n} bytes at offset {at} is too large"));
+                        return Err(PickleError(format!(
+                            "LONG1 of {n} bytes at offset {at} is too large"
+                        )));
                     }
                     let raw = cursor.take(n)?;
                     let mut buf = if raw.last().is_some_and(|&b| b & 0x80 != 0) {
@@ -439,9 +483,9 @@ impl Unpickler {
                 b'u' => {
                     let items = vm.pop_to_mark()?;
                     if items.len() % 2 != 0 {
-                        return Err(format!(
+                        return Err(PickleError(format!(
                             "SETITEMS at offset {at} with an odd number of items"
-                        ));
+                        )));
                     }
                     let dict = vm.top_dict()?;
                     let mut dict = dict.borrow_mut();
@@ -482,8 +526,8 @@ impl Unpickler {
                 b'R' => {
                     let args = vm.pop()?;
                     let callable = vm.pop()?;
-                    let value =
-                        reduce(&callable, &args).map_err(|e| format!("at offset {at}: {e}"))?;
+                    let value = reduce(&callable, &args)
+                        .map_err(|e| PickleError(format!("at offset {at}: {e}")))?;
                     vm.stack.push(value);
                 }
                 // BUILD: only `OrderedDict.__setstate__` with `_metadata` occurs, which carries
@@ -491,41 +535,43 @@ impl Unpickler {
                 b'b' => {
                     vm.pop()?;
                     if vm.stack.is_empty() {
-                        return Err(format!("BUILD at offset {at} on an empty stack"));
+                        return Err(PickleError(format!(
+                            "BUILD at offset {at} on an empty stack"
+                        )));
                     }
                 }
                 // BINPERSID
                 b'Q' => {
                     let pid = vm.pop()?;
-                    let storage =
-                        persistent_load(&pid).map_err(|e| format!("at offset {at}: {e}"))?;
+                    let storage = persistent_load(&pid)
+                        .map_err(|e| PickleError(format!("at offset {at}: {e}")))?;
                     vm.stack.push(Value::Storage(storage));
                 }
                 other => {
-                    return Err(format!(
+                    return Err(PickleError(format!(
                         "unsupported pickle opcode 0x{other:02x} at offset {at}"
-                    ));
+                    )));
                 }
             }
         }
     }
 
-    fn pop(&mut self) -> std::result::Result<Value, String> {
+    fn pop(&mut self) -> PickleResult<Value> {
         match self.stack.pop() {
             Some(Value::Mark) | None => Err("pickle stack underflow".into()),
             Some(v) => Ok(v),
         }
     }
 
-    fn pop_n(&mut self, n: usize) -> std::result::Result<Vec<Value>, String> {
+    fn pop_n(&mut self, n: usize) -> PickleResult<Vec<Value>> {
         let mut items = (0..n)
             .map(|_| self.pop())
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+            .collect::<PickleResult<Vec<_>>>()?;
         items.reverse();
         Ok(items)
     }
 
-    fn pop_to_mark(&mut self) -> std::result::Result<Vec<Value>, String> {
+    fn pop_to_mark(&mut self) -> PickleResult<Vec<Value>> {
         let mark = self
             .stack
             .iter()
@@ -536,27 +582,27 @@ impl Unpickler {
         Ok(items)
     }
 
-    fn top_list(&self) -> std::result::Result<Rc<RefCell<Vec<Value>>>, String> {
+    fn top_list(&self) -> PickleResult<Rc<RefCell<Vec<Value>>>> {
         match self.stack.last() {
             Some(Value::List(l)) => Ok(l.clone()),
-            other => Err(format!(
+            other => Err(PickleError(format!(
                 "APPEND on a {}",
                 other.map_or("empty stack", Value::kind)
-            )),
+            ))),
         }
     }
 
-    fn top_dict(&self) -> std::result::Result<DictItems, String> {
+    fn top_dict(&self) -> PickleResult<DictItems> {
         match self.stack.last() {
             Some(Value::Dict(d)) => Ok(d.clone()),
-            other => Err(format!(
+            other => Err(PickleError(format!(
                 "SETITEM on a {}",
                 other.map_or("empty stack", Value::kind)
-            )),
+            ))),
         }
     }
 
-    fn put(&mut self, slot: u32) -> std::result::Result<(), String> {
+    fn put(&mut self, slot: u32) -> PickleResult<()> {
         let top = self
             .stack
             .last()
@@ -566,7 +612,7 @@ impl Unpickler {
         Ok(())
     }
 
-    fn get(&mut self, slot: u32, at: usize) -> std::result::Result<(), String> {
+    fn get(&mut self, slot: u32, at: usize) -> PickleResult<()> {
         let value = self
             .memo
             .get(&slot)
@@ -578,12 +624,12 @@ impl Unpickler {
 }
 
 /// The calls a state dict makes: `OrderedDict()` and `_rebuild_tensor_v2(...)`.
-fn reduce(callable: &Value, args: &Value) -> std::result::Result<Value, String> {
+fn reduce(callable: &Value, args: &Value) -> PickleResult<Value> {
     let Value::Tuple(args) = args else {
-        return Err(format!(
+        return Err(PickleError(format!(
             "REDUCE arguments are a {}, not a tuple",
             args.kind()
-        ));
+        )));
     };
     if callable.is_global("collections", "OrderedDict") && args.is_empty() {
         return Ok(Value::Dict(Rc::new(RefCell::new(Vec::new()))));
@@ -591,20 +637,23 @@ fn reduce(callable: &Value, args: &Value) -> std::result::Result<Value, String> 
     if callable.is_global("torch._utils", "_rebuild_tensor_v2") {
         // (storage, storage_offset, size, stride, requires_grad, backward_hooks)
         if args.len() < 4 {
-            return Err(format!("_rebuild_tensor_v2 with {} arguments", args.len()));
+            return Err(PickleError(format!(
+                "_rebuild_tensor_v2 with {} arguments",
+                args.len()
+            )));
         }
         let Value::Storage(storage) = &args[0] else {
-            return Err(format!(
+            return Err(PickleError(format!(
                 "_rebuild_tensor_v2 on a {}, not a storage",
                 args[0].kind()
-            ));
+            )));
         };
         let size = args[2].as_usizes("tensor size")?;
         let stride = args[3].as_usizes("tensor stride")?;
         if size.len() != stride.len() {
-            return Err(format!(
+            return Err(PickleError(format!(
                 "size {size:?} and stride {stride:?} differ in rank"
-            ));
+            )));
         }
         return Ok(Value::Tensor(TensorRef {
             storage: storage.clone(),
@@ -614,15 +663,20 @@ fn reduce(callable: &Value, args: &Value) -> std::result::Result<Value, String> 
         }));
     }
     match callable {
-        Value::Global { module, name } => Err(format!("unsupported call {module}.{name}")),
-        other => Err(format!("REDUCE on a {}", other.kind())),
+        Value::Global { module, name } => {
+            Err(PickleError(format!("unsupported call {module}.{name}")))
+        }
+        other => Err(PickleError(format!("REDUCE on a {}", other.kind()))),
     }
 }
 
 /// `persistent_load(('storage', FloatStorage, key, location, numel, view_metadata))`.
-fn persistent_load(pid: &Value) -> std::result::Result<StorageRef, String> {
+fn persistent_load(pid: &Value) -> PickleResult<StorageRef> {
     let Value::Tuple(items) = pid else {
-        return Err(format!("persistent id is a {}, not a tuple", pid.kind()));
+        return Err(PickleError(format!(
+            "persistent id is a {}, not a tuple",
+            pid.kind()
+        )));
     };
     match items.as_slice() {
         [
@@ -634,21 +688,21 @@ fn persistent_load(pid: &Value) -> std::result::Result<StorageRef, String> {
             view,
         ] if tag == "storage" => {
             if !storage_type.is_global("torch", "FloatStorage") {
-                return Err(format!(
+                return Err(PickleError(format!(
                     "storage {key} has type {storage_type:?}; only torch.FloatStorage is supported"
-                ));
+                )));
             }
             if !matches!(view, Value::None) {
-                return Err(format!(
+                return Err(PickleError(format!(
                     "storage {key} is a view; storage views are not supported"
-                ));
+                )));
             }
             Ok(StorageRef {
                 key: key.clone(),
                 numel: numel.as_usize("storage numel")?,
             })
         }
-        _ => Err(format!("unexpected persistent id {items:?}")),
+        _ => Err(PickleError(format!("unexpected persistent id {items:?}"))),
     }
 }
 
@@ -685,7 +739,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{file}: {name} missing"));
             assert_eq!(t.dims(), *shape, "{file}: {name} shape");
             let s = sum(t);
-            // The notes give 9 significant digits.
+            // Reference sums to 9 significant digits.
             assert!(
                 (s - expected_sum).abs() <= 1e-8_f64.max(expected_sum.abs() * 1e-8),
                 "{file}: {name} sums to {s}, expected {expected_sum}"

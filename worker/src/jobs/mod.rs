@@ -59,14 +59,7 @@ impl JobError {
 
     /// The message shown in the job row: the context and its causes.
     pub fn readable(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = std::error::Error::source(self);
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        common::error_chain(self)
     }
 }
 
@@ -79,11 +72,9 @@ impl From<DbErr> for JobError {
 /// Engine failures on a given photo: a photo that does not decode never will; anything
 /// else (tensor errors, I/O on model files) may be the machine's, so it is retried.
 pub(crate) fn engine_error(what: &str, e: EngineError) -> JobError {
-    match e {
-        EngineError::Image { .. } | EngineError::Invalid(_) => {
-            JobError::abort(format!("{what}: {e}"))
-        }
-        other => JobError::retry(format!("face engine failed on {what}"), other),
+    match e.bad_input_reason() {
+        Some(reason) => JobError::abort(format!("{what}: {reason}")),
+        None => JobError::retry(format!("face engine failed on {what}"), e),
     }
 }
 

@@ -2,11 +2,11 @@
 //!
 //! The stream has no header and no alignment: every object is written field by field and
 //! the reader must know the schema. Only the primitives live here; `shape_predictor.rs`
-//! and `resnet.rs` know the schemas. See `notes/weight-formats.md` §B.
+//! and `resnet/layer_chain.rs` know the schemas.
 
 use std::path::{Path, PathBuf};
 
-use super::{EngineError, Result};
+use crate::engine::{EngineError, Result};
 
 /// A dlib `tensor`: shape `(num_samples, k, nr, nc)` and raw float32 values in C order.
 #[derive(Debug, Clone, PartialEq)]
@@ -314,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn integers_follow_the_examples_of_the_notes() {
+    fn integers_follow_known_encoding_examples() {
         let mut r = reader(&[0x01, 0x00, 0x01, 0x01, 0x02, 0x00, 0x01, 0x81, 0x01]);
         assert_eq!(r.read_int().unwrap(), 0);
         assert_eq!(r.read_int().unwrap(), 1);

@@ -1,14 +1,14 @@
 //! dlib's 5-point shape predictor (an ensemble of regression trees, Kazemi & Sullivan),
 //! read from `shape_predictor_5_face_landmarks.dat` and evaluated exactly as
-//! `dlib::shape_predictor::operator()` does (notes §D), down to float32 arithmetic,
+//! `dlib::shape_predictor::operator()` does, down to float32 arithmetic,
 //! integer rgb→gray intensity and dlib's `floor(x + 0.5)` point rounding.
 
 use std::path::Path;
 
 use image::RgbImage;
 
-use super::dlib_format::Reader;
-use super::{EngineError, Result};
+use super::format::Reader;
+use crate::engine::{EngineError, Result};
 
 /// Number of landmarks of the 5-point model.
 pub const NUM_PARTS: usize = 5;
@@ -297,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn real_model_matches_the_checksums_of_the_notes() {
+    fn real_model_matches_known_checksums() {
         let sp = ShapePredictor::load(&model_path()).expect("load shape predictor");
         assert_eq!(sp.cascades.len(), 15);
         assert!(sp.cascades.iter().all(|c| c.trees.len() == 500));

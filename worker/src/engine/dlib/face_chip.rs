@@ -1,7 +1,7 @@
 //! Aligned face chips, pixel-exact with `dlib.get_face_chip(img, shape, 150, 0.25)`:
 //! `get_face_chip_details` (similarity fit of the 5 landmarks onto dlib's template) and
 //! `extract_image_chips` (pyramid_down<2> for large faces, bilinear sampling that
-//! truncates and leaves out-of-range pixels black). See notes §E.
+//! truncates and leaves out-of-range pixels black).
 
 use image::{Rgb, RgbImage};
 
@@ -273,9 +273,10 @@ fn pyramid_down2(img: &RgbImage) -> RgbImage {
 mod tests {
     use super::*;
 
-    /// The insightface Tom Hanks example of notes §F: parts → chip_details.
+    /// dlib's `get_face_chip_details` on the 5 landmarks of insightface's Tom Hanks
+    /// example photo.
     #[test]
-    fn chip_details_match_dlib_on_the_notes_example() {
+    fn chip_details_match_dlib_on_a_known_example() {
         let parts = [[78, 49], [65, 51], [28, 50], [43, 52], [59, 84]];
         let d = chip_details(&parts, 150, 0.25);
         let expect = [2.47050, 17.56359, 110.18188, 125.27498];
