@@ -2,7 +2,14 @@
 //!
 //! The message carries only the job id and its kind; everything else lives in the job
 //! row, so a message is small, idempotent to redeliver, and never stale.
+//!
+//! [`JobKind`] and [`Lane`] are also the typed `kind` and `lane` columns of the job
+//! row, and [`result`] the typed shape of its `result` column: the API (which publishes
+//! and reports jobs) and the worker (which runs them) share one definition.
 
+pub mod result;
+
+use sea_orm::{DeriveActiveEnum, EnumIter, sea_query::StringLen};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -18,30 +25,52 @@ pub struct JobMessage {
     pub kind: JobKind,
 }
 
-/// What a job does. Adding a kind: add the variant, its `lane` and `as_str`, and a
-/// handler in the worker; older workers dead-letter kinds they do not know.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// What a job does: its name on the wire and in the `jobs.kind` column, and (through
+/// [`JobKind::lane`]) the queue it travels on. The lane is decided here rather than in
+/// the worker's job type because the API publishes without running (or even linking)
+/// the worker.
+///
+/// Adding a kind: the variant with its `string_value`, its arm in `lane`, `ALL`, and a
+/// job type in the worker (`worker/src/jobs/<kind>.rs` + one registry line, which the
+/// compiler asks for). Older workers dead-letter kinds they do not know.
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum,
+)]
 #[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(32))")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
 pub enum JobKind {
     /// One student's registration photos → embeddings.
+    #[sea_orm(string_value = "registration")]
     Registration,
     /// A class session's photos → attendance records.
+    #[sea_orm(string_value = "attendance")]
     Attendance,
 }
 
 /// Separate queues so that an overnight batch never delays a teacher waiting on a photo.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::N(16))")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
 pub enum Lane {
     /// A person is waiting on the result (attendance, single registrations).
+    #[sea_orm(string_value = "interactive")]
     Interactive,
-    /// Batches that may take a while.
+    /// Batches that may take a while (re-embedding, registration batches, webhooks).
+    #[sea_orm(string_value = "bulk")]
     Bulk,
 }
 
 impl JobKind {
     pub const ALL: [JobKind; 2] = [JobKind::Registration, JobKind::Attendance];
 
-    pub fn lane(&self) -> Lane {
+    /// The queue this kind is published to.
+    pub const fn lane(&self) -> Lane {
         match self {
             JobKind::Registration | JobKind::Attendance => Lane::Interactive,
         }
@@ -185,5 +214,22 @@ mod tests {
         assert_eq!(Lane::Interactive.queue_name(), "jobs.interactive");
         assert_eq!(Lane::Bulk.queue_name(), "jobs.bulk");
         assert_eq!(Lane::parse("bulk"), Some(Lane::Bulk));
+    }
+
+    #[test]
+    fn database_values_are_the_wire_names() {
+        use sea_orm::{ActiveEnum, Iterable};
+        assert_eq!(JobKind::iter().count(), JobKind::ALL.len());
+        for kind in JobKind::iter() {
+            assert_eq!(kind.to_value(), kind.as_str());
+            assert_eq!(
+                JobKind::try_from_value(&kind.as_str().to_string()).ok(),
+                Some(kind)
+            );
+        }
+        for lane in Lane::iter() {
+            assert_eq!(lane.to_value(), lane.as_str());
+            assert_eq!(serde_json::to_value(lane).unwrap(), lane.as_str());
+        }
     }
 }

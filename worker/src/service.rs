@@ -171,9 +171,9 @@ impl Worker {
             settle(delivery.ack().await, "ack");
             return;
         }
-        if row.kind != message.kind.as_str() {
+        if row.kind != message.kind {
             let error = JobError::abort(format!(
-                "job row is of kind {:?} but the message says {}",
+                "job row is of kind {} but the message says {}",
                 row.kind, message.kind
             ));
             return self.failed(&message, Some(&row), delivery, error).await;
@@ -198,13 +198,10 @@ impl Worker {
                 );
                 settle(delivery.ack().await, "ack");
             }
-            Ok(Outcome::Skipped(reason)) => {
-                let result = serde_json::json!({ "skipped": reason });
-                match jobs::complete(db, &row, &result).await {
-                    Ok(()) => settle(delivery.ack().await, "ack"),
-                    Err(e) => self.failed(&message, Some(&row), delivery, e.into()).await,
-                }
-            }
+            Ok(Outcome::Skipped(reason)) => match jobs::complete_skipped(db, &row, reason).await {
+                Ok(()) => settle(delivery.ack().await, "ack"),
+                Err(e) => self.failed(&message, Some(&row), delivery, e.into()).await,
+            },
             Err(error) => self.failed(&message, Some(&row), delivery, error).await,
         }
     }

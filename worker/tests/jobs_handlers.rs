@@ -36,6 +36,8 @@ async fn run_existing(ctx: &JobContext, kind: JobKind, job_id: Uuid) -> serde_js
     let Outcome::Completed(result) = outcome else {
         panic!("{kind} job skipped: {outcome:?}");
     };
+    let result = result.to_stored();
+    assert_eq!(result["type"], kind.as_str());
     let row = job_row(&ctx.db, job_id).await;
     assert_eq!(row.status, JobStatus::Succeeded);
     assert_eq!(row.progress, 1.0);

@@ -1,6 +1,8 @@
 //! `/jobs/{id}`
 
 use chrono::{DateTime, Utc};
+use common::job::result::JobResult;
+use common::{JobKind, Lane};
 use models::job::{self, JobStatus};
 use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
@@ -32,16 +34,17 @@ impl From<JobStatus> for JobStatusOut {
 #[derive(Debug, Object)]
 pub struct JobOut {
     pub id: Uuid,
-    /// `registration` or `attendance`.
-    pub kind: String,
+    pub kind: JobKind,
+    /// The queue the job waits in: `interactive` (a person is waiting) or `bulk`.
+    pub lane: Lane,
     pub status: JobStatusOut,
     /// 0.0 to 1.0.
     pub progress: f64,
     pub attempts: i32,
     /// Why the job failed.
     pub error: Option<String>,
-    /// What the job produced (ids and links).
-    pub result: Option<serde_json::Value>,
+    /// What the job produced, once it succeeded.
+    pub result: Option<JobResult>,
     /// The student or session the job works on.
     pub subject_id: Uuid,
     pub created_at: DateTime<Utc>,
@@ -53,13 +56,20 @@ pub struct JobOut {
 impl From<job::Model> for JobOut {
     fn from(j: job::Model) -> Self {
         JobOut {
+            result: j.result.as_ref().and_then(|stored| {
+                let result = JobResult::from_stored(stored);
+                if result.is_none() {
+                    tracing::warn!(job_id = %j.id, "stored job result not understood; not reported");
+                }
+                result
+            }),
             id: j.id,
             kind: j.kind,
+            lane: j.lane,
             status: j.status.into(),
             progress: j.progress,
             attempts: j.attempts,
             error: j.error,
-            result: j.result,
             subject_id: j.subject_id,
             created_at: j.created_at,
             updated_at: j.updated_at,

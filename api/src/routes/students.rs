@@ -1,7 +1,9 @@
 //! `/students`
 
 use chrono::{DateTime, Utc};
+use common::job::result::{PossibleDuplicate, Rejection};
 use models::student::{self, StudentStatus};
+use models::student_photo::PhotoVerdict;
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Multipart, Object, OpenApi,
@@ -11,11 +13,13 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::ApiTags;
+use super::{ApiTags, jobs::JobStatusOut};
 use crate::{
     auth::ApiKeyAuth,
     error::ApiError,
-    services::students::{self, NewStudent, StudentChanges, StudentFilter},
+    services::students::{
+        self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter,
+    },
     state::AppState,
     upload,
 };
@@ -76,6 +80,98 @@ impl From<student::Model> for StudentOut {
             status: m.status.into(),
             created_at: m.created_at,
             updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum PhotoVerdictOut {
+    /// Not checked yet (the registration job has not run).
+    Pending,
+    /// The face is used for matching.
+    Accepted,
+    /// Not used; `note` says why.
+    Rejected,
+}
+
+impl From<PhotoVerdict> for PhotoVerdictOut {
+    fn from(v: PhotoVerdict) -> Self {
+        match v {
+            PhotoVerdict::Pending => Self::Pending,
+            PhotoVerdict::Accepted => Self::Accepted,
+            PhotoVerdict::Rejected => Self::Rejected,
+        }
+    }
+}
+
+/// A registration photo and its verdict.
+#[derive(Debug, Object)]
+pub struct StudentPhotoOut {
+    pub id: Uuid,
+    pub verdict: PhotoVerdictOut,
+    /// Why it was rejected, as a code.
+    pub reason: Option<Rejection>,
+    /// What a teacher reads: why the photo was rejected ("no face found", "2 faces —
+    /// use a photo with only the student"…), or for an accepted photo the other student
+    /// it looks like ("same person as roll 21CS004 (…)").
+    pub note: Option<String>,
+    /// Faces found in the photo.
+    pub faces: Option<u32>,
+    /// Another active student of the class with a very similar face.
+    pub same_as: Option<PossibleDuplicate>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<PhotoDetail> for StudentPhotoOut {
+    fn from(p: PhotoDetail) -> Self {
+        StudentPhotoOut {
+            id: p.photo.id,
+            verdict: p.photo.verdict.into(),
+            reason: p.reason,
+            note: p.note,
+            faces: p.faces,
+            same_as: p.same_as,
+            created_at: p.photo.created_at,
+        }
+    }
+}
+
+/// Where the student's latest registration job stands.
+#[derive(Debug, Object)]
+pub struct RegistrationJobOut {
+    /// Details at `GET /jobs/{job_id}`.
+    pub job_id: Uuid,
+    pub status: JobStatusOut,
+    /// 0.0 to 1.0.
+    pub progress: f64,
+    /// Why the job failed.
+    pub error: Option<String>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A student with each registration photo's verdict.
+#[derive(Debug, Object)]
+pub struct StudentDetailOut {
+    #[oai(flatten)]
+    pub student: StudentOut,
+    /// In upload order.
+    pub photos: Vec<StudentPhotoOut>,
+    pub registration_job: Option<RegistrationJobOut>,
+}
+
+impl From<StudentDetail> for StudentDetailOut {
+    fn from(d: StudentDetail) -> Self {
+        StudentDetailOut {
+            student: d.student.into(),
+            photos: d.photos.into_iter().map(Into::into).collect(),
+            registration_job: d.registration_job.map(|j| RegistrationJobOut {
+                job_id: j.id,
+                status: j.status.into(),
+                progress: j.progress,
+                error: j.error,
+                finished_at: j.finished_at,
+            }),
         }
     }
 }
@@ -193,6 +289,18 @@ impl StudentsApi {
             per_page: page.per_page,
             total: page.total,
         }))
+    }
+
+    /// One student with each registration photo's verdict and the reason a teacher can
+    /// read, and the status of the latest registration job.
+    #[oai(path = "/students/:id", method = "get", operation_id = "get_student")]
+    async fn get(
+        &self,
+        state: Data<&AppState>,
+        _auth: ApiKeyAuth,
+        id: Path<Uuid>,
+    ) -> Result<Json<StudentDetailOut>, ApiError> {
+        Ok(Json(students::detail(&state.db, id.0).await?.into()))
     }
 
     /// Edit a student's name, roll number, class or status (admin).

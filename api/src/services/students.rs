@@ -1,11 +1,13 @@
 //! Students: registration (photos → blob store, rows + job in one transaction),
 //! listing, editing, deletion.
 
-use std::sync::Arc;
+use std::{collections::HashMap, sync::Arc};
 
 use chrono::Utc;
+use common::job::result::{JobResult, PhotoCheck, PossibleDuplicate, Rejection, Verdict};
 use common::{BlobStore, JobKind, JobQueue};
 use models::{
+    job,
     student::{self, StudentStatus},
     student_photo::{self, PhotoVerdict},
 };
@@ -18,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, classes, intake, required_text};
+use super::{Accepted, Page, classes, intake, jobs, required_text};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
@@ -198,6 +200,97 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<student::Model, 
         .ok_or(ServiceError::NotFound("student"))
 }
 
+/// A student with what their registration made of each photo.
+#[derive(Debug, Clone)]
+pub struct StudentDetail {
+    pub student: student::Model,
+    /// In upload order.
+    pub photos: Vec<PhotoDetail>,
+    /// The newest registration job of the student.
+    pub registration_job: Option<job::Model>,
+}
+
+/// One registration photo's verdict, explained.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PhotoDetail {
+    pub photo: student_photo::Model,
+    pub reason: Option<Rejection>,
+    /// What a teacher reads: why the photo was rejected, or whom it looks like.
+    pub note: Option<String>,
+    /// Faces found in the photo, when the registration job reported it.
+    pub faces: Option<u32>,
+    pub same_as: Option<PossibleDuplicate>,
+}
+
+pub async fn detail(db: &impl ConnectionTrait, id: Uuid) -> Result<StudentDetail, ServiceError> {
+    let student = get(db, id).await?;
+    let photos = student_photo::Entity::find()
+        .filter(student_photo::Column::StudentId.eq(id))
+        .order_by_asc(student_photo::Column::CreatedAt)
+        .order_by_asc(student_photo::Column::Id)
+        .all(db)
+        .await?;
+    // A student's id is only ever the subject of registration jobs.
+    let registration_job = jobs::latest_for_subject(db, id)
+        .await?
+        .filter(|j| j.kind == JobKind::Registration);
+    let checks: HashMap<Uuid, PhotoCheck> = match registration_job
+        .as_ref()
+        .and_then(|j| j.result.as_ref())
+        .and_then(JobResult::from_stored)
+    {
+        Some(JobResult::Registration(result)) => {
+            result.photos.into_iter().map(|c| (c.photo_id, c)).collect()
+        }
+        _ => HashMap::new(),
+    };
+    let photos = photos
+        .into_iter()
+        .map(|photo| {
+            let check = checks.get(&photo.id);
+            explain(photo, check)
+        })
+        .collect();
+    Ok(StudentDetail {
+        student,
+        photos,
+        registration_job,
+    })
+}
+
+/// A photo row and what the registration job reported on it → what a teacher reads.
+/// The row is the verdict of record; the job's report adds the details (the number of
+/// faces, a look-alike) when it is about the same verdict.
+fn explain(photo: student_photo::Model, check: Option<&PhotoCheck>) -> PhotoDetail {
+    let check = check.filter(|c| {
+        matches!(
+            (c.verdict, photo.verdict),
+            (Verdict::Accepted, PhotoVerdict::Accepted)
+                | (Verdict::Rejected, PhotoVerdict::Rejected)
+        )
+    });
+    let reason = photo.reason.as_deref().and_then(Rejection::parse);
+    let faces = check.map(|c| c.faces);
+    let same_as = check.and_then(|c| c.same_as.clone());
+    let note = match photo.verdict {
+        PhotoVerdict::Pending => None,
+        PhotoVerdict::Rejected => Some(match (reason, &photo.reason) {
+            (Some(reason), _) => reason.describe(faces),
+            // A code this build does not know (a newer worker's): shown as it is.
+            (None, Some(code)) => code.replace('_', " "),
+            (None, None) => "rejected".to_string(),
+        }),
+        PhotoVerdict::Accepted => same_as.as_ref().map(PossibleDuplicate::describe),
+    };
+    PhotoDetail {
+        photo,
+        reason,
+        note,
+        faces,
+        same_as,
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct StudentChanges {
     pub name: Option<String>,
@@ -268,4 +361,80 @@ pub async fn delete(
     // point at missing photos.
     intake::discard(blobs, &keys).await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn photo(verdict: PhotoVerdict, reason: Option<&str>) -> student_photo::Model {
+        student_photo::Model {
+            id: Uuid::from_u128(1),
+            student_id: Uuid::from_u128(2),
+            blob_key: "students/2/1.jpg".into(),
+            content_type: "image/jpeg".into(),
+            verdict,
+            reason: reason.map(str::to_string),
+            face_box: None,
+            detector_score: None,
+            created_at: Utc::now(),
+        }
+    }
+
+    fn check(verdict: Verdict, faces: u32, same_as: Option<PossibleDuplicate>) -> PhotoCheck {
+        PhotoCheck {
+            photo_id: Uuid::from_u128(1),
+            verdict,
+            reason: None,
+            note: None,
+            face_box: None,
+            score: None,
+            faces,
+            same_as,
+        }
+    }
+
+    #[test]
+    fn explains_rejections_and_look_alikes() {
+        let several = photo(PhotoVerdict::Rejected, Some("several_faces"));
+        let explained = explain(several.clone(), Some(&check(Verdict::Rejected, 3, None)));
+        assert_eq!(explained.reason, Some(Rejection::SeveralFaces));
+        assert_eq!(
+            explained.note.as_deref(),
+            Some("3 faces — use a photo with only the student")
+        );
+        // Without the job's report the count is not known, but the reason still reads.
+        assert_eq!(
+            explain(several, None).note.as_deref(),
+            Some("several faces — use a photo with only the student")
+        );
+
+        let twin = PossibleDuplicate {
+            student_id: Uuid::from_u128(9),
+            roll_no: "21CS004".into(),
+            name: "Asha Rao".into(),
+            distance: 0.3,
+        };
+        let accepted = photo(PhotoVerdict::Accepted, None);
+        let explained = explain(
+            accepted.clone(),
+            Some(&check(Verdict::Accepted, 1, Some(twin.clone()))),
+        );
+        assert_eq!(
+            explained.note.as_deref(),
+            Some("same person as roll 21CS004 (Asha Rao)")
+        );
+        assert_eq!(explained.same_as, Some(twin.clone()));
+        // A report about another verdict (an older run) adds nothing.
+        let stale = explain(accepted, Some(&check(Verdict::Rejected, 0, Some(twin))));
+        assert_eq!((stale.note, stale.faces, stale.same_as), (None, None, None));
+
+        assert_eq!(explain(photo(PhotoVerdict::Pending, None), None).note, None);
+        assert_eq!(
+            explain(photo(PhotoVerdict::Rejected, Some("eyes_closed")), None)
+                .note
+                .as_deref(),
+            Some("eyes closed")
+        );
+    }
 }

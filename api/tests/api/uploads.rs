@@ -51,8 +51,8 @@ async fn register_accepts_and_publishes(db: Db, queue: Queue) {
         .await
         .unwrap()
         .expect("job row");
-    assert_eq!(job.kind, "registration");
-    assert_eq!(job.lane, "interactive");
+    assert_eq!(job.kind, JobKind::Registration);
+    assert_eq!(job.lane, common::Lane::Interactive);
     assert_eq!(job.status, JobStatus::Queued);
     assert_eq!(job.subject_id, student_id);
     assert!(job.published_at.is_some(), "published after commit");

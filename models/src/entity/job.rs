@@ -4,6 +4,7 @@
 //! publishes after commit and sets `published_at`; a relay republishes rows still
 //! `queued` whose `published_at` is null or old.
 
+pub use common::job::{JobKind, Lane};
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -35,17 +36,17 @@ impl JobStatus {
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: Uuid,
-    /// `common::job::JobKind::as_str()`.
-    pub kind: String,
-    /// `common::job::Lane` of the kind, as text.
-    pub lane: String,
+    pub kind: JobKind,
+    /// The queue the job is published to (the kind's lane when it was queued).
+    pub lane: Lane,
     pub status: JobStatus,
     /// 0.0 ..= 1.0
     pub progress: f64,
     pub attempts: i32,
     /// Readable reason of the last failure.
     pub error: Option<String>,
-    /// Handler output shown by `GET /jobs/{id}`.
+    /// Handler output shown by `GET /jobs/{id}`: a `common::job::result::JobResult`,
+    /// kept as JSON so that a result this build cannot read never fails the row.
     pub result: Option<Json>,
     #[sea_orm(unique)]
     pub idempotency_key: Option<String>,

@@ -2,7 +2,8 @@
 //! assignment against the class gallery → detected faces (with crops) and one record
 //! per active student.
 //!
-//! Idempotent: face ids are derived from `(photo_id, face_index)`, so a re-run writes
+//! The decision (faces + gallery → records, unknown faces) is the pure [`decide`];
+//! the rest fetches, analyses and writes. Idempotent: face ids are derived from `(photo_id, face_index)`, so a re-run writes
 //! the same crop keys and, in one transaction, replaces the session's faces and upserts
 //! its records; records a person corrected (`manual`) are never overwritten.
 
@@ -10,6 +11,8 @@ use std::collections::{HashMap, HashSet};
 
 use bytes::Bytes;
 use chrono::Utc;
+use common::JobKind;
+use common::job::result::AttendanceResult;
 use models::attendance_record::{self, RecordSource, RecordStatus};
 use models::attendance_session::{self, SessionStatus};
 use models::class;
@@ -21,15 +24,17 @@ use models::student::{self, StudentStatus};
 use sea_orm::{
     ActiveEnum,
     ActiveValue::Set,
-    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
-    TransactionTrait,
+    ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QueryOrder, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde_json::json;
 use uuid::Uuid;
 
 use super::registration::{face_box, to_descriptor};
-use super::{JobContext, JobError, Outcome, Progress, blocking, crops, engine_error, fetch_photo};
+use super::{
+    Job, JobContext, JobError, Outcome, Progress, blocking, crops, engine_error, fetch_photo,
+};
 use crate::engine::matching::{DecisionRule, Descriptor, Gallery};
 use crate::engine::pipeline::{Face, decode_image};
 
@@ -52,11 +57,31 @@ struct FoundFace {
     crop: Option<Vec<u8>>,
 }
 
-pub async fn run(
+/// The attendance job.
+pub struct Attendance;
+
+impl Job for Attendance {
+    const KIND: JobKind = JobKind::Attendance;
+    type Output = AttendanceResult;
+
+    async fn run(
+        ctx: &JobContext,
+        job: &job::Model,
+        progress: &Progress<'_>,
+    ) -> Result<Outcome<AttendanceResult>, JobError> {
+        run(ctx, job, progress).await
+    }
+
+    async fn mark_subject_failed(db: &DatabaseTransaction, session_id: Uuid) -> Result<(), DbErr> {
+        mark_failed(db, session_id).await
+    }
+}
+
+async fn run(
     ctx: &JobContext,
     job: &job::Model,
     progress: &Progress<'_>,
-) -> Result<Outcome, JobError> {
+) -> Result<Outcome<AttendanceResult>, JobError> {
     let session_id = job.subject_id;
     tracing::Span::current().record("session_id", tracing::field::display(session_id));
     let Some(session) = attendance_session::Entity::find_by_id(session_id)
@@ -116,9 +141,9 @@ pub async fn run(
         .await?;
     let gallery = load_gallery(ctx, &students, model, class.as_ref()).await?;
 
-    // One assignment over all faces of all photos: a student is present at most once.
     let descriptors: Vec<Descriptor> = found.iter().map(|f| f.face.descriptor).collect();
-    let assigned = gallery.assign(&descriptors);
+    let roll: Vec<Uuid> = students.iter().map(|s| s.id).collect();
+    let decision = decide(&descriptors, &gallery, &roll);
 
     // Crops go to the blob store before the transaction; their keys are stable, so a
     // re-run overwrites them instead of leaving copies.
@@ -137,21 +162,16 @@ pub async fn run(
         });
     }
 
-    let mut present: HashMap<Uuid, f32> = HashMap::new();
-    for (student_id, d) in assigned.iter().flatten() {
-        present.insert(*student_id, *d);
-    }
-    let unknown = assigned.iter().filter(|a| a.is_none()).count();
-    let result = json!({
-        "session_id": session_id,
-        "photos": photos.len(),
-        "faces": found.len(),
-        "present": present.len(),
-        "absent": students.len() - present.len(),
-        "unknown": unknown,
-        "model": model,
-        "registered": gallery.len(),
-    });
+    let result = AttendanceResult {
+        session_id,
+        photos: photos.len() as u32,
+        faces: found.len() as u32,
+        present: decision.present,
+        absent: decision.absent,
+        unknown: decision.unknown,
+        model: model.to_string(),
+        registered: gallery.len() as u32,
+    };
 
     let txn = ctx.db.begin().await?;
     let now = Utc::now();
@@ -159,12 +179,7 @@ pub async fn run(
         .filter(detected_face::Column::SessionId.eq(session_id))
         .exec(&txn)
         .await?;
-    for ((f, assignment), crop_key) in found.iter().zip(&assigned).zip(crop_keys) {
-        // An unknown face keeps the distance to its nearest student, for review.
-        let distance = match assignment {
-            Some((_, d)) => Some(*d),
-            None => gallery.decide(&f.face.descriptor).nearest.map(|(_, d)| d),
-        };
+    for ((f, matched), crop_key) in found.iter().zip(&decision.faces).zip(crop_keys) {
         detected_face::Entity::insert(detected_face::ActiveModel {
             id: Set(f.id),
             session_id: Set(session_id),
@@ -174,32 +189,113 @@ pub async fn run(
             landmarks: Set(json!(f.face.detection.landmarks)),
             score: Set(f64::from(f.face.detection.score)),
             crop_key: Set(crop_key),
-            student_id: Set(assignment.as_ref().map(|(s, _)| *s)),
-            distance: Set(distance.map(f64::from)),
+            student_id: Set(matched.student_id),
+            distance: Set(matched.distance.map(f64::from)),
             created_at: Set(now),
         })
         .exec_without_returning(&txn)
         .await?;
     }
-    for student in &students {
-        let (status, distance) = match present.get(&student.id) {
-            Some(&d) => (RecordStatus::Present, Some(f64::from(d))),
-            None => (RecordStatus::Absent, None),
-        };
-        upsert_record(&txn, session_id, student.id, status, distance).await?;
+    for record in &decision.records {
+        upsert_record(
+            &txn,
+            session_id,
+            record.student_id,
+            record.status,
+            record.distance.map(f64::from),
+        )
+        .await?;
     }
     let mut row = session.into_active_model();
     row.status = Set(SessionStatus::Completed);
     attendance_session::Entity::update(row).exec(&txn).await?;
-    super::complete(&txn, job, &result).await?;
+    super::complete(&txn, job, &result.clone().into()).await?;
     txn.commit().await?;
     tracing::info!(
         faces = found.len(),
-        present = present.len(),
-        unknown,
+        present = result.present,
+        unknown = result.unknown,
         "attendance recorded"
     );
     Ok(Outcome::Completed(result))
+}
+
+/// Who a detected face was matched to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceMatch {
+    /// The student the face was assigned to; `None` for an unknown face.
+    pub student_id: Option<Uuid>,
+    /// The distance to that student, or for an unknown face to its nearest student
+    /// (kept for review).
+    pub distance: Option<f32>,
+}
+
+/// One student's automatic record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Record {
+    pub student_id: Uuid,
+    pub status: RecordStatus,
+    pub distance: Option<f32>,
+}
+
+/// What the pure step decided.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decision {
+    /// Per face, in the order given.
+    pub faces: Vec<FaceMatch>,
+    /// One per student of the roll, in roll order.
+    pub records: Vec<Record>,
+    pub present: u32,
+    pub absent: u32,
+    pub unknown: u32,
+}
+
+/// The pure step: every face of every photo of the session, the class gallery and its
+/// roll (the active students) → who is present, absent, and which faces are unknown.
+/// One assignment over all faces of all photos: a student is present at most once.
+pub fn decide(faces: &[Descriptor], gallery: &Gallery<Uuid>, roll: &[Uuid]) -> Decision {
+    let assigned = gallery.assign(faces);
+    let matches: Vec<FaceMatch> = faces
+        .iter()
+        .zip(&assigned)
+        .map(|(face, assignment)| match assignment {
+            Some((student_id, d)) => FaceMatch {
+                student_id: Some(*student_id),
+                distance: Some(*d),
+            },
+            None => FaceMatch {
+                student_id: None,
+                distance: gallery.decide(face).nearest.map(|(_, d)| d),
+            },
+        })
+        .collect();
+    let present: HashMap<Uuid, f32> = assigned.iter().flatten().copied().collect();
+    let records: Vec<Record> = roll
+        .iter()
+        .map(|&student_id| match present.get(&student_id) {
+            Some(&d) => Record {
+                student_id,
+                status: RecordStatus::Present,
+                distance: Some(d),
+            },
+            None => Record {
+                student_id,
+                status: RecordStatus::Absent,
+                distance: None,
+            },
+        })
+        .collect();
+    let here = records
+        .iter()
+        .filter(|r| r.status == RecordStatus::Present)
+        .count() as u32;
+    Decision {
+        unknown: matches.iter().filter(|m| m.student_id.is_none()).count() as u32,
+        present: here,
+        absent: records.len() as u32 - here,
+        faces: matches,
+        records,
+    }
 }
 
 /// Decodes a photo and returns its faces (most confident first) with their JPEG crops.
@@ -311,7 +407,7 @@ async fn upsert_record(
 }
 
 /// An attendance job that failed for good leaves its session `failed`.
-pub async fn mark_failed(db: &impl ConnectionTrait, session_id: Uuid) -> Result<(), DbErr> {
+async fn mark_failed(db: &impl ConnectionTrait, session_id: Uuid) -> Result<(), DbErr> {
     attendance_session::Entity::update_many()
         .col_expr(
             attendance_session::Column::Status,
@@ -334,5 +430,70 @@ mod tests {
         assert_eq!(face_id(photo, 0), face_id(photo, 0));
         assert_ne!(face_id(photo, 0), face_id(photo, 1));
         assert_ne!(face_id(photo, 0), face_id(Uuid::from_u128(43), 0));
+    }
+
+    /// A unit descriptor along `axis`, nudged by `nudge` along the last axis.
+    fn descriptor(axis: usize, nudge: f32) -> Descriptor {
+        let mut d = [0.0; crate::engine::matching::DESCRIPTOR_LEN];
+        d[axis] = 1.0;
+        d[127] = nudge;
+        d
+    }
+
+    #[test]
+    fn decide_marks_each_student_once_and_keeps_strangers_unknown() {
+        let [a, b, c] = [Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3)];
+        // Three students √2 apart: each is accepted within the 0.475 ceiling.
+        let gallery = Gallery::new(
+            vec![
+                (a, vec![descriptor(0, 0.0)]),
+                (b, vec![descriptor(1, 0.0)]),
+                (c, vec![descriptor(2, 0.0)]),
+            ],
+            DecisionRule::DEFAULT,
+        );
+        let faces = [
+            descriptor(1, 0.2), // b
+            descriptor(0, 0.1), // a
+            descriptor(0, 0.3), // a again, further: one face per student
+            descriptor(5, 0.0), // a stranger
+        ];
+        let decision = decide(&faces, &gallery, &[a, b, c]);
+        assert_eq!(
+            (decision.present, decision.absent, decision.unknown),
+            (2, 1, 2)
+        );
+        let who: Vec<_> = decision.faces.iter().map(|f| f.student_id).collect();
+        assert_eq!(who, vec![Some(b), Some(a), None, None]);
+        // An unknown face keeps the distance to its nearest student, for review.
+        assert!((decision.faces[2].distance.unwrap() - 0.3).abs() < 1e-5);
+        assert!((decision.faces[3].distance.unwrap() - 2f32.sqrt()).abs() < 1e-5);
+        let records: Vec<_> = decision
+            .records
+            .iter()
+            .map(|r| (r.student_id, r.status))
+            .collect();
+        assert_eq!(
+            records,
+            vec![
+                (a, RecordStatus::Present),
+                (b, RecordStatus::Present),
+                (c, RecordStatus::Absent),
+            ]
+        );
+        assert!((decision.records[0].distance.unwrap() - 0.1).abs() < 1e-5);
+        assert_eq!(decision.records[2].distance, None);
+    }
+
+    #[test]
+    fn decide_with_an_empty_gallery_marks_everyone_absent() {
+        let a = Uuid::from_u128(1);
+        let gallery = Gallery::new(vec![(a, vec![])], DecisionRule::DEFAULT);
+        let decision = decide(&[descriptor(0, 0.0)], &gallery, &[a]);
+        assert_eq!(
+            (decision.present, decision.absent, decision.unknown),
+            (0, 1, 1)
+        );
+        assert_eq!(decision.faces[0].distance, None);
     }
 }

@@ -1,25 +1,30 @@
-//! Job handlers: one file per job kind, a registry that maps a [`JobKind`] to its
-//! handler, and the vocabulary they share.
+//! Job handlers: one type per job kind (the [`Job`] trait: its [`JobKind`], which also
+//! names its lane, and `run`), one file per kind, a registry ([`handler`]) that maps a
+//! kind to its handler, and the vocabulary they share.
 //!
-//! A handler reads its rows, does the slow work (photos → face engine) without holding
-//! a transaction, then writes its results *and* marks the job `succeeded` in one
-//! transaction ([`complete`]). The service acks the message only after that commit, so
-//! a crash at any point leaves either nothing or everything, and a redelivery rewrites
-//! the same rows (handlers are idempotent).
+//! Adding a kind: the variant in `common::job::JobKind` (with its lane), a file here
+//! with a type implementing [`Job`], and one line in [`handler`].
+//!
+//! A handler reads its rows, decides from plain data in a pure step (unit-tested
+//! without database, storage or weights), then writes its results *and* marks the job
+//! `succeeded` in one transaction ([`complete`]). The service acks the message only
+//! after that commit, so a crash at any point leaves either nothing or everything, and
+//! a redelivery rewrites the same rows (handlers are idempotent).
 
 pub mod attendance;
 pub mod crops;
 pub mod registration;
 
-use std::sync::Arc;
+use std::{future::Future, marker::PhantomData, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use chrono::Utc;
+use common::job::result::{JobResult, SkippedResult};
 use common::{BlobError, BlobStore, JobKind};
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, sea_query::Expr,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
+    EntityTrait, IntoActiveModel, QueryFilter, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -80,13 +85,100 @@ pub(crate) fn engine_error(what: &str, e: EngineError) -> JobError {
 
 /// What a handler produced.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<T = JobResult> {
     /// Results written and the job marked `succeeded` (in the same transaction); the
     /// value is the job's `result`.
-    Completed(serde_json::Value),
+    Completed(T),
     /// The job's subject no longer exists (deleted while the job was queued): nothing
     /// to do. The service records it on the job row.
     Skipped(String),
+}
+
+impl<T: Into<JobResult>> Outcome<T> {
+    fn erase(self) -> Outcome {
+        match self {
+            Outcome::Completed(result) => Outcome::Completed(result.into()),
+            Outcome::Skipped(reason) => Outcome::Skipped(reason),
+        }
+    }
+}
+
+/// A kind of job. Implementations are unit types; the job's data is its row (the
+/// subject id) and the rows it points at, so a redelivery always sees the current state.
+pub trait Job: Send + Sync + 'static {
+    /// The job's name on the wire and in `jobs.kind`; its queue is `KIND.lane()`.
+    const KIND: JobKind;
+    /// What a completed run produced; stored as the job's result.
+    type Output: Into<JobResult> + Send;
+
+    /// Runs the job on `job.subject_id`. Must tolerate running twice, and treat a
+    /// missing subject as [`Outcome::Skipped`], not as an error.
+    fn run(
+        ctx: &JobContext,
+        job: &job::Model,
+        progress: &Progress<'_>,
+    ) -> impl Future<Output = Result<Outcome<Self::Output>, JobError>> + Send;
+
+    /// Marks the subject of a job that failed for good (the student, the session…)
+    /// as failed, in the caller's transaction alongside the job row.
+    fn mark_subject_failed(
+        db: &DatabaseTransaction,
+        subject_id: Uuid,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A [`Job`] behind a vtable, so that the registry can hand out any kind's handler.
+pub trait Handler: Send + Sync {
+    fn kind(&self) -> JobKind;
+
+    fn run<'a>(
+        &self,
+        ctx: &'a JobContext,
+        job: &'a job::Model,
+        progress: &'a Progress<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, JobError>>;
+
+    fn mark_subject_failed<'a>(
+        &self,
+        db: &'a DatabaseTransaction,
+        subject_id: Uuid,
+    ) -> BoxFuture<'a, Result<(), DbErr>>;
+}
+
+struct Registered<J>(PhantomData<fn() -> J>);
+
+impl<J: Job> Handler for Registered<J> {
+    fn kind(&self) -> JobKind {
+        J::KIND
+    }
+
+    fn run<'a>(
+        &self,
+        ctx: &'a JobContext,
+        job: &'a job::Model,
+        progress: &'a Progress<'a>,
+    ) -> BoxFuture<'a, Result<Outcome, JobError>> {
+        Box::pin(async move { J::run(ctx, job, progress).await.map(Outcome::erase) })
+    }
+
+    fn mark_subject_failed<'a>(
+        &self,
+        db: &'a DatabaseTransaction,
+        subject_id: Uuid,
+    ) -> BoxFuture<'a, Result<(), DbErr>> {
+        Box::pin(J::mark_subject_failed(db, subject_id))
+    }
+}
+
+/// The registry: the handler of each job kind (the match makes a kind without one a
+/// compile error).
+pub fn handler(kind: JobKind) -> &'static dyn Handler {
+    match kind {
+        JobKind::Registration => &Registered::<registration::Registration>(PhantomData),
+        JobKind::Attendance => &Registered::<attendance::Attendance>(PhantomData),
+    }
 }
 
 /// What every handler needs: the database, the photos, the engine (loaded once).
@@ -122,30 +214,24 @@ impl<'a> Progress<'a> {
     }
 }
 
-/// The registry: runs the handler of `kind` on `job`.
+/// Runs the handler of `kind` on `job`.
 pub async fn run(
     kind: JobKind,
     ctx: &JobContext,
     job: &job::Model,
     progress: &Progress<'_>,
 ) -> Result<Outcome, JobError> {
-    match kind {
-        JobKind::Registration => registration::run(ctx, job, progress).await,
-        JobKind::Attendance => attendance::run(ctx, job, progress).await,
-    }
+    handler(kind).run(ctx, job, progress).await
 }
 
 /// Marks the subject of a failed job (the student or the session) as failed, in the
 /// caller's transaction alongside the job row.
 pub async fn mark_subject_failed(
     kind: JobKind,
-    db: &impl ConnectionTrait,
+    db: &DatabaseTransaction,
     subject_id: Uuid,
 ) -> Result<(), DbErr> {
-    match kind {
-        JobKind::Registration => registration::mark_failed(db, subject_id).await,
-        JobKind::Attendance => attendance::mark_failed(db, subject_id).await,
-    }
+    handler(kind).mark_subject_failed(db, subject_id).await
 }
 
 /// Marks a job `succeeded` with its result; call inside the transaction that writes the
@@ -153,18 +239,27 @@ pub async fn mark_subject_failed(
 pub async fn complete(
     db: &impl ConnectionTrait,
     job: &job::Model,
-    result: &serde_json::Value,
+    result: &JobResult,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
     let mut row = job.clone().into_active_model();
     row.status = Set(JobStatus::Succeeded);
     row.progress = Set(1.0);
-    row.result = Set(Some(result.clone()));
+    row.result = Set(Some(result.to_stored()));
     row.error = Set(None);
     row.finished_at = Set(Some(now));
     row.updated_at = Set(now);
     job::Entity::update(row).exec(db).await?;
     Ok(())
+}
+
+/// Marks a job whose subject is gone `succeeded`, saying why nothing was done.
+pub async fn complete_skipped(
+    db: &impl ConnectionTrait,
+    job: &job::Model,
+    reason: String,
+) -> Result<(), DbErr> {
+    complete(db, job, &JobResult::Skipped(SkippedResult { reason })).await
 }
 
 /// Reads a photo from the blob store. A missing object stays missing (`Ok(None)`);
@@ -192,4 +287,16 @@ where
         .await
         // A panic in the engine on this input would panic again.
         .map_err(|e| JobError::abort(format!("face engine task failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_its_own_handler() {
+        for kind in JobKind::ALL {
+            assert_eq!(handler(kind).kind(), kind);
+        }
+    }
 }

@@ -1,6 +1,9 @@
 //! Registration: a student's photos → one verdict per photo, an embedding per accepted
 //! photo, and the student `active` (at least one accepted photo) or `failed`.
 //!
+//! Three steps: look at each photo (storage + engine), [`decide`] (pure: faces and the
+//! classmates' descriptors in, verdicts out), then write the decision in one transaction.
+//!
 //! A registration photo must show one dominant, sharp, large enough face: the gallery
 //! is only as good as its worst photo, and a wrong face here would make every later
 //! session mark the wrong person present.
@@ -8,20 +11,23 @@
 use std::collections::HashMap;
 
 use chrono::Utc;
+use common::JobKind;
+use common::job::result::{
+    self, PhotoCheck, PossibleDuplicate, RegisteredStatus, RegistrationResult, Rejection, Verdict,
+};
 use models::detected_face::FaceBox;
 use models::face_embedding;
 use models::job;
 use models::student::{self, StudentStatus};
 use models::student_photo::{self, PhotoVerdict};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, TransactionTrait,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
+    IntoActiveModel, QueryFilter, QueryOrder, TransactionTrait,
 };
-use serde::Serialize;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{JobContext, JobError, Outcome, Progress, blocking, engine_error, fetch_photo};
+use super::{Job, JobContext, JobError, Outcome, Progress, blocking, engine_error, fetch_photo};
 use crate::engine::matching::{Descriptor, distance};
 use crate::engine::pipeline::{Face, decode_image};
 
@@ -36,30 +42,6 @@ pub const DOMINANCE: f32 = 2.0;
 /// An accepted face this close to another active student of the class is flagged as a
 /// possible duplicate registration.
 pub const DUPLICATE_DISTANCE: f32 = 0.4;
-
-/// Why a registration photo was refused (stored in `student_photos.reason`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Rejection {
-    NoFace,
-    SeveralFaces,
-    FaceTooSmall,
-    LowConfidence,
-    /// The stored file is missing or is not a readable image.
-    Unreadable,
-}
-
-impl Rejection {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Rejection::NoFace => "no_face",
-            Rejection::SeveralFaces => "several_faces",
-            Rejection::FaceTooSmall => "face_too_small",
-            Rejection::LowConfidence => "low_confidence",
-            Rejection::Unreadable => "unreadable",
-        }
-    }
-}
 
 /// The verdict on one photo's faces: the index of the accepted face, or why not (with
 /// the face the verdict is about, when there is one).
@@ -84,33 +66,183 @@ pub fn judge(faces: &[Face]) -> Result<usize, (Rejection, Option<usize>)> {
     Ok(largest)
 }
 
-/// One photo's verdict, as stored and as reported in the job result.
-#[derive(Debug, Clone, Serialize)]
-pub struct PhotoReport {
-    pub photo_id: Uuid,
-    pub verdict: PhotoVerdict,
-    pub reason: Option<&'static str>,
-    pub face_box: Option<FaceBox>,
-    pub score: Option<f32>,
-    /// Faces the detector found in the photo.
-    pub faces: usize,
-    #[serde(skip)]
-    descriptor: Option<Descriptor>,
+/// What the engine made of one registration photo.
+#[derive(Debug, Clone)]
+pub enum Seen {
+    /// Missing from storage, or not a readable image.
+    Unreadable,
+    Faces(Vec<Face>),
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PossibleDuplicate {
+/// Another active student of the class, with their registered descriptors (of the
+/// engine's model), for the duplicate check.
+#[derive(Debug, Clone)]
+pub struct Classmate {
     pub student_id: Uuid,
     pub roll_no: String,
     pub name: String,
-    pub distance: f32,
+    pub descriptors: Vec<Descriptor>,
 }
 
-pub async fn run(
+/// What the pure step decided; the persisting step writes exactly this.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    pub result: RegistrationResult,
+    pub status: StudentStatus,
+    /// Per photo, in order: the descriptor to store when the photo is accepted.
+    pub embeddings: Vec<Option<Descriptor>>,
+}
+
+/// The pure step: the photos' faces (in upload order) and the classmates' descriptors
+/// → a verdict per photo, possible duplicates, and the student's new status.
+pub fn decide(
+    student_id: Uuid,
+    current: StudentStatus,
+    model: &str,
+    photos: &[(Uuid, Seen)],
+    classmates: &[Classmate],
+) -> Decision {
+    let mut checks = Vec::with_capacity(photos.len());
+    let mut embeddings = Vec::with_capacity(photos.len());
+    // Per classmate, the nearest distance to any accepted photo.
+    let mut nearest: HashMap<Uuid, f32> = HashMap::new();
+    for (photo_id, seen) in photos {
+        let (mut check, descriptor) = check_photo(*photo_id, seen);
+        if let Some(ours) = &descriptor {
+            let mut closest: Option<(&Classmate, f32)> = None;
+            for mate in classmates {
+                let Some(d) = mate
+                    .descriptors
+                    .iter()
+                    .map(|theirs| distance(ours, theirs))
+                    .min_by(f32::total_cmp)
+                else {
+                    continue;
+                };
+                let best = nearest.entry(mate.student_id).or_insert(f32::INFINITY);
+                *best = best.min(d);
+                if closest.is_none_or(|(_, c)| d < c) {
+                    closest = Some((mate, d));
+                }
+            }
+            check.same_as = closest
+                .filter(|&(_, d)| d <= DUPLICATE_DISTANCE)
+                .map(|(mate, d)| duplicate(mate, d));
+            check.note = check.same_as.as_ref().map(PossibleDuplicate::describe);
+        }
+        checks.push(check);
+        embeddings.push(descriptor);
+    }
+    let mut possible_duplicates: Vec<PossibleDuplicate> = classmates
+        .iter()
+        .filter_map(|mate| {
+            let d = *nearest.get(&mate.student_id)?;
+            (d <= DUPLICATE_DISTANCE).then(|| duplicate(mate, d))
+        })
+        .collect();
+    possible_duplicates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
+
+    let accepted = checks
+        .iter()
+        .filter(|c| c.verdict == Verdict::Accepted)
+        .count() as u32;
+    // An admin's `inactive` stands; otherwise the photos decide.
+    let (status, registered) = match current {
+        StudentStatus::Inactive => (StudentStatus::Inactive, RegisteredStatus::Inactive),
+        _ if accepted > 0 => (StudentStatus::Active, RegisteredStatus::Active),
+        _ => (StudentStatus::Failed, RegisteredStatus::Failed),
+    };
+    Decision {
+        result: RegistrationResult {
+            student_id,
+            status: registered,
+            model: model.to_string(),
+            accepted,
+            rejected: checks.len() as u32 - accepted,
+            photos: checks,
+            possible_duplicates,
+        },
+        status,
+        embeddings,
+    }
+}
+
+/// One photo's verdict, and its descriptor when accepted.
+fn check_photo(photo_id: Uuid, seen: &Seen) -> (PhotoCheck, Option<Descriptor>) {
+    let faces = match seen {
+        Seen::Unreadable => return (rejected(photo_id, Rejection::Unreadable, None, 0), None),
+        Seen::Faces(faces) => faces,
+    };
+    let count = faces.len() as u32;
+    match judge(faces) {
+        Ok(i) => {
+            let face = &faces[i];
+            let check = PhotoCheck {
+                photo_id,
+                verdict: Verdict::Accepted,
+                reason: None,
+                note: None,
+                face_box: Some(result_box(face.detection.bbox)),
+                score: Some(face.detection.score),
+                faces: count,
+                same_as: None,
+            };
+            (check, Some(face.descriptor))
+        }
+        Err((reason, face)) => (
+            rejected(photo_id, reason, face.map(|i| &faces[i]), count),
+            None,
+        ),
+    }
+}
+
+fn rejected(photo_id: Uuid, reason: Rejection, face: Option<&Face>, faces: u32) -> PhotoCheck {
+    PhotoCheck {
+        photo_id,
+        verdict: Verdict::Rejected,
+        reason: Some(reason),
+        note: Some(reason.describe(Some(faces))),
+        face_box: face.map(|f| result_box(f.detection.bbox)),
+        score: face.map(|f| f.detection.score),
+        faces,
+        same_as: None,
+    }
+}
+
+fn duplicate(mate: &Classmate, distance: f32) -> PossibleDuplicate {
+    PossibleDuplicate {
+        student_id: mate.student_id,
+        roll_no: mate.roll_no.clone(),
+        name: mate.name.clone(),
+        distance,
+    }
+}
+
+/// The registration job.
+pub struct Registration;
+
+impl Job for Registration {
+    const KIND: JobKind = JobKind::Registration;
+    type Output = RegistrationResult;
+
+    async fn run(
+        ctx: &JobContext,
+        job: &job::Model,
+        progress: &Progress<'_>,
+    ) -> Result<Outcome<RegistrationResult>, JobError> {
+        run(ctx, job, progress).await
+    }
+
+    async fn mark_subject_failed(db: &DatabaseTransaction, student_id: Uuid) -> Result<(), DbErr> {
+        mark_failed(db, student_id).await
+    }
+}
+
+async fn run(
     ctx: &JobContext,
     job: &job::Model,
     progress: &Progress<'_>,
-) -> Result<Outcome, JobError> {
+) -> Result<Outcome<RegistrationResult>, JobError> {
     let student_id = job.subject_id;
     tracing::Span::current().record("student_id", tracing::field::display(student_id));
     let Some(student) = student::Entity::find_by_id(student_id).one(&ctx.db).await? else {
@@ -126,35 +258,26 @@ pub async fn run(
         .all(&ctx.db)
         .await?;
 
-    let mut reports = Vec::with_capacity(photos.len());
+    let mut seen = Vec::with_capacity(photos.len());
     for (i, photo) in photos.iter().enumerate() {
-        reports.push(check_photo(ctx, photo).await?);
+        seen.push((photo.id, look_at(ctx, photo).await?));
         progress
             .set((i + 1) as f64 / (photos.len() + 1) as f64)
             .await;
     }
-
     let model = ctx.engine.model_name();
-    let duplicates = possible_duplicates(ctx, &student, model, &reports).await?;
-    let accepted = reports
-        .iter()
-        .filter(|r| r.verdict == PhotoVerdict::Accepted)
-        .count();
-    // An admin's `inactive` stands; otherwise the photos decide.
-    let status = match student.status {
-        StudentStatus::Inactive => StudentStatus::Inactive,
-        _ if accepted > 0 => StudentStatus::Active,
-        _ => StudentStatus::Failed,
-    };
-    let result = json!({
-        "student_id": student_id,
-        "status": status,
-        "model": model,
-        "accepted": accepted,
-        "rejected": reports.len() - accepted,
-        "photos": reports,
-        "possible_duplicates": duplicates,
-    });
+    let classmates = load_classmates(ctx, &student, model).await?;
+    let Decision {
+        result,
+        status,
+        embeddings,
+    } = decide(student_id, student.status, model, &seen, &classmates);
+    if !result.possible_duplicates.is_empty() {
+        tracing::warn!(
+            count = result.possible_duplicates.len(),
+            "registration looks like another active student"
+        );
+    }
 
     let txn = ctx.db.begin().await?;
     let now = Utc::now();
@@ -165,14 +288,17 @@ pub async fn run(
         .filter(face_embedding::Column::Model.eq(model))
         .exec(&txn)
         .await?;
-    for (photo, report) in photos.iter().zip(&reports) {
+    for ((photo, check), descriptor) in photos.iter().zip(&result.photos).zip(&embeddings) {
         let mut row = photo.clone().into_active_model();
-        row.verdict = Set(report.verdict);
-        row.reason = Set(report.reason.map(str::to_string));
-        row.face_box = Set(report.face_box.map(|b| json!(b)));
-        row.detector_score = Set(report.score.map(f64::from));
+        row.verdict = Set(match check.verdict {
+            Verdict::Accepted => PhotoVerdict::Accepted,
+            Verdict::Rejected => PhotoVerdict::Rejected,
+        });
+        row.reason = Set(check.reason.map(|r| r.as_str().to_string()));
+        row.face_box = Set(check.face_box.map(|b| json!(b)));
+        row.detector_score = Set(check.score.map(f64::from));
         student_photo::Entity::update(row).exec(&txn).await?;
-        if let Some(descriptor) = &report.descriptor {
+        if let Some(descriptor) = descriptor {
             face_embedding::Entity::insert(face_embedding::ActiveModel {
                 id: Set(Uuid::new_v4()),
                 photo_id: Set(photo.id),
@@ -189,34 +315,22 @@ pub async fn run(
     row.status = Set(status);
     row.updated_at = Set(now);
     student::Entity::update(row).exec(&txn).await?;
-    super::complete(&txn, job, &result).await?;
+    super::complete(&txn, job, &result.clone().into()).await?;
     txn.commit().await?;
     tracing::info!(
-        accepted,
-        rejected = reports.len() - accepted,
+        accepted = result.accepted,
+        rejected = result.rejected,
         ?status,
         "registration done"
     );
     Ok(Outcome::Completed(result))
 }
 
-/// Fetches, decodes and analyses one photo and judges it.
-async fn check_photo(
-    ctx: &JobContext,
-    photo: &student_photo::Model,
-) -> Result<PhotoReport, JobError> {
-    let rejected = |reason: Rejection, face: Option<&Face>, faces: usize| PhotoReport {
-        photo_id: photo.id,
-        verdict: PhotoVerdict::Rejected,
-        reason: Some(reason.as_str()),
-        face_box: face.map(|f| face_box(f.detection.bbox)),
-        score: face.map(|f| f.detection.score),
-        faces,
-        descriptor: None,
-    };
+/// Fetches, decodes and analyses one photo.
+async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen, JobError> {
     let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
         tracing::warn!(photo_id = %photo.id, key = %photo.blob_key, "registration photo missing from storage");
-        return Ok(rejected(Rejection::Unreadable, None, 0));
+        return Ok(Seen::Unreadable);
     };
     let engine = ctx.engine.clone();
     let what = format!("photo {}", photo.id);
@@ -229,95 +343,54 @@ async fn check_photo(
     })
     .await?
     .map_err(|e| engine_error(&format!("photo {}", photo.id), e))?;
-    let faces = match analysed {
-        Ok(faces) => faces,
+    Ok(match analysed {
+        Ok(faces) => Seen::Faces(faces),
         Err(e) => {
             tracing::warn!(photo_id = %photo.id, error = %e, "registration photo is not a readable image");
-            return Ok(rejected(Rejection::Unreadable, None, 0));
+            Seen::Unreadable
         }
-    };
-    Ok(match judge(&faces) {
-        Ok(i) => {
-            let face = &faces[i];
-            PhotoReport {
-                photo_id: photo.id,
-                verdict: PhotoVerdict::Accepted,
-                reason: None,
-                face_box: Some(face_box(face.detection.bbox)),
-                score: Some(face.detection.score),
-                faces: faces.len(),
-                descriptor: Some(face.descriptor),
-            }
-        }
-        Err((reason, face)) => rejected(reason, face.map(|i| &faces[i]), faces.len()),
     })
 }
 
-/// Other active students of the class whose registered faces are within
-/// [`DUPLICATE_DISTANCE`] of one of this registration's accepted faces.
-async fn possible_duplicates(
+/// The other active students of the class with their embeddings of `model`.
+async fn load_classmates(
     ctx: &JobContext,
     student: &student::Model,
     model: &str,
-    reports: &[PhotoReport],
-) -> Result<Vec<PossibleDuplicate>, JobError> {
-    let accepted: Vec<&Descriptor> = reports
-        .iter()
-        .filter_map(|r| r.descriptor.as_ref())
-        .collect();
-    if accepted.is_empty() {
-        return Ok(Vec::new());
-    }
-    let others: HashMap<Uuid, student::Model> = student::Entity::find()
+) -> Result<Vec<Classmate>, JobError> {
+    let others = student::Entity::find()
         .filter(student::Column::ClassId.eq(student.class_id))
         .filter(student::Column::Status.eq(StudentStatus::Active))
         .filter(student::Column::Id.ne(student.id))
+        .order_by_asc(student::Column::RollNo)
         .all(&ctx.db)
-        .await?
-        .into_iter()
-        .map(|s| (s.id, s))
-        .collect();
+        .await?;
     if others.is_empty() {
         return Ok(Vec::new());
     }
     let embeddings = face_embedding::Entity::find()
-        .filter(face_embedding::Column::StudentId.is_in(others.keys().copied()))
+        .filter(face_embedding::Column::StudentId.is_in(others.iter().map(|s| s.id)))
         .filter(face_embedding::Column::Model.eq(model))
         .all(&ctx.db)
         .await?;
-    let mut nearest: HashMap<Uuid, f32> = HashMap::new();
+    let mut by_student: HashMap<Uuid, Vec<Descriptor>> = HashMap::new();
     for embedding in &embeddings {
-        let Some(theirs) = to_descriptor(&embedding.vector) else {
-            tracing::warn!(embedding_id = %embedding.id, "stored embedding has the wrong length; ignored");
-            continue;
-        };
-        for ours in &accepted {
-            let d = distance(ours, &theirs);
-            let best = nearest.entry(embedding.student_id).or_insert(f32::INFINITY);
-            *best = best.min(d);
+        match to_descriptor(&embedding.vector) {
+            Some(d) => by_student.entry(embedding.student_id).or_default().push(d),
+            None => {
+                tracing::warn!(embedding_id = %embedding.id, "stored embedding has the wrong length; ignored")
+            }
         }
     }
-    let mut duplicates: Vec<PossibleDuplicate> = nearest
+    Ok(others
         .into_iter()
-        .filter(|&(_, d)| d <= DUPLICATE_DISTANCE)
-        .map(|(id, d)| {
-            let other = &others[&id];
-            PossibleDuplicate {
-                student_id: id,
-                roll_no: other.roll_no.clone(),
-                name: other.name.clone(),
-                distance: d,
-            }
+        .map(|s| Classmate {
+            descriptors: by_student.remove(&s.id).unwrap_or_default(),
+            student_id: s.id,
+            roll_no: s.roll_no,
+            name: s.name,
         })
-        .collect();
-    duplicates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
-    if !duplicates.is_empty() {
-        tracing::warn!(
-            count = duplicates.len(),
-            "registration looks like another active student"
-        );
-    }
-    Ok(duplicates)
+        .collect())
 }
 
 /// A stored embedding as a descriptor, if it has the descriptor's length.
@@ -330,9 +403,14 @@ pub(crate) fn face_box(bbox: [f32; 4]) -> FaceBox {
     FaceBox { x1, y1, x2, y2 }
 }
 
+fn result_box(bbox: [f32; 4]) -> result::FaceBox {
+    let [x1, y1, x2, y2] = bbox;
+    result::FaceBox { x1, y1, x2, y2 }
+}
+
 /// A registration that failed for good leaves the student `failed` (unless an admin
 /// already set them `inactive`).
-pub async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<(), DbErr> {
+async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<(), DbErr> {
     student::Entity::update_many()
         .col_expr(
             student::Column::Status,
@@ -347,4 +425,163 @@ pub async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<
         .exec(db)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::matching::DESCRIPTOR_LEN;
+    use crate::engine::mtcnn::Detection;
+
+    /// A descriptor `offset` away from the origin along the first axis.
+    fn descriptor(offset: f32) -> Descriptor {
+        let mut d = [0.0; DESCRIPTOR_LEN];
+        d[0] = offset;
+        d
+    }
+
+    /// A face `width` px wide at `x`, with the detector's `score`.
+    fn face(x: f32, width: f32, score: f32, descriptor: Descriptor) -> Face {
+        Face {
+            detection: Detection {
+                bbox: [x, 20.0, x + width, 20.0 + 1.25 * width],
+                score,
+                landmarks: [[0.0; 2]; 5],
+            },
+            descriptor,
+        }
+    }
+
+    fn classmate(roll_no: &str, name: &str, at: f32) -> Classmate {
+        Classmate {
+            student_id: Uuid::new_v4(),
+            roll_no: roll_no.into(),
+            name: name.into(),
+            descriptors: vec![descriptor(at)],
+        }
+    }
+
+    #[test]
+    fn judge_wants_one_dominant_large_sharp_face() {
+        let d = descriptor(0.0);
+        assert_eq!(judge(&[]), Err((Rejection::NoFace, None)));
+        let pair = [face(0.0, 120.0, 0.99, d), face(200.0, 110.0, 0.99, d)];
+        assert_eq!(judge(&pair), Err((Rejection::SeveralFaces, Some(0))));
+        // A passer-by far smaller than the subject does not spoil the photo.
+        let with_passer_by = [face(300.0, 40.0, 0.97, d), face(0.0, 150.0, 0.99, d)];
+        assert_eq!(judge(&with_passer_by), Ok(1));
+        let small = [face(0.0, MIN_FACE_WIDTH - 1.0, 0.99, d)];
+        assert_eq!(judge(&small), Err((Rejection::FaceTooSmall, Some(0))));
+        let blurred = [face(0.0, 150.0, MIN_SCORE - 0.01, d)];
+        assert_eq!(judge(&blurred), Err((Rejection::LowConfidence, Some(0))));
+    }
+
+    #[test]
+    fn decide_gives_each_photo_a_readable_verdict() {
+        let student = Uuid::new_v4();
+        let asha = classmate("21CS004", "Asha Rao", 1.0);
+        let ravi = classmate("21CS007", "Ravi Kumar", 2.0);
+        let photos = [
+            (
+                Uuid::from_u128(1),
+                Seen::Faces(vec![face(10.0, 160.0, 0.999, descriptor(1.3))]),
+            ),
+            (Uuid::from_u128(2), Seen::Faces(vec![])),
+            (
+                Uuid::from_u128(3),
+                Seen::Faces(vec![
+                    face(0.0, 120.0, 0.99, descriptor(5.0)),
+                    face(200.0, 115.0, 0.99, descriptor(6.0)),
+                ]),
+            ),
+            (Uuid::from_u128(4), Seen::Unreadable),
+            (
+                Uuid::from_u128(5),
+                Seen::Faces(vec![face(0.0, 50.0, 0.99, descriptor(9.0))]),
+            ),
+        ];
+        let decision = decide(
+            student,
+            StudentStatus::Pending,
+            "dlib_resnet_v1",
+            &photos,
+            &[asha.clone(), ravi],
+        );
+        let r = &decision.result;
+        assert_eq!((r.accepted, r.rejected), (1, 4));
+        assert_eq!(r.status, RegisteredStatus::Active);
+        assert_eq!(decision.status, StudentStatus::Active);
+        let verdicts: Vec<_> = r
+            .photos
+            .iter()
+            .map(|p| (p.photo_id, p.verdict, p.reason, p.note.as_deref(), p.faces))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                (
+                    Uuid::from_u128(1),
+                    Verdict::Accepted,
+                    None,
+                    Some("same person as roll 21CS004 (Asha Rao)"),
+                    1
+                ),
+                (
+                    Uuid::from_u128(2),
+                    Verdict::Rejected,
+                    Some(Rejection::NoFace),
+                    Some("no face found"),
+                    0
+                ),
+                (
+                    Uuid::from_u128(3),
+                    Verdict::Rejected,
+                    Some(Rejection::SeveralFaces),
+                    Some("2 faces — use a photo with only the student"),
+                    2
+                ),
+                (
+                    Uuid::from_u128(4),
+                    Verdict::Rejected,
+                    Some(Rejection::Unreadable),
+                    Some("the file could not be read as a photo"),
+                    0
+                ),
+                (
+                    Uuid::from_u128(5),
+                    Verdict::Rejected,
+                    Some(Rejection::FaceTooSmall),
+                    Some("face too small — take the photo closer"),
+                    1
+                ),
+            ]
+        );
+        // Only Asha (0.3 away) is close enough to be a duplicate; Ravi is 0.7 away.
+        let same_as = r.photos[0].same_as.as_ref().expect("flagged");
+        assert_eq!(same_as.student_id, asha.student_id);
+        assert!((same_as.distance - 0.3).abs() < 1e-5);
+        assert_eq!(r.possible_duplicates.len(), 1);
+        assert_eq!(r.possible_duplicates[0].roll_no, "21CS004");
+        // Only the accepted photo is embedded.
+        assert_eq!(decision.embeddings[0], Some(descriptor(1.3)));
+        assert!(decision.embeddings[1..].iter().all(Option::is_none));
+    }
+
+    #[test]
+    fn decide_without_a_usable_photo_fails_but_respects_inactive() {
+        let photos = [(Uuid::from_u128(1), Seen::Faces(vec![]))];
+        let failed = decide(Uuid::new_v4(), StudentStatus::Pending, "m", &photos, &[]);
+        assert_eq!(failed.status, StudentStatus::Failed);
+        assert_eq!(failed.result.status, RegisteredStatus::Failed);
+        assert!(failed.result.possible_duplicates.is_empty());
+
+        let good = [(
+            Uuid::from_u128(1),
+            Seen::Faces(vec![face(0.0, 150.0, 0.99, descriptor(0.0))]),
+        )];
+        let inactive = decide(Uuid::new_v4(), StudentStatus::Inactive, "m", &good, &[]);
+        assert_eq!(inactive.status, StudentStatus::Inactive);
+        assert_eq!(inactive.result.accepted, 1);
+        assert_eq!(inactive.result.photos[0].note, None);
+    }
 }

@@ -292,8 +292,8 @@ pub async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject_id: Uuid
     let now = Utc::now();
     let row = job::Model {
         id: Uuid::new_v4(),
-        kind: kind.as_str().into(),
-        lane: kind.lane().as_str().into(),
+        kind,
+        lane: kind.lane(),
         status: job::JobStatus::Queued,
         progress: 0.0,
         attempts: 0,

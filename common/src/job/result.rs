@@ -1,0 +1,277 @@
+//! What a finished job produced: the worker stores it in `jobs.result` (JSON) and
+//! `GET /jobs/{id}` reports it. One definition for both sides, so the stored JSON and
+//! the OpenAPI document cannot drift apart (the `openapi` feature derives the schema).
+//!
+//! The JSON is internally tagged by `type`: `{"type": "registration", "accepted": 2, …}`.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A job's result, by what the job did.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Union))]
+#[cfg_attr(feature = "openapi", oai(discriminator_name = "type", one_of))]
+pub enum JobResult {
+    #[cfg_attr(feature = "openapi", oai(mapping = "registration"))]
+    Registration(RegistrationResult),
+    #[cfg_attr(feature = "openapi", oai(mapping = "attendance"))]
+    Attendance(AttendanceResult),
+    /// The job's student or session was deleted before it ran: nothing was done.
+    #[cfg_attr(feature = "openapi", oai(mapping = "skipped"))]
+    Skipped(SkippedResult),
+}
+
+impl JobResult {
+    /// Reads a stored result; `None` for JSON this build does not know (rows written
+    /// before results were typed, or by a newer worker).
+    pub fn from_stored(value: &serde_json::Value) -> Option<JobResult> {
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    /// The JSON stored in `jobs.result`.
+    pub fn to_stored(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("a JobResult always serialises")
+    }
+}
+
+impl From<RegistrationResult> for JobResult {
+    fn from(r: RegistrationResult) -> Self {
+        JobResult::Registration(r)
+    }
+}
+
+impl From<AttendanceResult> for JobResult {
+    fn from(r: AttendanceResult) -> Self {
+        JobResult::Attendance(r)
+    }
+}
+
+/// One student's registration: a verdict per photo.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RegistrationResult {
+    pub student_id: Uuid,
+    /// The student's status after the job.
+    pub status: RegisteredStatus,
+    /// The face model the embeddings belong to.
+    pub model: String,
+    pub accepted: u32,
+    pub rejected: u32,
+    /// In upload order.
+    pub photos: Vec<PhotoCheck>,
+    /// Other active students of the class whose faces are this close to an accepted
+    /// photo (nearest first): possibly the same person registered twice.
+    pub possible_duplicates: Vec<PossibleDuplicate>,
+}
+
+/// Where a registration left the student.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
+pub enum RegisteredStatus {
+    /// At least one accepted photo: matched in sessions.
+    Active,
+    /// No usable photo.
+    Failed,
+    /// Set aside by an admin; the photos were checked all the same.
+    Inactive,
+}
+
+/// The verdict on one registration photo.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct PhotoCheck {
+    pub photo_id: Uuid,
+    pub verdict: Verdict,
+    /// Why the photo was rejected.
+    pub reason: Option<Rejection>,
+    /// What a teacher reads: why it was rejected, or the duplicate it looks like.
+    pub note: Option<String>,
+    /// The face the verdict is about, in pixels of the photo.
+    pub face_box: Option<FaceBox>,
+    /// The detector's confidence in that face (0–1).
+    pub score: Option<f32>,
+    /// Faces the detector found in the photo.
+    pub faces: u32,
+    /// The other active student of the class this photo's face is closest to, when
+    /// within the duplicate distance.
+    pub same_as: Option<PossibleDuplicate>,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
+pub enum Verdict {
+    /// The face is embedded and used for matching.
+    Accepted,
+    Rejected,
+}
+
+/// Why a registration photo was refused (also the `student_photos.reason` code).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Enum))]
+#[cfg_attr(feature = "openapi", oai(rename_all = "snake_case"))]
+pub enum Rejection {
+    NoFace,
+    /// No face is clearly the largest: the subject of the photo is ambiguous.
+    SeveralFaces,
+    FaceTooSmall,
+    LowConfidence,
+    /// The stored file is missing or is not a readable image.
+    Unreadable,
+}
+
+impl Rejection {
+    pub const ALL: [Rejection; 5] = [
+        Rejection::NoFace,
+        Rejection::SeveralFaces,
+        Rejection::FaceTooSmall,
+        Rejection::LowConfidence,
+        Rejection::Unreadable,
+    ];
+
+    /// The code stored in `student_photos.reason` (the serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rejection::NoFace => "no_face",
+            Rejection::SeveralFaces => "several_faces",
+            Rejection::FaceTooSmall => "face_too_small",
+            Rejection::LowConfidence => "low_confidence",
+            Rejection::Unreadable => "unreadable",
+        }
+    }
+
+    pub fn parse(code: &str) -> Option<Rejection> {
+        Self::ALL.into_iter().find(|r| r.as_str() == code)
+    }
+
+    /// The reason as a teacher reads it; `faces` is the detector's count, when known.
+    pub fn describe(self, faces: Option<u32>) -> String {
+        match self {
+            Rejection::NoFace => "no face found".into(),
+            Rejection::SeveralFaces => match faces {
+                Some(n) if n >= 2 => format!("{n} faces — use a photo with only the student"),
+                _ => "several faces — use a photo with only the student".into(),
+            },
+            Rejection::FaceTooSmall => "face too small — take the photo closer".into(),
+            Rejection::LowConfidence => {
+                "face not clear enough — use a sharp, well-lit photo facing the camera".into()
+            }
+            Rejection::Unreadable => "the file could not be read as a photo".into(),
+        }
+    }
+}
+
+/// A face's box, `[x1, y1]`–`[x2, y2]` in pixels.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct FaceBox {
+    pub x1: f32,
+    pub y1: f32,
+    pub x2: f32,
+    pub y2: f32,
+}
+
+/// Another student the registered face resembles.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct PossibleDuplicate {
+    pub student_id: Uuid,
+    pub roll_no: String,
+    pub name: String,
+    /// Descriptor distance between the two faces (smaller is more alike).
+    pub distance: f32,
+}
+
+impl PossibleDuplicate {
+    /// As a teacher reads it.
+    pub fn describe(&self) -> String {
+        format!("same person as roll {} ({})", self.roll_no, self.name)
+    }
+}
+
+/// One class session: who was present.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct AttendanceResult {
+    pub session_id: Uuid,
+    /// Photos analysed.
+    pub photos: u32,
+    /// Faces found in all photos.
+    pub faces: u32,
+    /// Active students of the class recognised in the photos.
+    pub present: u32,
+    /// Active students of the class not recognised.
+    pub absent: u32,
+    /// Faces that matched no registered student.
+    pub unknown: u32,
+    /// The face model used for matching.
+    pub model: String,
+    /// Students with at least one embedding of that model (the gallery).
+    pub registered: u32,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct SkippedResult {
+    pub reason: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_are_tagged_by_type_and_round_trip() {
+        let result = JobResult::Attendance(AttendanceResult {
+            session_id: Uuid::from_u128(7),
+            photos: 1,
+            faces: 3,
+            present: 2,
+            absent: 1,
+            unknown: 1,
+            model: "dlib_resnet_v1".into(),
+            registered: 3,
+        });
+        let stored = result.to_stored();
+        assert_eq!(stored["type"], "attendance");
+        assert_eq!(stored["present"], 2);
+        assert_eq!(JobResult::from_stored(&stored), Some(result));
+        // What the worker wrote before results were typed is not misread.
+        assert_eq!(
+            JobResult::from_stored(&serde_json::json!({"skipped": "gone"})),
+            None
+        );
+    }
+
+    #[test]
+    fn rejection_codes_are_the_serde_names_and_read_well() {
+        for r in Rejection::ALL {
+            assert_eq!(Rejection::parse(r.as_str()), Some(r));
+            assert_eq!(
+                serde_json::to_value(r).unwrap(),
+                serde_json::json!(r.as_str())
+            );
+        }
+        assert_eq!(Rejection::NoFace.describe(Some(0)), "no face found");
+        assert_eq!(
+            Rejection::SeveralFaces.describe(Some(2)),
+            "2 faces — use a photo with only the student"
+        );
+        assert_eq!(
+            Rejection::SeveralFaces.describe(None),
+            "several faces — use a photo with only the student"
+        );
+        let twin = PossibleDuplicate {
+            student_id: Uuid::from_u128(1),
+            roll_no: "21CS004".into(),
+            name: "Asha Rao".into(),
+            distance: 0.31,
+        };
+        assert_eq!(twin.describe(), "same person as roll 21CS004 (Asha Rao)");
+    }
+}
