@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    auth::ApiKeyAuth,
+    auth::{ApiKeyAuth, Role},
     error::ApiError,
     services::students::{self, NewStudent, StudentChanges, StudentFilter},
     state::AppState,
@@ -130,7 +130,7 @@ pub struct StudentsApi;
 
 #[OpenApi(tag = "ApiTags::Students")]
 impl StudentsApi {
-    /// Register a student with 1–10 photos (admin). Answers 202; a job embeds the faces.
+    /// Register a student with 1–10 photos. Answers 202; a job embeds the faces.
     #[oai(
         path = "/students/register",
         method = "post",
@@ -142,12 +142,12 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
-        auth.0.require_admin()?;
         let photos =
             upload::validate_uploads(form.photos, students::MIN_PHOTOS, students::MAX_PHOTOS)
                 .await?;
         let accepted = students::register(
             &state.db,
+            &auth.0.scope,
             &state.blobs,
             &state.queue,
             NewStudent {
@@ -169,7 +169,7 @@ impl StudentsApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         class_id: Query<Option<Uuid>>,
         q: Query<Option<String>>,
         /// 1-based page number.
@@ -179,6 +179,7 @@ impl StudentsApi {
     ) -> Result<Json<StudentPage>, ApiError> {
         let page = students::list(
             &state.db,
+            &auth.0.scope,
             StudentFilter {
                 class_id: class_id.0,
                 q: q.0,
@@ -195,7 +196,7 @@ impl StudentsApi {
         }))
     }
 
-    /// Edit a student's name, roll number, class or status (admin).
+    /// Edit a student's name, roll number, class or status.
     #[oai(
         path = "/students/:id",
         method = "put",
@@ -208,10 +209,10 @@ impl StudentsApi {
         id: Path<Uuid>,
         body: Json<StudentUpdate>,
     ) -> Result<Json<StudentOut>, ApiError> {
-        auth.0.require_admin()?;
         let b = body.0;
         let updated = students::update(
             &state.db,
+            &auth.0.scope,
             id.0,
             StudentChanges {
                 name: b.name,
@@ -224,7 +225,8 @@ impl StudentsApi {
         Ok(Json(updated.into()))
     }
 
-    /// Delete a student with their photos, embeddings and records (admin).
+    /// Delete a student with their photos, embeddings and records (admin or department
+    /// admin).
     #[oai(
         path = "/students/:id",
         method = "delete",
@@ -236,8 +238,8 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<DeleteStudentResponse, ApiError> {
-        auth.0.require_admin()?;
-        students::delete(&state.db, &state.blobs, id.0).await?;
+        auth.0.require(Role::DepartmentAdmin)?;
+        students::delete(&state.db, &auth.0.scope, &state.blobs, id.0).await?;
         Ok(DeleteStudentResponse::Deleted)
     }
 }
