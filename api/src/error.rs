@@ -41,6 +41,10 @@ pub enum ServiceError {
     /// The request is well-formed but its content is not acceptable (422).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
+    /// The caller's key may not do this (403); only for requests that reveal nothing
+    /// the caller cannot see (what is out of scope is [`ServiceError::NotFound`]).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -151,6 +155,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Invalid { code, message } => {
                 ApiError::Unprocessable(ErrorBody::new(code, message))
             }
+            ServiceError::Forbidden(message) => ApiError::forbidden(message),
             ServiceError::PayloadTooLarge(message) => {
                 ApiError::PayloadTooLarge(ErrorBody::new("payload_too_large", message))
             }

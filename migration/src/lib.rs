@@ -17,6 +17,7 @@ mod m20261125_000007_create_detected_faces;
 mod m20261125_000008_create_attendance_records;
 mod m20261125_000009_create_jobs;
 mod m20261125_000010_create_api_keys;
+mod m20261129_205700_add_key_scope_and_session_creator;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000008_create_attendance_records::Migration),
             Box::new(m20261125_000009_create_jobs::Migration),
             Box::new(m20261125_000010_create_api_keys::Migration),
+            Box::new(m20261129_205700_add_key_scope_and_session_creator::Migration),
         ]
     }
 }

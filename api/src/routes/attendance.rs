@@ -15,7 +15,7 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{ApiTags, jobs::JobStatusOut, parse_bound};
+use super::{ApiTags, jobs::JobStatusOut, keys::KeyRefOut, parse_bound};
 use crate::{
     auth::ApiKeyAuth,
     error::ApiError,
@@ -173,6 +173,8 @@ impl From<detected_face::Model> for FaceOut {
 pub struct SessionDetailOut {
     #[oai(flatten)]
     pub session: SessionOut,
+    /// The API key that took this attendance.
+    pub created_by: Option<KeyRefOut>,
     /// The job that processes (or processed) this session.
     pub job_id: Option<Uuid>,
     pub job_status: Option<JobStatusOut>,
@@ -202,7 +204,7 @@ impl AttendanceApi {
     async fn mark(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         form: MarkForm,
     ) -> Result<MarkResponse, ApiError> {
         let taken_at = parse_taken_at(form.taken_at.as_deref())?;
@@ -211,12 +213,14 @@ impl AttendanceApi {
                 .await?;
         let accepted = attendance::mark(
             &state.db,
+            &auth.0.scope,
             &state.blobs,
             &state.queue,
             NewSession {
                 class_id: form.class_id,
                 subject: form.subject,
                 taken_at,
+                created_by_key_id: Some(auth.0.key_id),
             },
             photos,
         )
@@ -236,7 +240,7 @@ impl AttendanceApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         class_id: Query<Option<Uuid>>,
         from: Query<Option<String>>,
         to: Query<Option<String>>,
@@ -246,7 +250,7 @@ impl AttendanceApi {
             from: parse_bound("from", from.0.as_deref(), false)?,
             to: parse_bound("to", to.0.as_deref(), true)?,
         };
-        let sessions = attendance::list(&state.db, &filter).await?;
+        let sessions = attendance::list(&state.db, &auth.0.scope, &filter).await?;
         Ok(Json(sessions.into_iter().map(Into::into).collect()))
     }
 
@@ -259,12 +263,13 @@ impl AttendanceApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<Json<SessionDetailOut>, ApiError> {
-        let d = attendance::get(&state.db, id.0).await?;
+        let d = attendance::get(&state.db, &auth.0.scope, id.0).await?;
         Ok(Json(SessionDetailOut {
             session: d.session.into(),
+            created_by: d.created_by.map(Into::into),
             job_id: d.job.as_ref().map(|j| j.id),
             job_status: d.job.as_ref().map(|j| j.status.into()),
             records: d
@@ -299,10 +304,10 @@ impl AttendanceApi {
     async fn crop(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<CropResponse, ApiError> {
-        let bytes = attendance::face_crop(&state.db, &state.blobs, id.0).await?;
+        let bytes = attendance::face_crop(&state.db, &auth.0.scope, &state.blobs, id.0).await?;
         Ok(CropResponse::Jpeg(Binary(bytes.to_vec())))
     }
 }

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::ApiTags;
 use crate::{
-    auth::ApiKeyAuth,
+    auth::{ApiKeyAuth, Role},
     error::ApiError,
     services::classes::{self, ClassFields},
     state::AppState,
@@ -78,7 +78,8 @@ pub struct ClassesApi;
 
 #[OpenApi(tag = "ApiTags::Classes")]
 impl ClassesApi {
-    /// Create a class (admin).
+    /// Create a class (admin, or department admin within its department; another
+    /// department is 403).
     #[oai(path = "/classes", method = "post", operation_id = "create_class")]
     async fn create(
         &self,
@@ -86,19 +87,19 @@ impl ClassesApi {
         auth: ApiKeyAuth,
         body: Json<ClassInput>,
     ) -> Result<CreateClassResponse, ApiError> {
-        auth.0.require_admin()?;
-        let class = classes::create(&state.db, body.0.into()).await?;
+        auth.0.require(Role::DepartmentAdmin)?;
+        let class = classes::create(&state.db, &auth.0.scope, body.0.into()).await?;
         Ok(CreateClassResponse::Created(Json(class.into())))
     }
 
-    /// List all classes.
+    /// List the classes the key may see (its department's, or all for an admin).
     #[oai(path = "/classes", method = "get", operation_id = "list_classes")]
     async fn list(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
     ) -> Result<Json<Vec<ClassOut>>, ApiError> {
-        let all = classes::list(&state.db).await?;
+        let all = classes::list(&state.db, &auth.0.scope).await?;
         Ok(Json(all.into_iter().map(Into::into).collect()))
     }
 
@@ -107,13 +108,15 @@ impl ClassesApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<Json<ClassOut>, ApiError> {
-        Ok(Json(classes::get(&state.db, id.0).await?.into()))
+        Ok(Json(
+            classes::get(&state.db, &auth.0.scope, id.0).await?.into(),
+        ))
     }
 
-    /// Replace a class's fields (admin).
+    /// Replace a class's fields (admin or department admin).
     #[oai(path = "/classes/:id", method = "put", operation_id = "update_class")]
     async fn update(
         &self,
@@ -122,15 +125,16 @@ impl ClassesApi {
         id: Path<Uuid>,
         body: Json<ClassInput>,
     ) -> Result<Json<ClassOut>, ApiError> {
-        auth.0.require_admin()?;
+        auth.0.require(Role::DepartmentAdmin)?;
         Ok(Json(
-            classes::replace(&state.db, id.0, body.0.into())
+            classes::replace(&state.db, &auth.0.scope, id.0, body.0.into())
                 .await?
                 .into(),
         ))
     }
 
-    /// Delete an empty class (admin); 409 while it has students or sessions.
+    /// Delete an empty class (admin or department admin); 409 while it has students or
+    /// sessions.
     #[oai(
         path = "/classes/:id",
         method = "delete",
@@ -142,8 +146,8 @@ impl ClassesApi {
         auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<DeleteClassResponse, ApiError> {
-        auth.0.require_admin()?;
-        classes::delete(&state.db, id.0).await?;
+        auth.0.require(Role::DepartmentAdmin)?;
+        classes::delete(&state.db, &auth.0.scope, id.0).await?;
         Ok(DeleteClassResponse::Deleted)
     }
 }

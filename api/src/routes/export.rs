@@ -30,7 +30,7 @@ impl ExportApi {
     async fn attendance(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         class_id: Query<Uuid>,
         from: Query<Option<String>>,
         to: Query<Option<String>>,
@@ -46,7 +46,7 @@ impl ExportApi {
         }
         let from = parse_bound("from", from.0.as_deref(), false)?;
         let to = parse_bound("to", to.0.as_deref(), true)?;
-        let csv = export::attendance_csv(&state.db, class_id.0, from, to).await?;
+        let csv = export::attendance_csv(&state.db, &auth.0.scope, class_id.0, from, to).await?;
         Ok(ExportResponse::Csv(
             Binary(csv),
             format!("attachment; filename=\"attendance-{}.csv\"", class_id.0),

@@ -8,8 +8,8 @@ use poem::web::Data;
 use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
 use uuid::Uuid;
 
-use super::ApiTags;
-use crate::{auth::ApiKeyAuth, error::ApiError, services::jobs, state::AppState};
+use super::{ApiTags, keys::KeyRefOut};
+use crate::{auth::ApiKeyAuth, error::ApiError, services::keys, state::AppState};
 
 #[derive(Debug, Clone, Copy, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -51,6 +51,8 @@ pub struct JobOut {
     pub updated_at: DateTime<Utc>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
+    /// The API key that started the job (attendance jobs).
+    pub created_by: Option<KeyRefOut>,
 }
 
 impl From<job::Model> for JobOut {
@@ -75,6 +77,7 @@ impl From<job::Model> for JobOut {
             updated_at: j.updated_at,
             started_at: j.started_at,
             finished_at: j.finished_at,
+            created_by: None,
         }
     }
 }
@@ -88,9 +91,14 @@ impl JobsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<Json<JobOut>, ApiError> {
-        Ok(Json(jobs::get(&state.db, id.0).await?.into()))
+        // Visible when its student or session is (404 otherwise).
+        let job = auth.0.scope.job(&state.db, id.0).await?;
+        let created_by = keys::job_creator(&state.db, &job).await?;
+        let mut out = JobOut::from(job);
+        out.created_by = created_by.map(Into::into);
+        Ok(Json(out))
     }
 }

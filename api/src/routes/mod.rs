@@ -5,6 +5,7 @@ pub mod classes;
 pub mod export;
 pub mod health;
 pub mod jobs;
+pub mod keys;
 pub mod students;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -30,6 +31,8 @@ pub enum ApiTags {
     Export,
     /// Liveness and readiness.
     Health,
+    /// API keys and their roles.
+    Keys,
 }
 
 pub type Apis = (
@@ -39,6 +42,7 @@ pub type Apis = (
     jobs::JobsApi,
     export::ExportApi,
     health::HealthApi,
+    keys::KeysApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -51,6 +55,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             jobs::JobsApi,
             export::ExportApi,
             health::HealthApi,
+            keys::KeysApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::{ApiTags, jobs::JobStatusOut};
 use crate::{
-    auth::ApiKeyAuth,
+    auth::{ApiKeyAuth, Role},
     error::ApiError,
     services::students::{
         self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter,
@@ -226,7 +226,7 @@ pub struct StudentsApi;
 
 #[OpenApi(tag = "ApiTags::Students")]
 impl StudentsApi {
-    /// Register a student with 1–10 photos (admin). Answers 202; a job embeds the faces.
+    /// Register a student with 1–10 photos. Answers 202; a job embeds the faces.
     #[oai(
         path = "/students/register",
         method = "post",
@@ -238,12 +238,12 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
-        auth.0.require_admin()?;
         let photos =
             upload::validate_uploads(form.photos, students::MIN_PHOTOS, students::MAX_PHOTOS)
                 .await?;
         let accepted = students::register(
             &state.db,
+            &auth.0.scope,
             &state.blobs,
             &state.queue,
             NewStudent {
@@ -265,7 +265,7 @@ impl StudentsApi {
     async fn list(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         class_id: Query<Option<Uuid>>,
         q: Query<Option<String>>,
         /// 1-based page number.
@@ -275,6 +275,7 @@ impl StudentsApi {
     ) -> Result<Json<StudentPage>, ApiError> {
         let page = students::list(
             &state.db,
+            &auth.0.scope,
             StudentFilter {
                 class_id: class_id.0,
                 q: q.0,
@@ -297,13 +298,13 @@ impl StudentsApi {
     async fn get(
         &self,
         state: Data<&AppState>,
-        _auth: ApiKeyAuth,
+        auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<Json<StudentDetailOut>, ApiError> {
-        Ok(Json(students::detail(&state.db, id.0).await?.into()))
+        Ok(Json(students::detail(&state.db, &auth.0.scope, id.0).await?.into()))
     }
 
-    /// Edit a student's name, roll number, class or status (admin).
+    /// Edit a student's name, roll number, class or status.
     #[oai(
         path = "/students/:id",
         method = "put",
@@ -316,10 +317,10 @@ impl StudentsApi {
         id: Path<Uuid>,
         body: Json<StudentUpdate>,
     ) -> Result<Json<StudentOut>, ApiError> {
-        auth.0.require_admin()?;
         let b = body.0;
         let updated = students::update(
             &state.db,
+            &auth.0.scope,
             id.0,
             StudentChanges {
                 name: b.name,
@@ -332,7 +333,8 @@ impl StudentsApi {
         Ok(Json(updated.into()))
     }
 
-    /// Delete a student with their photos, embeddings and records (admin).
+    /// Delete a student with their photos, embeddings and records (admin or department
+    /// admin).
     #[oai(
         path = "/students/:id",
         method = "delete",
@@ -344,8 +346,8 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<DeleteStudentResponse, ApiError> {
-        auth.0.require_admin()?;
-        students::delete(&state.db, &state.blobs, id.0).await?;
+        auth.0.require(Role::DepartmentAdmin)?;
+        students::delete(&state.db, &auth.0.scope, &state.blobs, id.0).await?;
         Ok(DeleteStudentResponse::Deleted)
     }
 }

@@ -17,7 +17,12 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, classes, intake, jobs, optional_text};
+use super::{
+    Accepted, intake, jobs,
+    keys::{self, KeyRef},
+    optional_text,
+    scope::Scope,
+};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per session.
@@ -30,6 +35,8 @@ pub struct NewSession {
     pub subject: Option<String>,
     /// Defaults to now.
     pub taken_at: Option<DateTime<Utc>>,
+    /// The API key taking attendance (kept for the audit trail).
+    pub created_by_key_id: Option<Uuid>,
 }
 
 /// Accepts classroom photos for a class: checks the class (404) before storing
@@ -37,6 +44,7 @@ pub struct NewSession {
 /// then publishes the job.
 pub async fn mark(
     db: &DatabaseConnection,
+    scope: &Scope,
     blobs: &Arc<dyn BlobStore>,
     queue: &Arc<dyn JobQueue>,
     new: NewSession,
@@ -49,7 +57,7 @@ pub async fn mark(
         ));
     }
     let subject = optional_text("subject", new.subject.as_deref(), 200)?;
-    classes::get(db, new.class_id).await?;
+    scope.class(db, new.class_id).await?;
 
     let session_id = Uuid::new_v4();
     let placed = intake::place("sessions", session_id, photos);
@@ -61,6 +69,7 @@ pub async fn mark(
         taken_at: Set(new.taken_at.unwrap_or(now)),
         status: Set(SessionStatus::Pending),
         created_at: Set(now),
+        created_by_key_id: Set(new.created_by_key_id),
     };
     let photo_rows: Vec<_> = placed
         .iter()
@@ -111,9 +120,13 @@ pub struct SessionFilter {
 /// Sessions, newest first.
 pub async fn list(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     filter: &SessionFilter,
 ) -> Result<Vec<attendance_session::Model>, ServiceError> {
     let mut q = attendance_session::Entity::find();
+    if let Some(visible) = scope.class_ids() {
+        q = q.filter(attendance_session::Column::ClassId.in_subquery(visible));
+    }
     if let Some(c) = filter.class_id {
         q = q.filter(attendance_session::Column::ClassId.eq(c));
     }
@@ -133,17 +146,20 @@ pub async fn list(
 pub struct SessionDetail {
     pub session: attendance_session::Model,
     pub job: Option<job::Model>,
+    /// The key that took this attendance.
+    pub created_by: Option<KeyRef>,
     /// Each record with its student, by roll number.
     pub records: Vec<(attendance_record::Model, student::Model)>,
     /// Every detected face (`student_id == None`: unknown), by photo and index.
     pub faces: Vec<detected_face::Model>,
 }
 
-pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<SessionDetail, ServiceError> {
-    let session = attendance_session::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(ServiceError::NotFound("session"))?;
+pub async fn get(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<SessionDetail, ServiceError> {
+    let session = scope.session(db, id).await?;
     let records = attendance_record::Entity::find()
         .filter(attendance_record::Column::SessionId.eq(id))
         .find_also_related(student::Entity)
@@ -160,9 +176,11 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<SessionDetail, S
         .all(db)
         .await?;
     let job = jobs::latest_for_subject(db, id).await?;
+    let created_by = keys::key_ref(db, session.created_by_key_id).await?;
     Ok(SessionDetail {
         session,
         job,
+        created_by,
         records,
         faces,
     })
@@ -171,13 +189,11 @@ pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<SessionDetail, S
 /// The stored crop of a detected face.
 pub async fn face_crop(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     blobs: &Arc<dyn BlobStore>,
     face_id: Uuid,
 ) -> Result<Bytes, ServiceError> {
-    let face = detected_face::Entity::find_by_id(face_id)
-        .one(db)
-        .await?
-        .ok_or(ServiceError::NotFound("face"))?;
+    let face = scope.face(db, face_id).await?;
     let key = face.crop_key.ok_or(ServiceError::NotFound("face crop"))?;
     Ok(blobs.get(&key).await?)
 }

@@ -1,4 +1,4 @@
-//! Classes: create, read, replace, delete.
+//! Classes: create, read, replace, delete, within the caller's [`Scope`].
 
 use chrono::Utc;
 use models::{attendance_session, class, student};
@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{optional_text, required_text};
+use super::{optional_text, required_text, scope::Scope};
 use crate::error::ServiceError;
 
 /// The editable fields of a class (create and replace take the same).
@@ -55,11 +55,25 @@ fn check(fields: ClassFields) -> Result<Checked, ServiceError> {
     })
 }
 
+/// A department-scoped caller may only place a class in its own department; naming
+/// another one is refused with 403 (the caller wrote that name, so nothing leaks).
+fn ensure_own_department(scope: &Scope, department: &str) -> Result<(), ServiceError> {
+    if scope.sees(department) {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(
+            "this key may only manage classes of its own department".into(),
+        ))
+    }
+}
+
 pub async fn create(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     fields: ClassFields,
 ) -> Result<class::Model, ServiceError> {
     let c = check(fields)?;
+    ensure_own_department(scope, &c.department)?;
     let model = class::ActiveModel {
         id: Set(Uuid::new_v4()),
         name: Set(c.name),
@@ -74,16 +88,23 @@ pub async fn create(
     Ok(model)
 }
 
-pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<class::Model, ServiceError> {
-    class::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(ServiceError::NotFound("class"))
+pub async fn get(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<class::Model, ServiceError> {
+    scope.class(db, id).await
 }
 
-pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<class::Model>, ServiceError> {
-    Ok(class::Entity::find()
-        .order_by_asc(class::Column::Department)
+pub async fn list(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+) -> Result<Vec<class::Model>, ServiceError> {
+    let mut q = class::Entity::find();
+    if let Scope::Department(d) = scope {
+        q = q.filter(class::Column::Department.eq(d.as_str()));
+    }
+    Ok(q.order_by_asc(class::Column::Department)
         .order_by_asc(class::Column::Name)
         .order_by_asc(class::Column::Section)
         .all(db)
@@ -92,11 +113,14 @@ pub async fn list(db: &impl ConnectionTrait) -> Result<Vec<class::Model>, Servic
 
 pub async fn replace(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     id: Uuid,
     fields: ClassFields,
 ) -> Result<class::Model, ServiceError> {
     let c = check(fields)?;
-    let mut model: class::ActiveModel = get(db, id).await?.into();
+    let current = get(db, scope, id).await?;
+    ensure_own_department(scope, &c.department)?;
+    let mut model: class::ActiveModel = current.into();
     model.name = Set(c.name);
     model.department = Set(c.department);
     model.year = Set(c.year);
@@ -107,8 +131,12 @@ pub async fn replace(
 
 /// Deletes an empty class; a class with students or sessions is refused (409) so that
 /// no photo or attendance history disappears by accident.
-pub async fn delete(db: &impl ConnectionTrait, id: Uuid) -> Result<(), ServiceError> {
-    get(db, id).await?;
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<(), ServiceError> {
+    get(db, scope, id).await?;
     let students = student::Entity::find()
         .filter(student::Column::ClassId.eq(id))
         .count(db)

@@ -7,7 +7,7 @@ use models::{attendance_record, student};
 use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::{attendance, classes};
+use super::{attendance, scope::Scope};
 use crate::error::ServiceError;
 
 /// CSV with a header row; sessions oldest first, students by roll number. A student
@@ -15,13 +15,15 @@ use crate::error::ServiceError;
 /// processed) gets an empty status.
 pub async fn attendance_csv(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     class_id: Uuid,
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
 ) -> Result<Vec<u8>, ServiceError> {
-    let class = classes::get(db, class_id).await?;
+    let class = scope.class(db, class_id).await?;
     let mut sessions = attendance::list(
         db,
+        scope,
         &attendance::SessionFilter {
             class_id: Some(class_id),
             from,

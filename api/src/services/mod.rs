@@ -6,6 +6,8 @@ pub mod classes;
 pub mod export;
 pub mod intake;
 pub mod jobs;
+pub mod keys;
+pub mod scope;
 pub mod students;
 
 use uuid::Uuid;

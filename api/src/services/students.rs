@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, classes, intake, jobs, required_text};
+use super::{Accepted, Page, classes, intake, jobs, required_text, scope::Scope};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
@@ -60,6 +60,7 @@ async fn ensure_roll_free(
 /// student, photo and job rows in one transaction, then publishes the job.
 pub async fn register(
     db: &DatabaseConnection,
+    scope: &Scope,
     blobs: &Arc<dyn BlobStore>,
     queue: &Arc<dyn JobQueue>,
     new: NewStudent,
@@ -73,7 +74,7 @@ pub async fn register(
     }
     let roll_no = required_text("roll_no", &new.roll_no, 50)?;
     let name = required_text("name", &new.name, 200)?;
-    classes::get(db, new.class_id).await?;
+    scope.class(db, new.class_id).await?;
     ensure_roll_free(db, new.class_id, &roll_no, None).await?;
 
     let student_id = Uuid::new_v4();
@@ -154,6 +155,7 @@ fn contains_pattern(text: &str) -> LikeExpr {
 
 pub async fn list(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     filter: StudentFilter,
 ) -> Result<Page<student::Model>, ServiceError> {
     let page = Ord::max(filter.page.unwrap_or(1), 1);
@@ -164,6 +166,9 @@ pub async fn list(
     let mut query = student::Entity::find();
     if let Some(class_id) = filter.class_id {
         query = query.filter(student::Column::ClassId.eq(class_id));
+    }
+    if let Some(visible) = scope.class_ids() {
+        query = query.filter(student::Column::ClassId.in_subquery(visible));
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         // lower() on both sides: LIKE is case-sensitive on PostgreSQL, not on SQLite.
@@ -193,11 +198,12 @@ pub async fn list(
     })
 }
 
-pub async fn get(db: &impl ConnectionTrait, id: Uuid) -> Result<student::Model, ServiceError> {
-    student::Entity::find_by_id(id)
-        .one(db)
-        .await?
-        .ok_or(ServiceError::NotFound("student"))
+pub async fn get(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<student::Model, ServiceError> {
+    scope.student(db, id).await
 }
 
 /// A student with what their registration made of each photo.
@@ -222,8 +228,12 @@ pub struct PhotoDetail {
     pub same_as: Option<PossibleDuplicate>,
 }
 
-pub async fn detail(db: &impl ConnectionTrait, id: Uuid) -> Result<StudentDetail, ServiceError> {
-    let student = get(db, id).await?;
+pub async fn detail(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    id: Uuid,
+) -> Result<StudentDetail, ServiceError> {
+    let student = get(db, scope, id).await?;
     let photos = student_photo::Entity::find()
         .filter(student_photo::Column::StudentId.eq(id))
         .order_by_asc(student_photo::Column::CreatedAt)
@@ -303,10 +313,11 @@ pub struct StudentChanges {
 
 pub async fn update(
     db: &impl ConnectionTrait,
+    scope: &Scope,
     id: Uuid,
     changes: StudentChanges,
 ) -> Result<student::Model, ServiceError> {
-    let current = get(db, id).await?;
+    let current = get(db, scope, id).await?;
     if let Some(s) = changes.status
         && !matches!(s, StudentStatus::Active | StudentStatus::Inactive)
     {
@@ -317,7 +328,7 @@ pub async fn update(
     }
     let class_id = changes.class_id.unwrap_or(current.class_id);
     if class_id != current.class_id {
-        classes::get(db, class_id).await?;
+        scope.class(db, class_id).await?;
     }
     let roll_no = match &changes.roll_no {
         Some(r) => required_text("roll_no", r, 50)?,
@@ -343,11 +354,12 @@ pub async fn update(
 /// cascade, in one transaction), then the photo blobs.
 pub async fn delete(
     db: &DatabaseConnection,
+    scope: &Scope,
     blobs: &Arc<dyn BlobStore>,
     id: Uuid,
 ) -> Result<(), ServiceError> {
     let txn = db.begin().await?;
-    get(&txn, id).await?;
+    get(&txn, scope, id).await?;
     let keys: Vec<String> = student_photo::Entity::find()
         .filter(student_photo::Column::StudentId.eq(id))
         .select_only()

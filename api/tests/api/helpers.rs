@@ -31,6 +31,9 @@ pub enum Queue {
     Unreachable,
 }
 
+/// The department of the classes [`TestApp::create_class`] makes.
+pub const TEST_DEPARTMENT: &str = "CSE";
+
 pub const UNREACHABLE_AMQP: &str = "amqp://guest:guest@127.0.0.1:1/%2f";
 
 pub fn amqp_base() -> String {
@@ -242,8 +245,19 @@ impl TestApp {
         format!("{}{path}", self.base)
     }
 
+    /// A key of `role`; a department_admin or teacher key belongs to
+    /// [`TEST_DEPARTMENT`], the department of [`TestApp::create_class`]'s classes.
     pub async fn key(&self, role: Role) -> String {
-        api::auth::create_key(&self.state.db, "test", role)
+        let department = (role != Role::Admin).then_some(TEST_DEPARTMENT);
+        api::auth::create_key(&self.state.db, "test", role, department)
+            .await
+            .expect("create key")
+            .key
+    }
+
+    /// A department_admin or teacher key of `department`.
+    pub async fn key_in(&self, role: Role, department: &str) -> String {
+        api::auth::create_key(&self.state.db, "test", role, Some(department))
             .await
             .expect("create key")
             .key
@@ -279,7 +293,7 @@ impl TestApp {
         let resp = self
             .post("/classes")
             .json(
-                &serde_json::json!({"name": name, "department": "CSE", "year": 2, "section": "A"}),
+                &serde_json::json!({"name": name, "department": TEST_DEPARTMENT, "year": 2, "section": "A"}),
             )
             .send()
             .await

@@ -3,11 +3,13 @@
 //! PostgreSQL and RabbitMQ must be running (TEST_DATABASE_URL, TEST_AMQP_URL); a
 //! missing service fails the tests.
 
+mod access;
 mod auth;
 mod classes;
 mod e2e;
 mod health;
 mod helpers;
+mod keys;
 mod outbox;
 mod sessions;
 mod students;

@@ -12,6 +12,9 @@ use serde::{Deserialize, Serialize};
 pub enum Role {
     #[sea_orm(string_value = "admin")]
     Admin,
+    /// Everything within one department, including its teacher keys.
+    #[sea_orm(string_value = "department_admin")]
+    DepartmentAdmin,
     #[sea_orm(string_value = "teacher")]
     Teacher,
 }
@@ -23,12 +26,17 @@ pub struct Model {
     pub id: Uuid,
     pub name: String,
     pub role: Role,
+    /// The department a `department_admin` or `teacher` key is confined to; `None` for
+    /// `admin`.
+    pub department: Option<String>,
     /// Lowercase hex SHA-256 of the whole key.
     #[sea_orm(unique)]
     pub key_hash: String,
     pub prefix: String,
     pub created_at: DateTimeUtc,
     pub revoked_at: Option<DateTimeUtc>,
+    /// Updated at most once a minute per key, so that use costs no write per request.
+    pub last_used_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -28,6 +28,9 @@ pub struct Model {
     pub taken_at: DateTimeUtc,
     pub status: SessionStatus,
     pub created_at: DateTimeUtc,
+    /// The API key that took this attendance (audit); `None` for sessions from before
+    /// keys were recorded. Keys are revoked, never deleted, so the id stays resolvable.
+    pub created_by_key_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

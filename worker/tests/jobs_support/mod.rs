@@ -258,6 +258,7 @@ pub async fn insert_session(
         taken_at: Set(now),
         status: Set(attendance_session::SessionStatus::Pending),
         created_at: Set(now),
+        created_by_key_id: Set(None),
     })
     .exec_without_returning(db)
     .await
