@@ -315,7 +315,7 @@ async fn mark_failed(
 /// Connects to the database (creating a SQLite file's directory). Applies no
 /// migrations: the API does ([`crate::schema`]).
 pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ServiceError> {
-    let db = migration::connect(url)
+    migration::connect(url)
         .await
         .map_err(ServiceError::Database)
 }

@@ -147,7 +147,7 @@ pub async fn job_creator(
     db: &impl ConnectionTrait,
     job: &job::Model,
 ) -> Result<Option<KeyRef>, ServiceError> {
-    if job.kind != JobKind::Attendance.as_str() {
+    if job.kind != JobKind::Attendance {
         return Ok(None);
     }
     let key_id = attendance_session::Entity::find_by_id(job.subject_id)

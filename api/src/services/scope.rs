@@ -131,12 +131,12 @@ impl Scope {
         if *self == Scope::All {
             return Ok(j);
         }
-        let class_id = if j.kind == JobKind::Attendance.as_str() {
+        let class_id = if j.kind == JobKind::Attendance {
             attendance_session::Entity::find_by_id(j.subject_id)
                 .one(db)
                 .await?
                 .map(|s| s.class_id)
-        } else if j.kind == JobKind::Registration.as_str() {
+        } else if j.kind == JobKind::Registration {
             student::Entity::find_by_id(j.subject_id)
                 .one(db)
                 .await?

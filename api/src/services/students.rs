@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, classes, intake, jobs, required_text, scope::Scope};
+use super::{Accepted, Page, intake, jobs, required_text, scope::Scope};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
