@@ -33,8 +33,12 @@ fi
 
 # The production API links no face engine: without its default embedded-worker feature
 # no candle crate is in its dependency tree.
-candle=$(cargo tree -p api --no-default-features -e normal --prefix none | grep -c '^candle' || true)
-if [ "$candle" != 0 ]; then
+api_tree=$(cargo tree -p api --no-default-features -e normal --prefix none)
+candle=$(grep -c '^candle' <<<"$api_tree" || true)
+if ! grep -q '^api v' <<<"$api_tree"; then
+  echo "error: cargo tree did not list the api crate" >&2
+  exit 1
+elif [ "$candle" != 0 ]; then
   echo "error: attendance-api --no-default-features depends on $candle candle crates:" >&2
   cargo tree -p api --no-default-features -e normal -i candle-core >&2 || true
   exit 1
