@@ -50,9 +50,9 @@ bash scripts/services.sh
 cargo build --workspace --all-targets
 # The binary just built: `cargo run -p worker` would resolve features for that crate
 # alone and rebuild it.
-"${CARGO_TARGET_DIR:-target}/debug/attendance-worker" --model-dir "$MODEL_CACHE" fetch-models >/dev/null
+"${CARGO_TARGET_DIR:-target}/debug/attendance-worker" --model-dir "$MODEL_CACHE" fetch-models --model all >/dev/null
 mkdir -p "$MODEL_DIR"
-for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat; do
+for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat "$MODEL_CACHE"/*.onnx; do
   [ -e "$MODEL_DIR/$(basename "$f")" ] || cp "$f" "$MODEL_DIR/"
 done
 cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"

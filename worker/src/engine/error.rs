@@ -61,6 +61,9 @@ pub enum BadPhoto {
         height: u32,
         max_pixels: u64,
     },
+    /// Refused by the decoder's memory limit before its size was known.
+    #[error("the photo is larger than the {max_pixels} pixels allowed")]
+    OverLimit { max_pixels: u64 },
     #[error("the photo says it is {width}×{height} pixels, which is not a picture")]
     ImpossibleSize { width: u32, height: u32 },
 }
