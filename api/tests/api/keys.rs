@@ -323,3 +323,73 @@ async fn key_management_sqlite() {
 async fn key_management_postgres() {
     key_management(Db::Postgres).await;
 }
+
+/// Runs `attendance-api keys …` against the database at `database_url`.
+fn cli(dir: &std::path::Path, database_url: &str, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_attendance-api"))
+        .arg("keys")
+        .args(args)
+        .current_dir(dir)
+        .env_remove("QUEUE_URL")
+        .env_remove("STORAGE_URL")
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("attendance-api runs")
+}
+
+#[tokio::test]
+async fn cli_creates_lists_and_revokes_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}?mode=rwc", dir.path().join("cli.db").display());
+
+    let out = cli(
+        dir.path(),
+        &url,
+        &[
+            "create",
+            "--role",
+            "teacher",
+            "--name",
+            "Dr. Rao",
+            "--department",
+            "CSE",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    assert!(key.starts_with("att_"), "{key}");
+    // A teacher key needs a department.
+    let out = cli(
+        dir.path(),
+        &url,
+        &["create", "--role", "teacher", "--name", "x"],
+    );
+    assert!(!out.status.success());
+
+    let out = cli(dir.path(), &url, &["list"]);
+    assert!(out.status.success(), "{out:?}");
+    let listing = String::from_utf8(out.stdout).unwrap();
+    assert!(!listing.contains(&key), "{listing}");
+    let line = listing
+        .lines()
+        .find(|l| l.contains("Dr. Rao"))
+        .unwrap_or_else(|| panic!("the key is not listed:\n{listing}"));
+    let fields: Vec<&str> = line.split('\t').collect();
+    assert_eq!(&fields[1..4], ["teacher", "CSE", "Dr. Rao"]);
+    let id = fields[0];
+
+    let out = cli(dir.path(), &url, &["revoke", id]);
+    assert!(out.status.success(), "{out:?}");
+    let db = sea_orm::Database::connect(&url).await.unwrap();
+    assert!(
+        api::auth::find_key(&db, &key).await.unwrap().is_none(),
+        "a revoked key is no longer found"
+    );
+    let out = cli(
+        dir.path(),
+        &url,
+        &["revoke", &uuid::Uuid::new_v4().to_string()],
+    );
+    assert!(!out.status.success());
+}
