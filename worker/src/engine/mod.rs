@@ -11,6 +11,7 @@ pub mod matching;
 pub mod model_files;
 pub mod mtcnn;
 pub mod nhwc;
+pub mod onnx;
 pub mod pipeline;
 pub mod pytorch_legacy;
 pub mod resnet;
