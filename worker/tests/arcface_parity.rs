@@ -118,7 +118,7 @@ fn network_matches_onnxruntime_on_golden_crops() {
         }
     }
     eprintln!(
-        "network alone: {} crops, worst cosine {:.6} ({}) vs {}",
+        "network alone: {} crops, worst cosine {:.7} ({}) vs {}",
         crops.len(),
         worst.0,
         worst.1,
@@ -212,7 +212,7 @@ fn end_to_end_from_golden_keypoints() {
         }
     }
     eprintln!(
-        "end to end: {count} faces, worst cosine {:.6} ({})",
+        "end to end: {count} faces, worst cosine {:.7} ({})",
         worst.0, worst.1
     );
     assert!(count >= 100, "only {count} golden faces");
