@@ -22,6 +22,9 @@ pub struct GroupedConv {
     /// weights of every output channel, laid out like the output pixel.
     weight: Vec<f32>,
     bias: Vec<f32>,
+    /// `(in_per_group, c_out)`: the input channel that output `o` reads as its group's
+    /// `j`-th input, so that one multiply-add over all outputs vectorises.
+    gather: Vec<usize>,
 }
 
 impl GroupedConv {
@@ -45,6 +48,10 @@ impl GroupedConv {
                 }
             }
         }
+        let out_per_group = c_out / groups;
+        let gather = (0..in_per_group)
+            .flat_map(|j| (0..c_out).map(move |o| o / out_per_group * in_per_group + j))
+            .collect();
         GroupedConv {
             k,
             stride,
@@ -52,9 +59,10 @@ impl GroupedConv {
             c_in: in_per_group * groups,
             c_out,
             in_per_group,
-            out_per_group: c_out / groups,
+            out_per_group,
             weight: w,
             bias: bias.to_vec(),
+            gather,
         }
     }
 
@@ -84,6 +92,8 @@ impl GroupedConv {
                 let b = row / oh;
                 let oy = (row % oh) as isize;
                 let image = &x.data[b * x.h * x.w * c_in..(b + 1) * x.h * x.w * c_in];
+                // For groups of several channels: the input channel each output reads.
+                let mut gathered = vec![0.0f32; if depthwise { 0 } else { c_out }];
                 for (ox, acc) in out_row.chunks_exact_mut(c_out).enumerate() {
                     acc.copy_from_slice(&self.bias);
                     for ky in 0..k {
@@ -107,11 +117,14 @@ impl GroupedConv {
                                 continue;
                             }
                             for j in 0..self.in_per_group {
+                                let idx = &self.gather[j * c_out..(j + 1) * c_out];
+                                for (g, &i) in gathered.iter_mut().zip(idx) {
+                                    *g = src[i];
+                                }
                                 let row = (tap * self.in_per_group + j) * c_out;
                                 let w = &self.weight[row..row + c_out];
-                                for (o, (a, w)) in acc.iter_mut().zip(w).enumerate() {
-                                    let ci = o / self.out_per_group * self.in_per_group + j;
-                                    *a += src[ci] * w;
+                                for ((a, v), w) in acc.iter_mut().zip(&gathered).zip(w) {
+                                    *a += v * w;
                                 }
                             }
                         }
