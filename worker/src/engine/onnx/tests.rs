@@ -168,3 +168,52 @@ fn malformed_files_are_rejected_with_their_path() {
         "{err}"
     );
 }
+
+/// SCRFD's file also reads: shape arithmetic with int64 initializers and Constant
+/// tensors, a symbolic input size, nine outputs in the notes' order.
+#[test]
+fn scrfd_reads_with_its_constants_and_outputs() {
+    let m = OnnxModel::load(&model_path("scrfd_500m_bnkps.onnx")).unwrap();
+    let count = |op: &str| m.nodes.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(
+        [count("Conv"), count("Relu"), count("Sigmoid"), count("Add")],
+        [60, 41, 3, 4]
+    );
+    assert_eq!(
+        [
+            count("Resize"),
+            count("Concat"),
+            count("Reshape"),
+            count("Transpose")
+        ],
+        [2, 13, 9, 9]
+    );
+    assert_eq!(m.initializer_count(), 138);
+    let int64 = m
+        .nodes
+        .iter()
+        .flat_map(|n| &n.inputs)
+        .filter(|i| matches!(m.initializer(i), Some(TensorData::I64(_))))
+        .count();
+    assert!(int64 > 0, "no int64 initializer is read by a node");
+    let constants: Vec<_> = m
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .map(|n| {
+            n.tensor("value")
+                .unwrap()
+                .expect("Constant without a value")
+        })
+        .collect();
+    assert_eq!(constants.len(), 17);
+    assert_eq!(m.inputs[0].shape, vec![None, Some(3), None, None]);
+    let outputs: Vec<_> = m.outputs.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(
+        outputs,
+        [
+            "score_8", "score_16", "score_32", "bbox_8", "bbox_16", "bbox_32", "kps_8", "kps_16",
+            "kps_32"
+        ]
+    );
+}
