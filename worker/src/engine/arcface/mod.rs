@@ -5,6 +5,7 @@
 pub mod alignment;
 mod grouped_conv;
 pub mod network;
+mod pointwise;
 
 use std::path::Path;
 

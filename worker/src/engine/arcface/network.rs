@@ -14,6 +14,7 @@ use candle_nn::{Conv2d, Conv2dConfig};
 use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
+use super::pointwise::Pointwise;
 use crate::engine::nhwc::{self, Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
@@ -33,6 +34,7 @@ pub enum Layout {
 #[derive(Debug)]
 enum Kernel {
     Dense(nhwc::Conv),
+    Pointwise(Pointwise),
     Grouped(GroupedConv),
     Candle(Conv2d),
 }
@@ -179,6 +181,9 @@ impl<'m> Builder<'m> {
                         ..Default::default()
                     },
                 ))
+            }
+            Layout::Nhwc if group == 1 && k == 1 && stride == 1 && padding == 0 => {
+                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in)?)
             }
             Layout::Nhwc if group == 1 => Kernel::Dense(nhwc::Conv::from_oihw(
                 &weight.data,
@@ -467,6 +472,7 @@ impl MobileFaceNet {
                         Kernel::Dense(conv) => {
                             conv.forward_act(x, slopes.map_or(Act::Identity, Act::Prelu))?
                         }
+                        Kernel::Pointwise(conv) => conv.forward(x, slopes)?,
                         Kernel::Grouped(conv) => conv.forward(x, slopes),
                         Kernel::Candle(_) => {
                             return Err(EngineError::Invalid(
