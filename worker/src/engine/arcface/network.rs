@@ -1,11 +1,11 @@
 //! InsightFace's MobileFaceNet (`w600k_mbf.onnx`) as typed layers built by walking the
-//! ONNX graph at load: convolutions (dense, grouped or depthwise; batch-norm already folded in by
-//! the exporter) with their PReLU fused, residual adds, and a head where the trailing
-//! 1-D batch-norm is folded into the fully connected layer.
+//! ONNX graph at load: convolutions (dense, grouped or depthwise; batch-norm already
+//! folded in by the exporter) with their PReLU fused, residual adds, and a head where the
+//! trailing 1-D batch-norm is folded into the fully connected layer.
 //!
-//! Two forward passes, as for dlib's ResNet: NHWC kernels on the CPU (`nhwc` im2col+GEMM
-//! for the dense convolutions, a direct kernel for the grouped and depthwise ones) and candle-nn's
-//! modules elsewhere (CUDA).
+//! Two forward passes, as for dlib's ResNet: NHWC kernels on the CPU (one GEMM on the
+//! maps for 1×1 convolutions, `nhwc` im2col+GEMM for the 3×3 stem, a direct kernel for
+//! the grouped and depthwise ones) and candle-nn's modules elsewhere (CUDA).
 
 use std::collections::HashMap;
 
