@@ -6,12 +6,42 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use worker::engine::FaceEngine;
+use worker::engine::arcface::ArcFaceEmbedder;
 use worker::engine::dlib::face_chip::face_chip;
 use worker::engine::dlib::resnet::FaceDescriptor;
 use worker::engine::embedder::DlibEmbedder;
 use worker::engine::model_files::verify_models;
 use worker::engine::pipeline::load_image;
 use worker::fixtures;
+
+/// ArcFace (MobileFaceNet) ms/face at batch 1 and 16 on the golden aligned crops, or
+/// nulls when `w600k_mbf.onnx` is not in `model_dir`.
+fn arcface_ms(model_dir: &Path, runs: usize) -> serde_json::Value {
+    let path = model_dir.join("w600k_mbf.onnx");
+    if !path.exists() {
+        return serde_json::json!({ "batch1": null, "batch16": null, "missing": "w600k_mbf.onnx" });
+    }
+    let embedder = ArcFaceEmbedder::load(&path, &candle_core::Device::Cpu).expect("ArcFace");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/arcface_crops");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("golden crops")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    files.sort();
+    let crops: Vec<_> = files
+        .iter()
+        .map(|p| image::open(p).expect("crop").to_rgb8())
+        .collect();
+    let batch16: Vec<_> = crops.iter().cycle().take(16).cloned().collect();
+    let b1 = median_ms(runs, || {
+        embedder.embed_crops(&crops[..1]).unwrap();
+    });
+    let b16 = median_ms(runs, || {
+        embedder.embed_crops(&batch16).unwrap();
+    }) / 16.0;
+    serde_json::json!({ "batch1": b1, "batch16": b16 })
+}
 
 /// Median wall time of `runs` calls, in milliseconds, after one warm-up call.
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -40,7 +70,7 @@ fn main() {
             .join(model_dir)
     } else {
         model_dir
-    };
+    }
     let paths = verify_models(&model_dir).expect("models (run attendance-worker fetch-models)");
     let device = candle_core::Device::Cpu;
     let engine = FaceEngine::load(&paths, device.clone()).expect("engine");
@@ -93,6 +123,7 @@ fn main() {
     let whole_hd = median_ms(runs, || {
         engine.analyze(&hd).unwrap();
     });
+    let arcface = arcface_ms(&model_dir, runs);
     let report = serde_json::json!({
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "runs": runs,
@@ -103,6 +134,7 @@ fn main() {
         "whole_photo_ms_six_people": whole,
         "whole_photo_ms_1366x768_six_faces": whole_hd,
         "faces_in_six_people": faces.len(),
+        "arcface_ms_per_face": arcface,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }

@@ -38,6 +38,14 @@ pub enum EngineError {
         fix: String,
     },
 
+    /// An ONNX model file that does not parse, or lacks what the network needs.
+    #[error("ONNX model {path}: {source}")]
+    Onnx {
+        path: PathBuf,
+        #[source]
+        source: Box<super::onnx::OnnxError>,
+    },
+
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
 

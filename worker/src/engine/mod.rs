@@ -2,6 +2,7 @@
 //! → matching against a class gallery. Model files are read straight from their
 //! original formats (PyTorch legacy pickles, dlib serialization) into candle tensors.
 
+pub mod arcface;
 pub mod device;
 pub mod dlib;
 pub mod embedder;
@@ -10,6 +11,7 @@ pub mod matching;
 pub mod model_files;
 pub mod mtcnn;
 pub mod nhwc;
+pub mod onnx;
 pub mod pipeline;
 pub mod pytorch_legacy;
 
