@@ -15,6 +15,7 @@ pub mod onnx;
 pub mod pipeline;
 pub mod pytorch_legacy;
 pub mod resnet;
+pub mod scrfd;
 pub mod shape_predictor;
 
 pub use error::EngineError;
