@@ -312,3 +312,24 @@ fn blank_and_empty_images_have_no_faces() {
             .is_empty()
     );
 }
+
+/// Timing on the CPU (median of 5 after a warm-up), at 1366×768 and 2000×1125; run with
+/// `--ignored --nocapture`. Compare with `scripts/bench_reference_insightface.py`.
+#[test]
+#[ignore]
+fn timing() {
+    let six = load("groups/six_people.jpg");
+    for (w, h) in [(1366, 768), (2000, 1125)] {
+        let img = image::imageops::resize(&six, w, h, image::imageops::FilterType::Triangle);
+        scrfd().detect(&img).unwrap();
+        let mut times: Vec<f64> = (0..5)
+            .map(|_| {
+                let start = Instant::now();
+                scrfd().detect(&img).unwrap();
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.sort_by(f64::total_cmp);
+        println!("SCRFD {w}x{h}: {:.1} ms (median of 5)", times[2]);
+    }
+}
