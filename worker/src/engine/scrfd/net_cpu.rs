@@ -133,10 +133,11 @@ impl Pointwise {
         })
     }
 
-    fn forward(&self, x: &Maps, relu: bool) -> Result<Maps> {
+    /// Takes the activations by value: candle wraps them without a copy.
+    fn forward(&self, x: Maps, relu: bool) -> Result<Maps> {
         assert_eq!(x.c, self.c_in, "pointwise channels");
         let pixels = x.n * x.h * x.w;
-        let input = Tensor::from_slice(&x.data, (pixels, self.c_in), &Device::Cpu)?;
+        let input = Tensor::from_vec(x.data, (pixels, self.c_in), &Device::Cpu)?;
         let mut data = input
             .matmul(&self.weight)?
             .flatten_all()?
@@ -183,7 +184,7 @@ impl Separable {
 
     fn forward(&self, x: &Maps) -> Result<Maps> {
         self.pointwise
-            .forward(&self.depthwise.forward(x, true), true)
+            .forward(self.depthwise.forward(x, true), true)
     }
 }
 
@@ -284,10 +285,10 @@ impl ScrfdCpu {
         let [c3, c4, c5]: [Maps; 3] = features
             .try_into()
             .map_err(|_| EngineError::Invalid("SCRFD: backbone taps out of order".into()))?;
-        let l2 = self.lateral[2].forward(&c5, false)?;
-        let mut l1 = self.lateral[1].forward(&c4, false)?;
+        let l2 = self.lateral[2].forward(c5, false)?;
+        let mut l1 = self.lateral[1].forward(c4, false)?;
         add_upsampled(&mut l1, &l2);
-        let mut l0 = self.lateral[0].forward(&c3, false)?;
+        let mut l0 = self.lateral[0].forward(c3, false)?;
         add_upsampled(&mut l0, &l1);
         let p0 = self.fpn[0].forward(&l0)?;
         let mut p1 = self.fpn[1].forward(&l1)?;
