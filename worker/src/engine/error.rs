@@ -29,7 +29,7 @@ pub enum EngineError {
     Onnx {
         path: PathBuf,
         #[source]
-        source: super::onnx::OnnxError,
+        source: Box<super::onnx::OnnxError>,
     },
 
     #[error("tensor computation failed: {0}")]

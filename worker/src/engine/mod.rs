@@ -2,6 +2,7 @@
 //! → matching against a class gallery. Model files are read straight from their
 //! original formats (PyTorch legacy pickles, dlib serialization) into candle tensors.
 
+pub mod arcface;
 pub mod device;
 pub mod dlib_format;
 pub mod embedder;

@@ -111,7 +111,7 @@ impl OnnxModel {
         })?;
         Self::from_bytes(&bytes, path).map_err(|source| EngineError::Onnx {
             path: path.to_owned(),
-            source,
+            source: Box::new(source),
         })
     }
 
@@ -191,7 +191,7 @@ impl OnnxModel {
     pub fn error(&self, source: OnnxError) -> EngineError {
         EngineError::Onnx {
             path: self.path.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }
@@ -362,21 +362,17 @@ fn convert_tensor(t: proto::TensorProto) -> std::result::Result<TensorData, Onnx
     let data = match t.data_type {
         data_type::FLOAT if raw => F32(le_values(&t.raw_data, f32::from_le_bytes)),
         data_type::FLOAT => F32(t.float_data.clone()),
-        data_type::DOUBLE if raw => F32(
-            le_values(&t.raw_data, f64::from_le_bytes)
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
-        ),
+        data_type::DOUBLE if raw => F32(le_values(&t.raw_data, f64::from_le_bytes)
+            .into_iter()
+            .map(|v| v as f32)
+            .collect()),
         data_type::DOUBLE => F32(t.double_data.iter().map(|&v| v as f32).collect()),
         data_type::INT64 if raw => I64(le_values(&t.raw_data, i64::from_le_bytes)),
         data_type::INT64 => I64(t.int64_data.clone()),
-        data_type::INT32 if raw => I64(
-            le_values(&t.raw_data, i32::from_le_bytes)
-                .into_iter()
-                .map(i64::from)
-                .collect(),
-        ),
+        data_type::INT32 if raw => I64(le_values(&t.raw_data, i32::from_le_bytes)
+            .into_iter()
+            .map(i64::from)
+            .collect()),
         data_type::INT32 => I64(t.int32_data.iter().map(|&v| i64::from(v)).collect()),
         other => return Err(bad(format!("element type {other} is not supported"))),
     };

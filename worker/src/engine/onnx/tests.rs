@@ -69,7 +69,7 @@ fn nodes_keep_their_order_attributes_and_weights() {
     assert_eq!(first.ints("pads").unwrap(), Some(&[1, 1, 1, 1][..]));
     assert_eq!(first.int("group").unwrap(), Some(1));
     let w = m.f32_initializer("518").unwrap();
-    assert_eq!(w.dims, [64, 3, 3, 3]);
+    assert_eq!(w.dims, [128, 3, 3, 3]);
     assert!(w.data.iter().all(|v| v.is_finite()) && w.data.iter().any(|&v| v != 0.0));
 
     let bn = m.nodes.last().unwrap();
@@ -163,5 +163,8 @@ fn malformed_files_are_rejected_with_their_path() {
     assert!(err.to_string().contains("3 expected"), "{err}");
 
     let err = OnnxModel::load(Path::new("/nonexistent/w600k_mbf.onnx")).unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/w600k_mbf.onnx"), "{err}");
+    assert!(
+        err.to_string().contains("/nonexistent/w600k_mbf.onnx"),
+        "{err}"
+    );
 }
