@@ -53,8 +53,8 @@ impl Default for ScrfdConfig {
 
 /// The network, as NHWC layers on the CPU and candle-nn modules elsewhere.
 enum Net {
-    Cpu(ScrfdCpu),
-    Candle(ScrfdNet),
+    Cpu(Box<ScrfdCpu>),
+    Candle(Box<ScrfdNet>),
 }
 
 pub struct Scrfd {
@@ -83,9 +83,9 @@ impl Scrfd {
     ) -> Result<Scrfd> {
         let weights = graph::load_weights(path)?;
         let net = if nhwc_layers {
-            Net::Cpu(ScrfdCpu::new(&weights)?)
+            Net::Cpu(Box::new(ScrfdCpu::new(&weights)?))
         } else {
-            Net::Candle(ScrfdNet::new(&weights, device)?)
+            Net::Candle(Box::new(ScrfdNet::new(&weights, device)?))
         };
         Ok(Scrfd { net, config })
     }
