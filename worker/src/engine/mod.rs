@@ -14,6 +14,7 @@ pub mod nhwc;
 pub mod onnx;
 pub mod pipeline;
 pub mod pytorch_legacy;
+pub mod scrfd;
 
 pub use error::EngineError;
 
