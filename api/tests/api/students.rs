@@ -1,7 +1,7 @@
 //! Listing, editing and deleting students.
 
 use chrono::Utc;
-use common::{JobConsumer, JobQueue};
+use common::JobQueue;
 use models::{face_embedding, student::StudentStatus, student_photo};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -248,7 +248,11 @@ async fn registration_verdicts_are_readable(db: Db) {
     assert_eq!(student["registration_job"]["status"], "queued");
     let photos = student["photos"].as_array().unwrap();
     assert_eq!(photos.len(), 2);
-    assert!(photos.iter().all(|p| p["verdict"] == "pending" && p["note"].is_null()));
+    assert!(
+        photos
+            .iter()
+            .all(|p| p["verdict"] == "pending" && p["note"].is_null())
+    );
 
     run_next_job(&app).await;
     let student: Value = app.get_json(&format!("/students/{obama}")).await;
@@ -323,7 +327,10 @@ async fn registration_verdicts_are_readable(db: Db) {
     assert_eq!(done["lane"], "interactive");
     let result = &done["result"];
     assert_eq!(result["type"], "registration", "{done:#}");
-    assert_eq!((result["accepted"].as_u64(), result["rejected"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (result["accepted"].as_u64(), result["rejected"].as_u64()),
+        (Some(1), Some(2))
+    );
     assert_eq!(result["possible_duplicates"][0]["roll_no"], "CS01");
 
     let resp = app
