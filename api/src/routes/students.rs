@@ -155,7 +155,7 @@ pub struct RegistrationJobOut {
 pub struct StudentDetailOut {
     #[oai(flatten)]
     pub student: StudentOut,
-    /// In upload order.
+    /// Oldest first.
     pub photos: Vec<StudentPhotoOut>,
     pub registration_job: Option<RegistrationJobOut>,
 }

@@ -210,7 +210,7 @@ pub async fn get(
 #[derive(Debug, Clone)]
 pub struct StudentDetail {
     pub student: student::Model,
-    /// In upload order.
+    /// Oldest first.
     pub photos: Vec<PhotoDetail>,
     /// The newest registration job of the student.
     pub registration_job: Option<job::Model>,

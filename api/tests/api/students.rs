@@ -1,6 +1,7 @@
 //! Listing, editing and deleting students.
 
 use chrono::Utc;
+use common::JobQueue;
 use models::{face_embedding, student::StudentStatus, student_photo};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -8,7 +9,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Db, Queue, error_code, fixture, spawn_app};
+use crate::helpers::{Db, Queue, TestApp, error_code, fixture, spawn_app};
 
 async fn list_edit_delete(db: Db) {
     let app = spawn_app(db, Queue::Embedded).await;
@@ -162,4 +163,191 @@ async fn list_edit_delete_sqlite() {
 #[tokio::test]
 async fn list_edit_delete_postgres() {
     list_edit_delete(Db::Postgres).await;
+}
+
+/// The real face engine, loaded once per test binary.
+fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
+    static ENGINE: std::sync::OnceLock<std::sync::Arc<worker::engine::pipeline::FaceEngine>> =
+        std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let dir = std::env::var_os("MODEL_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models")
+                });
+            let engine = worker::engine::pipeline::FaceEngine::from_model_dir(&dir, "cpu", false)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "face models missing in {} ({e}); run scripts/test.sh",
+                        dir.display()
+                    )
+                });
+            std::sync::Arc::new(engine)
+        })
+        .clone()
+}
+
+/// Runs the next queued job the way the worker service does.
+async fn run_next_job(app: &TestApp) {
+    let queue = app.embedded.as_ref().expect("an embedded queue");
+    let mut consumer = queue.consume(1).await.unwrap();
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a job is queued")
+        .unwrap();
+    let worker = worker::service::Worker::new(
+        worker::jobs::JobContext {
+            db: app.state.db.clone(),
+            blobs: app.state.blobs.clone(),
+            engine: engine(),
+        },
+        worker::service::WorkerOptions::from_config(&common::Config::default()),
+    );
+    worker.handle(delivery).await;
+}
+
+async fn registered(resp: reqwest::Response) -> (Uuid, Uuid) {
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let id = |key: &str| body[key].as_str().unwrap().parse::<Uuid>().unwrap();
+    (id("student_id"), id("job_id"))
+}
+
+/// A photo with nothing in it: an even grey PNG.
+fn empty_photo() -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(800, 600, image::Rgb([128, 128, 128]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+async fn registration_verdicts_are_readable(db: Db) {
+    let app = spawn_app(db, Queue::Embedded).await;
+    let class = app.create_class("A").await;
+    let (obama, _) = registered(
+        app.register(
+            class,
+            "CS01",
+            "Barack Obama",
+            vec![
+                ("1.jpg".into(), fixture("people/obama/obama1.jpg")),
+                ("2.jpg".into(), fixture("people/obama/obama2.jpg")),
+            ],
+        )
+        .await,
+    )
+    .await;
+
+    // Before the job runs: photos pending, the job queued.
+    let student: Value = app.get_json(&format!("/students/{obama}")).await;
+    assert_eq!(student["roll_no"], "CS01");
+    assert_eq!(student["status"], "pending");
+    assert_eq!(student["registration_job"]["status"], "queued");
+    let photos = student["photos"].as_array().unwrap();
+    assert_eq!(photos.len(), 2);
+    assert!(
+        photos
+            .iter()
+            .all(|p| p["verdict"] == "pending" && p["note"].is_null())
+    );
+
+    run_next_job(&app).await;
+    let student: Value = app.get_json(&format!("/students/{obama}")).await;
+    assert_eq!(student["status"], "active", "{student:#}");
+    assert_eq!(student["registration_job"]["status"], "succeeded");
+    for p in student["photos"].as_array().unwrap() {
+        assert_eq!(p["verdict"], "accepted", "{student:#}");
+        assert!(p["note"].is_null(), "{student:#}");
+        assert_eq!(p["faces"], 1);
+    }
+
+    // Someone registers with an empty photo, a photo of two people, and Obama's face.
+    let (other, job) = registered(
+        app.register(
+            class,
+            "21CS005",
+            "Not Obama",
+            vec![
+                ("empty.png".into(), empty_photo()),
+                (
+                    "pair.jpg".into(),
+                    fixture("groups/obama_biden_side_by_side.jpg"),
+                ),
+                ("face.jpg".into(), fixture("people/obama/obama3.jpg")),
+            ],
+        )
+        .await,
+    )
+    .await;
+    run_next_job(&app).await;
+    let student: Value = app.get_json(&format!("/students/{other}")).await;
+    assert_eq!(student["status"], "active", "{student:#}");
+    assert_eq!(student["registration_job"]["job_id"], job.to_string());
+    let mut verdicts: Vec<(String, String, String)> = student["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let text = |k: &str| p[k].as_str().unwrap_or("-").to_string();
+            (text("verdict"), text("reason"), text("note"))
+        })
+        .collect();
+    verdicts.sort();
+    let expected = [
+        ("accepted", "-", "same person as roll CS01 (Barack Obama)"),
+        ("rejected", "no_face", "no face found"),
+        (
+            "rejected",
+            "several_faces",
+            "2 faces — use a photo with only the student",
+        ),
+    ];
+    assert_eq!(
+        verdicts,
+        expected
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .to_vec(),
+        "{student:#}"
+    );
+    let twin = student["photos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["verdict"] == "accepted")
+        .unwrap();
+    assert_eq!(twin["same_as"]["student_id"], obama.to_string());
+    assert!(twin["same_as"]["distance"].as_f64().unwrap() <= 0.4);
+
+    // The job's result is typed: a registration with its counts and verdicts.
+    let done: Value = app.get_json(&format!("/jobs/{job}")).await;
+    assert_eq!(done["kind"], "registration");
+    assert_eq!(done["lane"], "interactive");
+    let result = &done["result"];
+    assert_eq!(result["type"], "registration", "{done:#}");
+    assert_eq!(
+        (result["accepted"].as_u64(), result["rejected"].as_u64()),
+        (Some(1), Some(2))
+    );
+    assert_eq!(result["possible_duplicates"][0]["roll_no"], "CS01");
+
+    let resp = app
+        .get(&format!("/students/{}", Uuid::new_v4()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    assert_eq!(error_code(resp).await, "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_verdicts_are_readable_sqlite() {
+    registration_verdicts_are_readable(Db::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_verdicts_are_readable_postgres() {
+    registration_verdicts_are_readable(Db::Postgres).await;
 }

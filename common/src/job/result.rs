@@ -58,7 +58,7 @@ pub struct RegistrationResult {
     pub model: String,
     pub accepted: u32,
     pub rejected: u32,
-    /// In upload order.
+    /// In the order they were checked (oldest first).
     pub photos: Vec<PhotoCheck>,
     /// Other active students of the class whose faces are this close to an accepted
     /// photo (nearest first): possibly the same person registered twice.
