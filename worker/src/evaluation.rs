@@ -7,7 +7,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::engine::matching::{DecisionRule, Descriptor, Gallery, distance};
+use common::FaceModel;
+
+use crate::engine::matching::{
+    DecisionRule, Descriptor, Gallery, cosine_to_distance, distance, distance_to_cosine,
+};
 use crate::engine::pipeline::load_image;
 use crate::engine::{EngineError, FaceEngine, Result};
 
@@ -65,29 +69,45 @@ fn is_photo(p: &Path) -> bool {
 pub struct EmbeddedPerson {
     pub name: String,
     pub photos: Vec<(PathBuf, Option<Descriptor>)>,
+    /// Photos that could not be used (unreadable, undecodable, too large), with why.
+    pub skipped: Vec<(PathBuf, String)>,
 }
 
-/// Embeds the largest face of every photo.
+/// Embeds the largest face of every photo. The photos are portraits, as registration
+/// photos are (see [`FaceEngine::analyze_portrait`]). A photo that cannot be read or
+/// decoded is listed as skipped and the rest go on; a defect of the engine stops.
 pub fn embed_people(engine: &FaceEngine, people: &[Person]) -> Result<Vec<EmbeddedPerson>> {
     people
         .iter()
         .map(|p| {
-            let photos = p
-                .photos
-                .iter()
-                .map(|path| {
-                    let image = load_image(path)?;
-                    let faces = engine.analyze(&image)?;
-                    let largest = faces
-                        .into_iter()
-                        .max_by(|a, b| a.area().total_cmp(&b.area()))
-                        .map(|f| f.descriptor);
-                    Ok((path.clone(), largest))
-                })
-                .collect::<Result<Vec<_>>>()?;
+            let mut photos = Vec::new();
+            let mut skipped = Vec::new();
+            for path in &p.photos {
+                let image = match load_image(path) {
+                    Ok(image) => image,
+                    Err(e @ EngineError::Io { .. }) => {
+                        skipped.push((path.clone(), e.to_string()));
+                        continue;
+                    }
+                    Err(e) => match e.bad_input_reason() {
+                        Some(reason) => {
+                            skipped.push((path.clone(), reason));
+                            continue;
+                        }
+                        None => return Err(e),
+                    },
+                };
+                let faces = engine.analyze_portrait(&image)?;
+                let largest = faces
+                    .into_iter()
+                    .max_by(|a, b| a.area().total_cmp(&b.area()))
+                    .map(|f| f.descriptor);
+                photos.push((path.clone(), largest));
+            }
             Ok(EmbeddedPerson {
                 name: p.name.clone(),
                 photos,
+                skipped,
             })
         })
         .collect()
@@ -97,6 +117,9 @@ pub fn embed_people(engine: &FaceEngine, people: &[Person]) -> Result<Vec<Embedd
 #[derive(Debug, Clone, Serialize)]
 pub struct RuleMetrics {
     pub rule: DecisionRule,
+    /// For L2-normalised descriptors (ArcFace): the ceiling as a cosine similarity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_cosine: Option<f32>,
     /// Probes whose nearest registered person is their own (closed set, no threshold).
     pub identification_accuracy: f64,
     /// Probes accepted as their own person.
@@ -122,29 +145,44 @@ pub struct ProbeDistances {
 /// The full result of `attendance-worker eval`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
+    pub model: &'static str,
     pub people: usize,
     pub gallery_per_person: usize,
     pub probes: usize,
     /// Photos in which no face was found (not counted as probes).
     pub photos_without_face: Vec<String>,
+    /// Photos that could not be used at all, with the reason.
+    pub skipped_photos: Vec<SkippedPhoto>,
     pub default_rule: RuleMetrics,
-    pub dlib_0_6: RuleMetrics,
+    /// What the model's library would do out of the box: dlib's 0.6 for dlib; for
+    /// ArcFace the same ceiling without per-student calibration.
+    pub baseline: RuleMetrics,
+    pub baseline_name: &'static str,
     pub distances: Vec<ProbeDistances>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkippedPhoto {
+    pub photo: String,
+    pub reason: String,
 }
 
 /// Gallery and probes split of embedded people.
 pub struct Split {
+    model: FaceModel,
     gallery: Vec<(String, Vec<Descriptor>)>,
     probes: Vec<(String, String, Descriptor)>,
     pub without_face: Vec<String>,
+    pub skipped: Vec<SkippedPhoto>,
 }
 
 impl Split {
     /// The first `n` photos of each person (sorted by name) register them; the rest probe.
-    pub fn new(people: &[EmbeddedPerson], n: usize) -> Self {
+    pub fn new(model: FaceModel, people: &[EmbeddedPerson], n: usize) -> Self {
         let mut without_face = Vec::new();
         let mut gallery = Vec::new();
         let mut probes = Vec::new();
+        let mut skipped = Vec::new();
         for p in people {
             let mut registered = Vec::new();
             for (i, (path, d)) in p.photos.iter().enumerate() {
@@ -153,17 +191,23 @@ impl Split {
                     continue;
                 };
                 if i < n {
-                    registered.push(*d);
+                    registered.push(d.clone());
                 } else {
-                    probes.push((p.name.clone(), path.display().to_string(), *d));
+                    probes.push((p.name.clone(), path.display().to_string(), d.clone()));
                 }
             }
             gallery.push((p.name.clone(), registered));
+            skipped.extend(p.skipped.iter().map(|(path, reason)| SkippedPhoto {
+                photo: path.display().to_string(),
+                reason: reason.clone(),
+            }));
         }
         Self {
+            model,
             gallery,
             probes,
             without_face,
+            skipped,
         }
     }
 
@@ -200,6 +244,8 @@ impl Split {
         let n = self.probes.len().max(1) as f64;
         RuleMetrics {
             rule,
+            min_cosine: (self.model == FaceModel::ArcfaceMbf)
+                .then(|| distance_to_cosine(rule.max_distance)),
             identification_accuracy: ident as f64 / n,
             genuine_acceptance: genuine as f64 / n,
             misidentification: mis as f64 / n,
@@ -243,21 +289,42 @@ impl Split {
 
     /// The report `eval` prints.
     pub fn report(&self, people: usize, n: usize) -> EvalReport {
+        let default = DecisionRule::for_model(self.model);
+        let (baseline, baseline_name) = match self.model {
+            FaceModel::DlibResnet => (DecisionRule::DLIB_0_6, "dlib's customary 0.6"),
+            FaceModel::ArcfaceMbf => (
+                DecisionRule {
+                    calibration: 0.0,
+                    ..default
+                },
+                "the same cosine ceiling without calibration",
+            ),
+        };
         EvalReport {
+            model: self.model.name(),
             people,
             gallery_per_person: n,
             probes: self.probes.len(),
             photos_without_face: self.without_face.clone(),
-            default_rule: self.measure(DecisionRule::DEFAULT),
-            dlib_0_6: self.measure(DecisionRule::DLIB_0_6),
+            skipped_photos: self.skipped.clone(),
+            default_rule: self.measure(default),
+            baseline: self.measure(baseline),
+            baseline_name,
             distances: self.distances(),
         }
     }
 
-    /// Metrics over a grid of rules (how the default was chosen).
+    /// Metrics over a grid of rules (how the default was chosen): distance ceilings for
+    /// dlib, cosine floors 0.20–0.50 for ArcFace.
     pub fn sweep(&self) -> Vec<RuleMetrics> {
+        let ceilings: Vec<f32> = match self.model {
+            FaceModel::DlibResnet => (14..=24).map(|i| i as f32 * 0.025).collect(),
+            FaceModel::ArcfaceMbf => (8..=20)
+                .map(|i| cosine_to_distance(i as f32 * 0.025))
+                .collect(),
+        };
         let mut out = Vec::new();
-        for max in (14..=24).map(|i| i as f32 * 0.025) {
+        for max in ceilings {
             for calibration in [0.0, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0] {
                 for margin in [0.0, 0.02, 0.04, 0.06, 0.08] {
                     out.push(self.measure(DecisionRule {

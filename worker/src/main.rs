@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use common::FaceModel;
-use worker::engine::matching::{DecisionRule, distance};
+use common::{Detector, FaceModel};
+use worker::engine::matching::distance;
 use worker::engine::pipeline::load_image;
 use worker::engine::{EngineError, FaceEngine, model_files};
 use worker::evaluation::{Split, embed_people, scan_people};
@@ -30,6 +30,18 @@ struct Cli {
     command: Command,
 }
 
+/// Which pipeline a face-engine command runs.
+#[derive(clap::Args, Clone, Copy)]
+struct PipelineArgs {
+    /// dlib-resnet or arcface-mbf.
+    #[arg(long, env = "FACE_MODEL", default_value = "dlib-resnet")]
+    model: FaceModel,
+    /// mtcnn or scrfd (default: the model's own: mtcnn for dlib-resnet, scrfd for
+    /// arcface-mbf).
+    #[arg(long, env = "DETECTOR")]
+    detector: Option<Detector>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Consume jobs from the queue (the worker service).
@@ -47,17 +59,30 @@ enum Command {
     },
     /// Detect faces: JSON with boxes, scores and landmarks.
     Detect {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         image: PathBuf,
         /// Also write a copy of the photo with the boxes and landmarks drawn.
         #[arg(long)]
         draw: Option<PathBuf>,
     },
-    /// One 128-D descriptor per face, as JSON.
-    Embed { image: PathBuf },
+    /// One descriptor per face (128-D dlib, 512-D ArcFace), as JSON.
+    Embed {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        image: PathBuf,
+    },
     /// Distance between the largest faces of two photos, and the default rule's verdict.
-    Compare { image_a: PathBuf, image_b: PathBuf },
+    Compare {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        image_a: PathBuf,
+        image_b: PathBuf,
+    },
     /// Measure the decision rule on DIR/<person>/<photos>.
     Eval {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
         dir: PathBuf,
         /// Photos per person used to register them (the first N by name).
         #[arg(long, default_value_t = 3)]
@@ -130,9 +155,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn engine(cli: &Cli) -> Result<FaceEngine, Failure> {
-    Ok(FaceEngine::from_model_dir(
+fn engine(cli: &Cli, pipeline: &PipelineArgs) -> Result<FaceEngine, Failure> {
+    let detector = pipeline
+        .detector
+        .unwrap_or(pipeline.model.default_detector());
+    Ok(FaceEngine::open(
         &cli.model_dir,
+        pipeline.model,
+        detector,
         &cli.device,
         true,
     )?)
@@ -175,9 +205,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 .collect();
             print_json(&by_name)
         }
-        Command::Detect { image, draw } => {
+        Command::Detect {
+            pipeline,
+            image,
+            draw,
+        } => {
             let img = load_image(image)?;
-            let engine = engine(&cli)?;
+            let engine = engine(&cli, pipeline)?;
             let faces = engine.detect(&img)?;
             if let Some(out) = draw {
                 worker::drawing::draw_detections(&img, &faces)
@@ -192,20 +226,24 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Command::Embed { image } => {
+        Command::Embed { pipeline, image } => {
             let img = load_image(image)?;
-            let faces = engine(&cli)?.analyze(&img)?;
+            let faces = engine(&cli, pipeline)?.analyze(&img)?;
             print_json(&serde_json::json!({ "image": image, "faces": faces }))?;
             if faces.is_empty() {
                 return Err(no_face(image));
             }
             Ok(())
         }
-        Command::Compare { image_a, image_b } => {
-            let engine = engine(&cli)?;
+        Command::Compare {
+            pipeline,
+            image_a,
+            image_b,
+        } => {
+            let engine = engine(&cli, pipeline)?;
             let mut largest = Vec::new();
             for path in [image_a, image_b] {
-                let faces = engine.analyze(&load_image(path)?)?;
+                let faces = engine.analyze_portrait(&load_image(path)?)?;
                 let face = faces
                     .into_iter()
                     .max_by(|a, b| a.area().total_cmp(&b.area()))
@@ -213,7 +251,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 largest.push(face.descriptor);
             }
             let d = distance(&largest[0], &largest[1]);
-            let rule = DecisionRule::DEFAULT;
+            let rule = engine.default_rule();
             // Without a class to calibrate against, the pair is judged by the ceiling.
             let same = d <= rule.max_distance;
             print_json(&serde_json::json!({
@@ -223,6 +261,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }))
         }
         Command::Eval {
+            pipeline,
             dir,
             gallery,
             sweep,
@@ -231,9 +270,9 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(anyhow::anyhow!("--gallery must be at least 1").into());
             }
             let people = scan_people(dir)?;
-            let engine = engine(&cli)?;
+            let engine = engine(&cli, pipeline)?;
             let embedded = embed_people(&engine, &people)?;
-            let split = Split::new(&embedded, *gallery);
+            let split = Split::new(pipeline.model, &embedded, *gallery);
             let mut report = serde_json::to_value(split.report(people.len(), *gallery))?;
             if *sweep {
                 report["sweep"] = serde_json::to_value(split.sweep())?;

@@ -324,13 +324,19 @@ pub async fn connect_database(url: &str) -> Result<DatabaseConnection, ServiceEr
 pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceError> {
     let model_dir = config.model_dir.clone();
     let device = config.device.clone();
+    let (model, detector) = (config.face_model, config.detector);
     let span = tracing::Span::current();
     let engine = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| FaceEngine::from_model_dir(&model_dir, &device, true))
+        span.in_scope(|| FaceEngine::open(&model_dir, model, detector, &device, true))
     })
     .await
     .map_err(|e| ServiceError::EngineTask(e.to_string()))??;
-    tracing::info!(model = engine.model_name(), device = ?engine.device(), "face engine loaded");
+    tracing::info!(
+        model = engine.model_name(),
+        detector = engine.detector().name(),
+        device = ?engine.device(),
+        "face engine loaded"
+    );
     Ok(Arc::new(engine))
 }
 

@@ -5,12 +5,13 @@ use candle_core::Device;
 use image::RgbImage;
 
 use super::Result;
+use super::arcface::{ArcFaceEmbedder, Keypoints};
+use super::detector::Detection;
 use super::dlib::face_chip::face_chip;
 use super::dlib::resnet::FaceDescriptor;
 use super::dlib::shape_predictor::{DlibRect, ShapePredictor};
 use super::matching::Descriptor;
 use super::model_files::ModelPaths;
-use super::mtcnn::Detection;
 
 /// Turns detected faces into descriptors.
 pub trait Embedder: Send + Sync {
@@ -56,6 +57,22 @@ impl Embedder for DlibEmbedder {
             .map(|f| face_chip(image, &self.landmarks(image, f)))
             .collect();
         self.resnet.embed(&chips)
+    }
+}
+
+/// ArcFace aligns from the detector's own five keypoints (SCRFD's, or MTCNN's, which
+/// come in the same order).
+impl Embedder for ArcFaceEmbedder {
+    fn model_name(&self) -> &'static str {
+        Self::MODEL_NAME
+    }
+
+    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keypoints: Vec<Keypoints> = faces.iter().map(|f| f.landmarks).collect();
+        ArcFaceEmbedder::embed(self, image, &keypoints)
     }
 }
 

@@ -18,11 +18,11 @@
 use pathfinding::prelude::{Matrix, kuhn_munkres};
 use serde::Serialize;
 
-/// Length of a dlib face descriptor.
-pub const DESCRIPTOR_LEN: usize = 128;
+use common::FaceModel;
 
-/// A face descriptor (dlib ResNet, unnormalised, as dlib returns it).
-pub type Descriptor = [f32; DESCRIPTOR_LEN];
+/// A face descriptor: dlib's 128-D (unnormalised, as dlib returns it) or ArcFace's 512-D
+/// (L2-normalised). A gallery only ever holds one model's descriptors.
+pub type Descriptor = Vec<f32>;
 
 /// Euclidean distance between two descriptors.
 pub fn distance(a: &Descriptor, b: &Descriptor) -> f32 {
@@ -31,6 +31,16 @@ pub fn distance(a: &Descriptor, b: &Descriptor) -> f32 {
         .map(|(x, y)| (x - y) * (x - y))
         .sum::<f32>()
         .sqrt()
+}
+
+/// The Euclidean distance between unit vectors whose cosine similarity is `cosine`.
+pub fn cosine_to_distance(cosine: f32) -> f32 {
+    (2.0 - 2.0 * cosine).max(0.0).sqrt()
+}
+
+/// The cosine similarity of unit vectors `distance` apart.
+pub fn distance_to_cosine(distance: f32) -> f32 {
+    1.0 - distance * distance / 2.0
 }
 
 /// Parameters of the decision rule.
@@ -58,6 +68,36 @@ impl DecisionRule {
         calibration: 0.9,
         margin: 0.0,
     };
+
+    /// The rule chosen for ArcFace (MobileFaceNet, L2-normalised 512-D) on the same
+    /// South-Asian fixtures: accept at cosine similarity ≥ 0.35 (see [`Self::from_cosine`]),
+    /// with the per-student calibration. Measured with `attendance-worker eval
+    /// --model arcface-mbf … --sweep`; the README has the table.
+    pub const ARCFACE: DecisionRule = DecisionRule {
+        // sqrt(2 − 2 × 0.35)
+        max_distance: 1.140_175_4,
+        calibration: 0.9,
+        margin: 0.0,
+    };
+
+    /// The default rule of a face model.
+    pub fn for_model(model: FaceModel) -> DecisionRule {
+        match model {
+            FaceModel::DlibResnet => Self::DEFAULT,
+            FaceModel::ArcfaceMbf => Self::ARCFACE,
+        }
+    }
+
+    /// A rule on L2-normalised descriptors that accepts at cosine similarity ≥ `cosine`:
+    /// for unit vectors the Euclidean distance is `sqrt(2 − 2·cos)`, so one matcher serves
+    /// both models.
+    pub fn from_cosine(cosine: f32, calibration: f32, margin: f32) -> DecisionRule {
+        DecisionRule {
+            max_distance: cosine_to_distance(cosine),
+            calibration,
+            margin,
+        }
+    }
 
     /// dlib's customary rule, kept for comparison in `eval`.
     pub const DLIB_0_6: DecisionRule = DecisionRule {
@@ -247,7 +287,7 @@ mod tests {
 
     /// A descriptor at `x` along the first axis (distances are then |x − y|).
     fn at(x: f32) -> Descriptor {
-        let mut d = [0.0; DESCRIPTOR_LEN];
+        let mut d = vec![0.0; 128];
         d[0] = x;
         d
     }

@@ -1,8 +1,11 @@
-//! The face engine: MTCNN detection → dlib 5-point alignment → dlib ResNet descriptor
-//! → matching against a class gallery. Model files are read straight from their
-//! original formats (PyTorch legacy pickles, dlib serialization) into candle tensors.
+//! The face engine: detection (MTCNN or SCRFD) → alignment and descriptor (dlib's
+//! 5-point shape predictor and ResNet, or ArcFace's similarity transform and
+//! MobileFaceNet) → matching against a class gallery. Model files are read straight from
+//! their original formats (PyTorch legacy pickles, dlib serialization, ONNX) into candle
+//! tensors.
 
 pub mod arcface;
+pub mod detector;
 pub mod device;
 pub mod dlib;
 pub mod embedder;

@@ -1,5 +1,6 @@
-//! The whole face engine on one photo: detect (MTCNN) → align and embed (the
-//! [`Embedder`]) — the steps every job and CLI command shares.
+//! The whole face engine on one photo: detect (MTCNN or SCRFD) → align and embed (the
+//! [`Embedder`]: dlib or ArcFace, chosen by `FACE_MODEL`) — the steps every job and CLI
+//! command shares.
 
 use std::path::Path;
 
@@ -9,11 +10,16 @@ use common::image_limits::{MAX_IMAGE_PIXELS, has_jpeg_end_marker};
 use image::RgbImage;
 use serde::Serialize;
 
+use common::{Detector, FaceModel};
+
+use super::arcface::ArcFaceEmbedder;
+use super::detector::{Detection, FaceDetector};
 use super::embedder::{DlibEmbedder, Embedder};
 use super::error::BadPhoto;
-use super::matching::Descriptor;
-use super::model_files::{self, ModelPaths};
-use super::mtcnn::{Detection, Mtcnn};
+use super::matching::{DecisionRule, Descriptor};
+use super::model_files::{self, ModelPaths, names};
+use super::mtcnn::Mtcnn;
+use super::scrfd::Scrfd;
 use super::{EngineError, Result, device};
 
 /// One face found in a photo, with its descriptor.
@@ -44,43 +50,83 @@ impl Face {
     }
 }
 
-/// Detections below this MTCNN score are not treated as faces. MTCNN's last stage
-/// keeps anything above 0.7, which on the fixtures includes hands and blurred
-/// background shapes (`groups/six_people.jpg`: six people, two extra boxes at 0.86–0.87);
-/// every real face there scores ≥ 0.97.
-pub const MIN_FACE_SCORE: f32 = 0.9;
-
 /// Detector and embedder, loaded once and shared by every job.
 pub struct FaceEngine {
-    detector: Mtcnn,
+    model: FaceModel,
+    detector: FaceDetector,
     embedder: Box<dyn Embedder>,
     device: Device,
 }
 
 impl FaceEngine {
-    /// Loads the engine from verified model files on the given device.
+    /// The dlib pipeline (MTCNN → dlib) from verified model files on the given device.
     pub fn load(paths: &ModelPaths, device: Device) -> Result<Self> {
         let detector = Mtcnn::load(&paths.pnet, &paths.rnet, &paths.onet, &device)?;
         let embedder = Box::new(DlibEmbedder::load(paths, &device)?);
         Ok(Self {
+            model: FaceModel::DlibResnet,
+            detector: FaceDetector::Mtcnn(detector),
+            embedder,
+            device,
+        })
+    }
+
+    /// The dlib pipeline from `model_dir`, fetching missing weights first when `fetch`
+    /// is set.
+    pub fn from_model_dir(model_dir: &Path, device_spec: &str, fetch: bool) -> Result<Self> {
+        let model = FaceModel::DlibResnet;
+        Self::open(model_dir, model, model.default_detector(), device_spec, fetch)
+    }
+
+    /// The pipeline of `model` with `detector` from `model_dir` (fetching missing or
+    /// wrong files first when `fetch` is set; only this pipeline's files).
+    pub fn open(
+        model_dir: &Path,
+        model: FaceModel,
+        detector: Detector,
+        device_spec: &str,
+        fetch: bool,
+    ) -> Result<Self> {
+        let files = model_files::files_for_pipeline(model, detector);
+        if fetch {
+            model_files::ensure_files(model_dir, &model_files::index_url_from_env(), &files)?;
+        } else {
+            model_files::verify_files(model_dir, &files)?;
+        }
+        let device = device::select(device_spec)?;
+        let file = |name: &str| model_dir.join(name);
+        let detector = match detector {
+            Detector::Mtcnn => FaceDetector::Mtcnn(Mtcnn::load(
+                &file(names::PNET),
+                &file(names::RNET),
+                &file(names::ONET),
+                &device,
+            )?),
+            Detector::Scrfd => FaceDetector::Scrfd(Scrfd::load(&file(names::SCRFD), &device)?),
+        };
+        let embedder: Box<dyn Embedder> = match model {
+            FaceModel::DlibResnet => {
+                Box::new(DlibEmbedder::load(&ModelPaths::in_dir(model_dir), &device)?)
+            }
+            FaceModel::ArcfaceMbf => {
+                Box::new(ArcFaceEmbedder::load(&file(names::ARCFACE), &device)?)
+            }
+        };
+        Ok(Self {
+            model,
             detector,
             embedder,
             device,
         })
     }
 
-    /// Loads from `model_dir`, fetching missing weights first when `fetch` is set.
-    pub fn from_model_dir(model_dir: &Path, device_spec: &str, fetch: bool) -> Result<Self> {
-        let paths = if fetch {
-            model_files::ensure_models(model_dir)?
-        } else {
-            model_files::verify_models(model_dir)?
-        };
-        Self::load(&paths, device::select(device_spec)?)
-    }
-
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The face model this engine runs.
+    pub fn face_model(&self) -> FaceModel {
+        self.model
     }
 
     /// Name stored with every embedding; galleries compare one model only.
@@ -88,22 +134,35 @@ impl FaceEngine {
         self.embedder.model_name()
     }
 
-    /// Faces in the photo (score ≥ [`MIN_FACE_SCORE`]), most confident first, without
-    /// descriptors.
-    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
-        let mut faces = self.detector.detect(image)?;
-        faces.retain(|f| f.score >= MIN_FACE_SCORE);
-        Ok(faces)
+    /// The decision rule chosen for this engine's model.
+    pub fn default_rule(&self) -> DecisionRule {
+        DecisionRule::for_model(self.model)
     }
 
-    /// The raw detector (every MTCNN box, as facenet-pytorch reports them).
-    pub fn detector(&self) -> &Mtcnn {
+    /// Faces in the photo, most confident first, without descriptors.
+    pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        self.detector.detect(image)
+    }
+
+    /// The detector.
+    pub fn detector(&self) -> &FaceDetector {
         &self.detector
     }
 
     /// Every face in the photo with its descriptor (one batched embedding pass).
     pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>> {
         let detections = self.detect(image)?;
+        self.with_descriptors(image, detections)
+    }
+
+    /// [`Self::analyze`] for a registration photo, which may be a tight crop of the face
+    /// (see [`FaceDetector::detect_portrait`]).
+    pub fn analyze_portrait(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let detections = self.detector.detect_portrait(image)?;
+        self.with_descriptors(image, detections)
+    }
+
+    fn with_descriptors(&self, image: &RgbImage, detections: Vec<Detection>) -> Result<Vec<Face>> {
         let descriptors = self.embedder.embed(image, &detections)?;
         Ok(detections
             .into_iter()

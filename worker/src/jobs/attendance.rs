@@ -141,7 +141,7 @@ async fn run(
         .await?;
     let gallery = load_gallery(ctx, &students, model, class.as_ref()).await?;
 
-    let descriptors: Vec<Descriptor> = found.iter().map(|f| f.face.descriptor).collect();
+    let descriptors: Vec<Descriptor> = found.iter().map(|f| f.face.descriptor.clone()).collect();
     let roll: Vec<Uuid> = students.iter().map(|s| s.id).collect();
     let decision = decide(&descriptors, &gallery, &roll);
 
@@ -434,7 +434,7 @@ mod tests {
 
     /// A unit descriptor along `axis`, nudged by `nudge` along the last axis.
     fn descriptor(axis: usize, nudge: f32) -> Descriptor {
-        let mut d = [0.0; crate::engine::matching::DESCRIPTOR_LEN];
+        let mut d = vec![0.0; 128];
         d[axis] = 1.0;
         d[127] = nudge;
         d

