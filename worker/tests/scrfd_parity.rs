@@ -31,12 +31,43 @@ fn model_path() -> PathBuf {
         .join(MODEL_FILE)
 }
 
+/// SCRFD at the photo's own resolution only, as the golden generator runs it (no
+/// downscaled overview pass).
 fn scrfd() -> &'static Scrfd {
     static MODEL: OnceLock<Scrfd> = OnceLock::new();
-    MODEL.get_or_init(|| {
-        let path = model_path();
-        Scrfd::load(&path, &Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-    })
+    MODEL.get_or_init(|| native_only(ScrfdConfig::default()))
+}
+
+fn native_only(config: ScrfdConfig) -> Scrfd {
+    let path = model_path();
+    Scrfd::load_with(
+        &path,
+        &Device::Cpu,
+        true,
+        ScrfdConfig {
+            overview_side: 0,
+            ..config
+        },
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A phone portrait: the face several hundred pixels wide. At full resolution SCRFD's
+/// anchors are too small for it; the downscaled overview pass finds it, once.
+#[test]
+fn a_face_filling_a_large_photo_is_found_by_the_overview_pass() {
+    let small = load("people/obama/obama1.jpg");
+    let (w, h) = (small.width() * 4, small.height() * 4);
+    let big = image::imageops::resize(&small, w, h, image::imageops::FilterType::Triangle);
+    let with_overview = Scrfd::load(&model_path(), &Device::Cpu).unwrap();
+    let found = with_overview.detect(&big).unwrap();
+    assert_eq!(found.len(), 1, "{w}×{h}: {found:?}");
+    check_face_shape(&found[0]);
+    let width = found[0].bbox[2] - found[0].bbox[0];
+    eprintln!(
+        "{w}×{h}: face {width:.0} px wide; at full resolution only: {} faces",
+        scrfd().detect(&big).unwrap().len()
+    );
 }
 
 fn load(rel: &str) -> RgbImage {
@@ -167,7 +198,15 @@ fn check_golden(south_asian: bool, min_faces: usize) {
 /// outputs on the CPU.
 #[test]
 fn cpu_layers_agree_with_candle_nn() {
-    let candle = Scrfd::load_with(&model_path(), &Device::Cpu, false, ScrfdConfig::default())
+    let candle = Scrfd::load_with(
+        &model_path(),
+        &Device::Cpu,
+        false,
+        ScrfdConfig {
+            overview_side: 0,
+            ..ScrfdConfig::default()
+        },
+    )
         .expect("model");
     let image = image::imageops::resize(
         &load("groups/six_people.jpg"),
@@ -261,16 +300,10 @@ fn finds_back_row_sized_faces_in_a_large_photo() {
 fn tiled_detection_finds_the_same_faces_once() {
     let six = load("groups/six_people.jpg");
     let whole = scrfd().detect(&six).unwrap();
-    let tiled = Scrfd::load_with(
-        &model_path(),
-        &Device::Cpu,
-        true,
-        ScrfdConfig {
-            max_side: 512,
-            ..ScrfdConfig::default()
-        },
-    )
-    .unwrap()
+    let tiled = native_only(ScrfdConfig {
+        max_side: 512,
+        ..ScrfdConfig::default()
+    })
     .detect(&six)
     .unwrap();
     assert_eq!(tiled.len(), whole.len(), "{tiled:#?}");

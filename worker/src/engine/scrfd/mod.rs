@@ -38,6 +38,11 @@ pub struct ScrfdConfig {
     /// Overlap between neighbouring tiles as a fraction of the tile: the largest face a
     /// tiled photo is sure to have seen whole.
     pub tile_overlap: f32,
+    /// Long side of a second, downscaled look at photos larger than this (0: none). At
+    /// full resolution SCRFD's largest anchors (stride 32) miss faces several hundred
+    /// pixels wide — a portrait taken with a phone — which InsightFace's own 640 px
+    /// letterbox finds; the full-resolution pass keeps the back rows.
+    pub overview_side: u32,
 }
 
 impl Default for ScrfdConfig {
@@ -47,6 +52,7 @@ impl Default for ScrfdConfig {
             nms_iou: 0.4,
             max_side: 2048,
             tile_overlap: 0.25,
+            overview_side: 640,
         }
     }
 }
@@ -153,7 +159,9 @@ impl Scrfd {
             self.config.max_side,
             self.config.tile_overlap,
         );
-        if let [tile] = tiles.as_slice() {
+        let long_side = img.width().max(img.height());
+        let overview = self.config.overview_side > 0 && long_side > self.config.overview_side;
+        if let ([tile], false) = (tiles.as_slice(), overview) {
             return self.detect_region(img, tile);
         }
         let mut all = Vec::new();
@@ -161,10 +169,24 @@ impl Scrfd {
             let faces = self.detect_region(img, tile)?;
             all.extend(faces.into_iter().filter(|f| tile.owns(f.centre())));
         }
+        if overview {
+            let scale = self.config.overview_side as f32 / long_side as f32;
+            let (w, h) = (
+                ((img.width() as f32 * scale).round() as u32).max(1),
+                ((img.height() as f32 * scale).round() as u32).max(1),
+            );
+            let small = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+            let whole = tiling::plan(w, h, u32::MAX, 0.0);
+            for tile in &whole {
+                let faces = self.detect_region(&small, tile)?;
+                all.extend(faces.into_iter().map(|f| f.transformed(0.0, 0.0, 1.0 / scale)));
+            }
+        }
         tracing::debug!(
             tiles = tiles.len(),
+            overview,
             faces = all.len(),
-            "SCRFD tiled detection"
+            "SCRFD detection"
         );
         Ok(nms(all, self.config.nms_iou))
     }
