@@ -254,9 +254,9 @@ fn south_asian_arcface_keeps_strangers_out_and_finds_the_students() {
     assert!(ours.genuine_acceptance >= ARCFACE_MIN_GENUINE, "{ours:?}");
 }
 
-/// The genuine acceptance ArcFace's default rule reaches on the South-Asian set
-/// (measured: see the README's table), less a probe's worth of slack.
-const ARCFACE_MIN_GENUINE: f64 = 0.95;
+/// The target for ArcFace on the South-Asian set (measured: 98.9 %, see the
+/// README's table).
+const ARCFACE_MIN_GENUINE: f64 = 0.97;
 
 #[test]
 fn south_asian_groups_misname_nobody_dlib() {
