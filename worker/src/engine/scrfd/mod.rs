@@ -179,7 +179,11 @@ impl Scrfd {
             let whole = tiling::plan(w, h, u32::MAX, 0.0);
             for tile in &whole {
                 let faces = self.detect_region(&small, tile)?;
-                all.extend(faces.into_iter().map(|f| f.transformed(0.0, 0.0, 1.0 / scale)));
+                all.extend(
+                    faces
+                        .into_iter()
+                        .map(|f| f.transformed(0.0, 0.0, 1.0 / scale)),
+                );
             }
         }
         tracing::debug!(
