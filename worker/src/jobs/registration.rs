@@ -251,12 +251,7 @@ async fn run(
             "student {student_id} no longer exists"
         )));
     };
-    let photos = student_photo::Entity::find()
-        .filter(student_photo::Column::StudentId.eq(student_id))
-        .order_by_asc(student_photo::Column::CreatedAt)
-        .order_by_asc(student_photo::Column::Id)
-        .all(&ctx.db)
-        .await?;
+    let photos = load_photos(&ctx.db, student_id).await?;
 
     let mut seen = Vec::with_capacity(photos.len());
     for (i, photo) in photos.iter().enumerate() {
@@ -281,36 +276,7 @@ async fn run(
 
     let txn = ctx.db.begin().await?;
     let now = Utc::now();
-    // Rewrite this model's embeddings of the student from scratch: a re-run gives the
-    // same rows, and a photo that is now rejected loses its old embedding.
-    face_embedding::Entity::delete_many()
-        .filter(face_embedding::Column::StudentId.eq(student_id))
-        .filter(face_embedding::Column::Model.eq(model))
-        .exec(&txn)
-        .await?;
-    for ((photo, check), descriptor) in photos.iter().zip(&result.photos).zip(&embeddings) {
-        let mut row = photo.clone().into_active_model();
-        row.verdict = Set(match check.verdict {
-            Verdict::Accepted => PhotoVerdict::Accepted,
-            Verdict::Rejected => PhotoVerdict::Rejected,
-        });
-        row.reason = Set(check.reason.map(|r| r.as_str().to_string()));
-        row.face_box = Set(check.face_box.map(|b| json!(b)));
-        row.detector_score = Set(check.score.map(f64::from));
-        student_photo::Entity::update(row).exec(&txn).await?;
-        if let Some(descriptor) = descriptor {
-            face_embedding::Entity::insert(face_embedding::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                photo_id: Set(photo.id),
-                student_id: Set(student_id),
-                model: Set(model.to_string()),
-                vector: Set(models::vector::encode(descriptor)),
-                created_at: Set(now),
-            })
-            .exec_without_returning(&txn)
-            .await?;
-        }
-    }
+    write_photos(&txn, student_id, model, &photos, &result.photos, &embeddings).await?;
     let mut row = student.into_active_model();
     row.status = Set(status);
     row.updated_at = Set(now);
@@ -326,8 +292,64 @@ async fn run(
     Ok(Outcome::Completed(result))
 }
 
+/// Rewrites `model`'s embeddings of the student from scratch (a re-run gives the same
+/// rows, and a photo that is now rejected loses its old embedding; other models'
+/// embeddings are left alone) and records each photo's verdict.
+pub(crate) async fn write_photos(
+    txn: &DatabaseTransaction,
+    student_id: Uuid,
+    model: &str,
+    photos: &[student_photo::Model],
+    checks: &[PhotoCheck],
+    embeddings: &[Option<Descriptor>],
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    face_embedding::Entity::delete_many()
+        .filter(face_embedding::Column::StudentId.eq(student_id))
+        .filter(face_embedding::Column::Model.eq(model))
+        .exec(txn)
+        .await?;
+    for ((photo, check), descriptor) in photos.iter().zip(checks).zip(embeddings) {
+        let mut row = photo.clone().into_active_model();
+        row.verdict = Set(match check.verdict {
+            Verdict::Accepted => PhotoVerdict::Accepted,
+            Verdict::Rejected => PhotoVerdict::Rejected,
+        });
+        row.reason = Set(check.reason.map(|r| r.as_str().to_string()));
+        row.face_box = Set(check.face_box.map(|b| json!(b)));
+        row.detector_score = Set(check.score.map(f64::from));
+        student_photo::Entity::update(row).exec(txn).await?;
+        if let Some(descriptor) = descriptor {
+            face_embedding::Entity::insert(face_embedding::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                photo_id: Set(photo.id),
+                student_id: Set(student_id),
+                model: Set(model.to_string()),
+                vector: Set(models::vector::encode(descriptor)),
+                created_at: Set(now),
+            })
+            .exec_without_returning(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The student's registration photos, oldest first.
+pub(crate) async fn load_photos(
+    db: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<student_photo::Model>, DbErr> {
+    student_photo::Entity::find()
+        .filter(student_photo::Column::StudentId.eq(student_id))
+        .order_by_asc(student_photo::Column::CreatedAt)
+        .order_by_asc(student_photo::Column::Id)
+        .all(db)
+        .await
+}
+
 /// Fetches, decodes and analyses one photo.
-async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen, JobError> {
+pub(crate) async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen, JobError> {
     let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
         tracing::warn!(photo_id = %photo.id, key = %photo.blob_key, "registration photo missing from storage");
         return Ok(Seen::Unreadable);
