@@ -301,7 +301,11 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         id: Path<Uuid>,
     ) -> Result<Json<StudentDetailOut>, ApiError> {
-        Ok(Json(students::detail(&state.db, &auth.0.scope, id.0).await?.into()))
+        Ok(Json(
+            students::detail(&state.db, &auth.0.scope, id.0)
+                .await?
+                .into(),
+        ))
     }
 
     /// Edit a student's name, roll number, class or status.

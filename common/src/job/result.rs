@@ -287,8 +287,9 @@ mod tests {
             not_yet_embedded: vec![NotYetEmbedded {
                 student_id: Uuid::from_u128(8),
                 roll_no: "21CS009".into(),
-                reason: "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending"
-                    .into(),
+                reason:
+                    "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending"
+                        .into(),
             }],
         });
         let stored = result.to_stored();

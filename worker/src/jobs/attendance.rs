@@ -429,7 +429,9 @@ async fn not_yet_embedded(
             j.result
                 .as_ref()
                 .and_then(common::job::result::JobResult::from_stored)
-                .is_some_and(|r| matches!(r, common::job::result::JobResult::Reembed(r) if r.model == model))
+                .is_some_and(
+                    |r| matches!(r, common::job::result::JobResult::Reembed(r) if r.model == model),
+                )
         })
         .map(|j| j.subject_id)
         .collect();
@@ -600,7 +602,12 @@ mod tests {
     fn a_student_without_an_embedding_of_the_model_is_unmatched_not_absent() {
         let [a, b] = [Uuid::from_u128(1), Uuid::from_u128(2)];
         let gallery = Gallery::new(vec![(a, vec![descriptor(0, 0.0)])], DecisionRule::DEFAULT);
-        let decision = decide(&[descriptor(0, 0.1)], &gallery, &[a, b], &HashSet::from([a]));
+        let decision = decide(
+            &[descriptor(0, 0.1)],
+            &gallery,
+            &[a, b],
+            &HashSet::from([a]),
+        );
         assert_eq!(
             (decision.present, decision.absent, decision.unmatched),
             (1, 0, 1)

@@ -30,7 +30,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::registration::{self, Decision, load_photos, look_at, write_photos};
+use super::registration::{self, Decision, Standards, load_photos, look_at, write_photos};
 use super::{Job, JobContext, JobError, Outcome, Progress};
 
 /// The re-embedding job.
@@ -85,7 +85,14 @@ async fn run(
         result: checked,
         embeddings,
         ..
-    } = registration::decide(student_id, student.status, model, &seen, &[]);
+    } = registration::decide(
+        student_id,
+        student.status,
+        model,
+        &seen,
+        &[],
+        Standards::for_engine(&ctx.engine),
+    );
     let previous_models: Vec<String> = face_embedding::Entity::find()
         .select_only()
         .column(face_embedding::Column::Model)
@@ -163,9 +170,15 @@ mod tests {
     fn a_student_without_a_usable_photo_is_reported_not_dropped() {
         let id = Uuid::from_u128(1);
         let photos = [(Uuid::from_u128(2), Seen::Faces(vec![]))];
-        let checked =
-            registration::decide(id, StudentStatus::Active, "arcface_w600k_mbf", &photos, &[])
-                .result;
+        let checked = registration::decide(
+            id,
+            StudentStatus::Active,
+            "arcface_w600k_mbf",
+            &photos,
+            &[],
+            Standards::DLIB,
+        )
+        .result;
         let result = summarise(
             id,
             "arcface_w600k_mbf",
