@@ -475,9 +475,10 @@ async fn load_classmates(
         .collect())
 }
 
-/// A stored embedding as a descriptor, if it has the descriptor's length.
+/// A stored embedding as a descriptor, if it decodes (the gallery is filtered by model,
+/// so its descriptors share that model's length).
 pub(crate) fn to_descriptor(bytes: &[u8]) -> Option<Descriptor> {
-    models::vector::decode(bytes).ok()?.try_into().ok()
+    models::vector::decode(bytes).ok()
 }
 
 pub(crate) fn face_box(bbox: [f32; 4]) -> FaceBox {
