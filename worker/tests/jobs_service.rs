@@ -598,3 +598,76 @@ async fn reembed_jobs_travel_on_the_rabbitmq_bulk_queue_and_are_acked() {
     rabbit.delete_queues().await.unwrap();
     test_db.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendance_worker_reembed_queues_the_jobs_and_waits_for_them() {
+    let base = std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let prefix = format!("test-reembed-cli-{}", Uuid::new_v4().simple());
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let queue_url = format!("{base}{separator}prefix={prefix}");
+    let rabbit = Arc::new(RabbitMqQueue::new(
+        RabbitMqOptions::from_url(&queue_url).unwrap(),
+    ));
+    rabbit.check().await.unwrap_or_else(|e| {
+        panic!("RabbitMQ at {base} is not reachable ({e}); run scripts/test.sh")
+    });
+    let test_db = TestDb::postgres().await;
+    let db = &test_db.db;
+    let (blobs, blob_dir) = blob_store().await;
+    let class_id = insert_class(db, None).await;
+    register_under_dlib(db, &blobs, class_id).await;
+    // A worker already switched to ArcFace, consuming the same queues.
+    let running = start(
+        context_with(db, &blobs, arcface_engine()),
+        fast_options(3),
+        rabbit.clone(),
+    );
+
+    let cli = |label: &'static str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendance-worker"));
+        cmd.arg("reembed")
+            .env("DATABASE_URL", test_db.postgres_url().unwrap())
+            .env("QUEUE_URL", &queue_url)
+            .env(
+                "STORAGE_URL",
+                format!("file://{}", blob_dir.path().display()),
+            )
+            .env("FACE_MODEL", "arcface-mbf")
+            .env("MODEL_DIR", model_dir())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: attendance-worker reembed did not finish"))
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            (out.status, stderr)
+        }
+    };
+    let (status, stderr) = cli("first run").await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("3 re-embedding job(s) queued for arcface_w600k_mbf"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 students re-embedded with arcface_w600k_mbf"),
+        "{stderr}"
+    );
+    let mut all = embeddings_of(db, DLIB).await;
+    all.dedup();
+    assert_eq!(embeddings_of(db, ARCFACE).await, all);
+
+    // Nothing left to do: a second run queues nothing and succeeds at once.
+    let (status, stderr) = cli("second run").await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("0 re-embedding job(s) queued for arcface_w600k_mbf, 0 already pending"),
+        "{stderr}"
+    );
+    running.stop().await;
+    rabbit.delete_queues().await.unwrap();
+    test_db.cleanup().await;
+}
