@@ -47,6 +47,10 @@ pub enum JobKind {
     /// A class session's photos → attendance records.
     #[sea_orm(string_value = "attendance")]
     Attendance,
+    /// One student's stored registration photos → embeddings of the active face model
+    /// (after `FACE_MODEL` changed). Bulk: never in front of a teacher's session.
+    #[sea_orm(string_value = "reembed")]
+    Reembed,
 }
 
 /// Separate queues so that an overnight batch never delays a teacher waiting on a photo.
@@ -67,12 +71,13 @@ pub enum Lane {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 2] = [JobKind::Registration, JobKind::Attendance];
+    pub const ALL: [JobKind; 3] = [JobKind::Registration, JobKind::Attendance, JobKind::Reembed];
 
     /// The queue this kind is published to.
     pub const fn lane(&self) -> Lane {
         match self {
             JobKind::Registration | JobKind::Attendance => Lane::Interactive,
+            JobKind::Reembed => Lane::Bulk,
         }
     }
 
@@ -81,6 +86,7 @@ impl JobKind {
         match self {
             JobKind::Registration => "registration",
             JobKind::Attendance => "attendance",
+            JobKind::Reembed => "reembed",
         }
     }
 
@@ -211,6 +217,7 @@ mod tests {
         }
         assert_eq!(JobKind::Attendance.lane(), Lane::Interactive);
         assert_eq!(JobKind::Registration.lane(), Lane::Interactive);
+        assert_eq!(JobKind::Reembed.lane(), Lane::Bulk);
         assert_eq!(Lane::Interactive.queue_name(), "jobs.interactive");
         assert_eq!(Lane::Bulk.queue_name(), "jobs.bulk");
         assert_eq!(Lane::parse("bulk"), Some(Lane::Bulk));

@@ -6,5 +6,6 @@ pub mod engine;
 pub mod evaluation;
 pub mod fixtures;
 pub mod jobs;
+pub mod reembedding;
 pub mod schema;
 pub mod service;

@@ -51,6 +51,17 @@ enum Command {
         #[arg(long, env = "SCHEMA_WAIT_SECS", default_value_t = 300)]
         schema_wait_secs: u64,
     },
+    /// Queue the re-embedding of every student registered with another face model than
+    /// FACE_MODEL (on the bulk lane), then show its progress until it is done. Exits
+    /// non-zero if any job failed.
+    Reembed {
+        /// Seconds to wait for the API to have migrated the database.
+        #[arg(long, env = "SCHEMA_WAIT_SECS", default_value_t = 300)]
+        schema_wait_secs: u64,
+        /// Only queue the jobs; do not wait for them.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Download and verify the model weights into MODEL_DIR.
     FetchModels {
         /// Whose files: dlib-resnet, arcface-mbf or all (default: FACE_MODEL's).
@@ -187,6 +198,15 @@ fn run(cli: Cli) -> Result<(), Failure> {
             rt.block_on(worker::service::run(config, wait))?;
             Ok(())
         }
+        Command::Reembed {
+            schema_wait_secs,
+            no_wait,
+        } => {
+            let config = common::config::Config::from_env().context("reading configuration")?;
+            let wait = SchemaWait::new(Duration::from_secs(*schema_wait_secs));
+            let rt = tokio::runtime::Runtime::new()?;
+            rt.block_on(reembed(config, wait, *no_wait))
+        }
         Command::FetchModels { model } => {
             let files = match model {
                 ModelChoice::One(m) => model_files::files_for(*m).to_vec(),
@@ -280,4 +300,68 @@ fn run(cli: Cli) -> Result<(), Failure> {
             print_json(&report)
         }
     }
+}
+
+/// `attendance-worker reembed`: schedule, then a progress bar over the job rows.
+async fn reembed(
+    config: common::config::Config,
+    wait: SchemaWait,
+    no_wait: bool,
+) -> Result<(), Failure> {
+    use indicatif::{ProgressBar, ProgressStyle};
+    use worker::reembedding;
+
+    let model = config.face_model.embedding_model();
+    let db = worker::service::connect_database(&config.database_url).await?;
+    worker::schema::wait_until_current(&db, wait).await?;
+    // The API's in-process queue cannot be reached from here: the rows are enough, its
+    // outbox relay publishes them.
+    let queue = if config.embedded_queue() {
+        None
+    } else {
+        Some(common::open_queue(&config.queue_url).await?)
+    };
+    let scheduled = reembedding::schedule(&db, queue.as_deref(), model).await?;
+    eprintln!(
+        "{} re-embedding job(s) queued for {model}, {} already pending",
+        scheduled.created.len(),
+        scheduled.pending.len()
+    );
+    if queue.is_none() && !scheduled.created.is_empty() {
+        eprintln!("QUEUE_URL=embedded: the running API's worker picks them up");
+    }
+    let jobs = scheduled.all();
+    if no_wait || jobs.is_empty() {
+        return Ok(());
+    }
+    const SCALE: f64 = 100.0;
+    let bar = ProgressBar::new((jobs.len() as f64 * SCALE) as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} [{elapsed_precise}] {wide_bar} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let tally = reembedding::wait_for(&db, &jobs, Duration::from_millis(500), |t| {
+        bar.set_position((t.progress * SCALE) as u64);
+        bar.set_message(format!(
+            "{}/{} students ({} failed)",
+            t.finished(),
+            t.total,
+            t.failed.len()
+        ));
+    })
+    .await?;
+    bar.finish();
+    for (id, error) in &tally.failed {
+        eprintln!("job {id} failed: {error}");
+    }
+    if !tally.failed.is_empty() {
+        return Err(anyhow::anyhow!(
+            "{} of {} re-embedding jobs failed (GET /jobs/{{id}} shows each)",
+            tally.failed.len(),
+            tally.total
+        )
+        .into());
+    }
+    eprintln!("{} students re-embedded with {model}", tally.succeeded);
+    Ok(())
 }

@@ -355,6 +355,7 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
         );
     }
     let engine = load_engine(&config).await?;
+    schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
     let worker = Worker::new(
         JobContext { db, blobs, engine },
         WorkerOptions::from_config(&config),
@@ -389,6 +390,7 @@ pub fn spawn_in_process(
                     }
                 }
             };
+            schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
             let worker = Worker::new(JobContext { db, blobs, engine }, options);
             if let Err(e) = worker
                 .run_until(queue.as_ref(), std::future::pending())
@@ -399,6 +401,26 @@ pub fn spawn_in_process(
         }
         .instrument(span),
     ))
+}
+
+/// At start-up with a model: queues the re-embedding of every student registered with
+/// another model only. A failure is logged, not fatal: the students are reported
+/// `unmatched` meanwhile, and the next start (or `attendance-worker reembed`) tries again.
+async fn schedule_reembedding(db: &DatabaseConnection, queue: &dyn JobQueue, model: &str) {
+    match crate::reembedding::schedule(db, Some(queue), model).await {
+        Ok(scheduled) if !scheduled.created.is_empty() => tracing::info!(
+            model,
+            jobs = scheduled.created.len(),
+            published = scheduled.published,
+            "students registered with another face model are being re-embedded"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::error!(
+            model,
+            error = %error_chain(&e),
+            "could not schedule the re-embedding; run `attendance-worker reembed`"
+        ),
+    }
 }
 
 async fn shutdown_signal() {

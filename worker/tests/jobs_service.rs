@@ -321,3 +321,353 @@ async fn rabbitmq_and_postgres_ack_after_commit() {
     rabbit.delete_queues().await.unwrap();
     test_db.cleanup().await;
 }
+
+// ---- Switching FACE_MODEL: re-embedding on the bulk lane ----
+
+const DLIB: &str = "dlib_resnet_v1";
+const ARCFACE: &str = "arcface_w600k_mbf";
+
+/// Registers Obama, Biden and Kit Harington under dlib (the registration job, as the
+/// API's upload queues it) and returns their ids.
+async fn register_under_dlib(
+    db: &sea_orm::DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    class_id: Uuid,
+) -> [Uuid; 3] {
+    let ctx = context(db, blobs);
+    assert_eq!(ctx.engine.model_name(), DLIB);
+    let people = [
+        ("CS01", "people/obama/obama1.jpg"),
+        ("CS02", "people/biden/biden1.jpg"),
+        ("CS03", "people/kit_harington/kit1.jpeg"),
+    ];
+    let mut ids = [Uuid::nil(); 3];
+    for (i, (roll, photo)) in people.into_iter().enumerate() {
+        let (id, _) = insert_student(db, blobs, class_id, roll, &[fixture(photo)]).await;
+        let job = insert_job(db, JobKind::Registration, id).await;
+        let progress = worker::jobs::Progress::new(db, job.id);
+        let outcome = worker::jobs::run(JobKind::Registration, &ctx, &job, &progress)
+            .await
+            .expect("registration runs");
+        assert!(
+            matches!(outcome, worker::jobs::Outcome::Completed(_)),
+            "{outcome:?}"
+        );
+        ids[i] = id;
+    }
+    for id in ids {
+        let student = Student::find_by_id(id).one(db).await.unwrap().unwrap();
+        assert_eq!(student.status, StudentStatus::Active, "{student:?}");
+    }
+    ids
+}
+
+/// Embeddings of `model` per student.
+async fn embeddings_of(db: &sea_orm::DatabaseConnection, model: &str) -> Vec<Uuid> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let mut ids: Vec<Uuid> = FaceEmbedding::find()
+        .filter(models::face_embedding::Column::Model.eq(model))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.student_id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The session's records as `(student, status)`.
+async fn record_statuses(
+    db: &sea_orm::DatabaseConnection,
+    session: Uuid,
+) -> std::collections::HashMap<Uuid, models::attendance_record::RecordStatus> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    AttendanceRecord::find()
+        .filter(models::attendance_record::Column::SessionId.eq(session))
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| (r.student_id, r.status))
+        .collect()
+}
+
+fn attendance_result(row: &models::job::Model) -> common::job::result::AttendanceResult {
+    match row
+        .result
+        .as_ref()
+        .and_then(common::job::result::JobResult::from_stored)
+    {
+        Some(common::job::result::JobResult::Attendance(a)) => a,
+        other => panic!("not an attendance result: {other:?} in {row:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_arcface_reembeds_and_reports_students_not_yet_embedded() {
+    use models::attendance_record::RecordStatus;
+    let test_db = TestDb::sqlite().await;
+    let db = &test_db.db;
+    let (blobs, _dir) = blob_store().await;
+    let class_id = insert_class(db, None).await;
+    let [obama, biden, kit] = register_under_dlib(db, &blobs, class_id).await;
+    let mut all = vec![obama, biden, kit];
+    all.sort();
+    assert_eq!(embeddings_of(db, DLIB).await, all);
+
+    // FACE_MODEL=arcface-mbf: a worker with the ArcFace engine.
+    let queue = Arc::new(EmbeddedQueue::new());
+    let arcface = context_with(db, &blobs, arcface_engine());
+    let running = start(arcface.clone(), fast_options(3), queue.clone());
+
+    // Before re-embedding, a session still runs, and says who could not be matched.
+    let group = fixture("groups/obama_biden_side_by_side.jpg");
+    let (early, _) = insert_session(db, &blobs, class_id, std::slice::from_ref(&group)).await;
+    let job = enqueue(db, queue.as_ref(), JobKind::Attendance, early).await;
+    let done = wait_finished(db, job.id).await;
+    assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    let result = attendance_result(&done);
+    assert_eq!(result.model, ARCFACE);
+    assert_eq!(
+        (result.registered, result.present, result.absent),
+        (0, 0, 0)
+    );
+    assert_eq!(result.unmatched, 3);
+    let mut reported: Vec<_> = result
+        .not_yet_embedded
+        .iter()
+        .map(|n| (n.roll_no.as_str(), n.reason.as_str()))
+        .collect();
+    reported.sort();
+    let pending = "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending";
+    assert_eq!(
+        reported,
+        vec![("CS01", pending), ("CS02", pending), ("CS03", pending)]
+    );
+    let records = record_statuses(db, early).await;
+    assert_eq!(records.len(), 3, "nobody silently left out: {records:?}");
+    assert!(records.values().all(|s| *s == RecordStatus::Unmatched));
+
+    // Scheduling: one bulk job per student; a second pass adds nothing.
+    let scheduled = worker::reembedding::schedule(db, Some(queue.as_ref()), ARCFACE)
+        .await
+        .unwrap();
+    assert_eq!(scheduled.created.len(), 3);
+    assert_eq!(scheduled.published, 3);
+    let again = worker::reembedding::schedule(db, Some(queue.as_ref()), ARCFACE)
+        .await
+        .unwrap();
+    assert!(again.created.is_empty(), "{again:?}");
+    let tally =
+        worker::reembedding::wait_for(db, &scheduled.all(), Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+    assert_eq!(tally.succeeded, 3, "{tally:?}");
+    for id in &scheduled.created {
+        let row = job_row(db, *id).await;
+        assert_eq!(row.lane, Lane::Bulk);
+        let result = row.result.unwrap();
+        assert_eq!(result["type"], "reembed");
+        assert_eq!(result["model"], ARCFACE);
+        assert_eq!(result["previous_models"][0], DLIB);
+        assert_eq!(result["accepted"], 1, "{result:#}");
+        assert_eq!(result["matchable"], true);
+    }
+    // ArcFace embeddings written (512-D), dlib's untouched.
+    assert_eq!(embeddings_of(db, ARCFACE).await, all);
+    assert_eq!(embeddings_of(db, DLIB).await, all);
+    for e in FaceEmbedding::find().all(db).await.unwrap() {
+        let len = models::vector::decode(&e.vector).unwrap().len();
+        assert_eq!(len, if e.model == ARCFACE { 512 } else { 128 });
+    }
+    // Re-embedded students are not scheduled again.
+    let after = worker::reembedding::schedule(db, Some(queue.as_ref()), ARCFACE)
+        .await
+        .unwrap();
+    assert_eq!(after, worker::reembedding::Scheduled::default());
+
+    // The same group photo now: the right students present under ArcFace.
+    let (later, _) = insert_session(db, &blobs, class_id, &[group]).await;
+    let job = enqueue(db, queue.as_ref(), JobKind::Attendance, later).await;
+    let done = wait_finished(db, job.id).await;
+    let result = attendance_result(&done);
+    assert_eq!(
+        (
+            result.registered,
+            result.present,
+            result.absent,
+            result.unmatched
+        ),
+        (3, 2, 1, 0),
+        "{result:?}"
+    );
+    assert!(result.not_yet_embedded.is_empty());
+    let records = record_statuses(db, later).await;
+    assert_eq!(records[&obama], RecordStatus::Present);
+    assert_eq!(records[&biden], RecordStatus::Present);
+    assert_eq!(records[&kit], RecordStatus::Absent);
+
+    running.stop().await;
+    assert!(
+        queue.dead_letters().is_empty(),
+        "{:?}",
+        queue.dead_letters()
+    );
+    test_db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reembed_jobs_travel_on_the_rabbitmq_bulk_queue_and_are_acked() {
+    use models::attendance_record::RecordStatus;
+    let base = std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let prefix = format!("test-reembed-{}", Uuid::new_v4().simple());
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let options = RabbitMqOptions::from_url(&format!("{base}{separator}prefix={prefix}")).unwrap();
+    let rabbit = Arc::new(RabbitMqQueue::new(options));
+    rabbit.check().await.unwrap_or_else(|e| {
+        panic!("RabbitMQ at {base} is not reachable ({e}); run scripts/test.sh")
+    });
+    let names = rabbit.names().clone();
+
+    let test_db = TestDb::postgres().await;
+    let db = &test_db.db;
+    let (blobs, _dir) = blob_store().await;
+    let class_id = insert_class(db, None).await;
+    let [obama, biden, kit] = register_under_dlib(db, &blobs, class_id).await;
+
+    // Scheduled before any worker runs: the messages wait on the bulk queue only.
+    let scheduled = worker::reembedding::schedule(db, Some(rabbit.as_ref()), ARCFACE)
+        .await
+        .unwrap();
+    assert_eq!((scheduled.created.len(), scheduled.published), (3, 3));
+    assert_eq!(rabbit.message_count(&names.bulk).await.unwrap(), 3);
+    assert_eq!(rabbit.message_count(&names.interactive).await.unwrap(), 0);
+    for id in &scheduled.created {
+        assert!(job_row(db, *id).await.published_at.is_some());
+    }
+
+    let running = start(
+        context_with(db, &blobs, arcface_engine()),
+        fast_options(3),
+        rabbit.clone(),
+    );
+    let tally =
+        worker::reembedding::wait_for(db, &scheduled.all(), Duration::from_millis(100), |_| {})
+            .await
+            .unwrap();
+    assert_eq!(tally.succeeded, 3, "{tally:?}");
+    for id in &scheduled.created {
+        assert_eq!(job_row(db, *id).await.attempts, 1, "each ran once");
+    }
+
+    // A teacher's session afterwards, on the interactive lane.
+    let (session, _) = insert_session(
+        db,
+        &blobs,
+        class_id,
+        &[fixture("groups/obama_biden_side_by_side.jpg")],
+    )
+    .await;
+    let job = enqueue(db, rabbit.as_ref(), JobKind::Attendance, session).await;
+    let done = wait_finished(db, job.id).await;
+    let result = attendance_result(&done);
+    assert_eq!(
+        (result.present, result.absent, result.unmatched),
+        (2, 1, 0),
+        "{result:?}"
+    );
+    let records = record_statuses(db, session).await;
+    assert_eq!(records[&obama], RecordStatus::Present);
+    assert_eq!(records[&biden], RecordStatus::Present);
+    assert_eq!(records[&kit], RecordStatus::Absent);
+
+    // Stopping closes the channel: anything unacked would be back in its queue.
+    running.stop().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for queue in [
+        &names.bulk,
+        &names.bulk_retry,
+        &names.interactive,
+        &names.interactive_retry,
+        &names.dead,
+    ] {
+        assert_eq!(rabbit.message_count(queue).await.unwrap(), 0, "{queue}");
+    }
+    rabbit.delete_queues().await.unwrap();
+    test_db.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attendance_worker_reembed_queues_the_jobs_and_waits_for_them() {
+    let base = std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let prefix = format!("test-reembed-cli-{}", Uuid::new_v4().simple());
+    let separator = if base.contains('?') { '&' } else { '?' };
+    let queue_url = format!("{base}{separator}prefix={prefix}");
+    let rabbit = Arc::new(RabbitMqQueue::new(
+        RabbitMqOptions::from_url(&queue_url).unwrap(),
+    ));
+    rabbit.check().await.unwrap_or_else(|e| {
+        panic!("RabbitMQ at {base} is not reachable ({e}); run scripts/test.sh")
+    });
+    let test_db = TestDb::postgres().await;
+    let db = &test_db.db;
+    let (blobs, blob_dir) = blob_store().await;
+    let class_id = insert_class(db, None).await;
+    register_under_dlib(db, &blobs, class_id).await;
+    // A worker already switched to ArcFace, consuming the same queues.
+    let running = start(
+        context_with(db, &blobs, arcface_engine()),
+        fast_options(3),
+        rabbit.clone(),
+    );
+
+    let cli = |label: &'static str| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_attendance-worker"));
+        cmd.arg("reembed")
+            .env("DATABASE_URL", test_db.postgres_url().unwrap())
+            .env("QUEUE_URL", &queue_url)
+            .env(
+                "STORAGE_URL",
+                format!("file://{}", blob_dir.path().display()),
+            )
+            .env("FACE_MODEL", "arcface-mbf")
+            .env("MODEL_DIR", model_dir())
+            .env("RUST_LOG", "warn")
+            .kill_on_drop(true);
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(180), cmd.output())
+                .await
+                .unwrap_or_else(|_| panic!("{label}: attendance-worker reembed did not finish"))
+                .unwrap();
+            let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+            (out.status, stderr)
+        }
+    };
+    let (status, stderr) = cli("first run").await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("3 re-embedding job(s) queued for arcface_w600k_mbf"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("3 students re-embedded with arcface_w600k_mbf"),
+        "{stderr}"
+    );
+    let mut all = embeddings_of(db, DLIB).await;
+    all.dedup();
+    assert_eq!(embeddings_of(db, ARCFACE).await, all);
+
+    // Nothing left to do: a second run queues nothing and succeeds at once.
+    let (status, stderr) = cli("second run").await;
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(
+        stderr.contains("0 re-embedding job(s) queued for arcface_w600k_mbf, 0 already pending"),
+        "{stderr}"
+    );
+    running.stop().await;
+    rabbit.delete_queues().await.unwrap();
+    test_db.cleanup().await;
+}

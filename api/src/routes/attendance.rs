@@ -71,6 +71,10 @@ impl From<SessionStatus> for SessionStatusOut {
 pub enum RecordStatusOut {
     Present,
     Absent,
+    /// Not decided: the student had no embedding of the active face model when the
+    /// session was processed (re-embedding after a model switch pending, or no
+    /// registration photo usable by it). The job's result says why.
+    Unmatched,
 }
 
 #[derive(Debug, Clone, Copy, Enum)]
@@ -282,6 +286,7 @@ impl AttendanceApi {
                     status: match r.status {
                         RecordStatus::Present => RecordStatusOut::Present,
                         RecordStatus::Absent => RecordStatusOut::Absent,
+                        RecordStatus::Unmatched => RecordStatusOut::Unmatched,
                     },
                     distance: r.distance,
                     source: match r.source {

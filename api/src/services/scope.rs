@@ -131,18 +131,16 @@ impl Scope {
         if *self == Scope::All {
             return Ok(j);
         }
-        let class_id = if j.kind == JobKind::Attendance {
-            attendance_session::Entity::find_by_id(j.subject_id)
+        let class_id = match j.kind {
+            JobKind::Attendance => attendance_session::Entity::find_by_id(j.subject_id)
                 .one(db)
                 .await?
-                .map(|s| s.class_id)
-        } else if j.kind == JobKind::Registration {
-            student::Entity::find_by_id(j.subject_id)
+                .map(|s| s.class_id),
+            // Both are about one student: visible to the student's department.
+            JobKind::Registration | JobKind::Reembed => student::Entity::find_by_id(j.subject_id)
                 .one(db)
                 .await?
-                .map(|s| s.class_id)
-        } else {
-            None
+                .map(|s| s.class_id),
         };
         let class_id = class_id.ok_or(ServiceError::NotFound("job"))?;
         self.through_class(db, class_id, "job").await?;

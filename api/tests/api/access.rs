@@ -108,6 +108,8 @@ struct Department {
     class: Uuid,
     student: Uuid,
     registration_job: Uuid,
+    /// A re-embedding of the student, as the worker queues one after a model switch.
+    reembed_job: Uuid,
     session: Uuid,
     attendance_job: Uuid,
     face: Uuid,
@@ -173,10 +175,16 @@ async fn department(admin: &Caller<'_>, department: &str) -> Department {
     .insert(&app.state.db)
     .await
     .unwrap();
+    let reembed_job = Uuid::new_v4();
+    api::outbox::new_job(reembed_job, common::JobKind::Reembed, student)
+        .insert(&app.state.db)
+        .await
+        .unwrap();
     Department {
         class,
         student,
         registration_job,
+        reembed_job,
         session,
         attendance_job,
         face,
@@ -267,10 +275,14 @@ async fn sees_only_own_department(caller: &Caller<'_>, own: &Department, other: 
         .await;
 
     // Jobs.
-    for job in [own.registration_job, own.attendance_job] {
+    for job in [own.registration_job, own.reembed_job, own.attendance_job] {
         caller.json(&format!("/jobs/{job}")).await;
     }
-    for job in [other.registration_job, other.attendance_job] {
+    for job in [
+        other.registration_job,
+        other.reembed_job,
+        other.attendance_job,
+    ] {
         caller
             .assert_hidden(Method::GET, &format!("/jobs/{job}"), None)
             .await;
@@ -335,6 +347,9 @@ async fn roles_and_departments(db: Db) {
             .json(&format!("/attendance/session/{}", d.session))
             .await;
         admin.json(&format!("/jobs/{}", d.registration_job)).await;
+        let reembed = admin.json(&format!("/jobs/{}", d.reembed_job)).await;
+        assert_eq!(reembed["kind"], "reembed");
+        assert_eq!(reembed["lane"], "bulk");
         let resp = admin
             .send(Method::GET, &format!("/faces/{}/crop", d.face), None)
             .await;

@@ -227,6 +227,34 @@ impl System {
         system
     }
 
+    /// Stops the API (SIGKILL) and starts it again on a new port with `changes` applied
+    /// to its environment (e.g. another `FACE_MODEL`); same data, same admin key.
+    async fn restart_api(&mut self, changes: &[(&'static str, &str)]) {
+        self.api.kill();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut changes = changes.to_vec();
+        let bind = format!("127.0.0.1:{port}");
+        changes.push(("BIND", &bind));
+        for (k, v) in changes {
+            self.env.retain(|(name, _)| *name != k);
+            self.env.push((k, v.to_string()));
+        }
+        let mut cmd = Command::new(binary("attendance-api"));
+        configure(&mut cmd, &self.env);
+        self.api = Proc::spawn("attendance-api-restarted", cmd, self.dir.path());
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !self.api.output().contains("listening on") {
+            self.api.assert_running();
+            assert!(Instant::now() < deadline, "the API did not start again");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        self.base = format!("http://{bind}");
+    }
+
     fn start_worker(&mut self) {
         let mut cmd = Command::new(binary("attendance-worker"));
         cmd.arg("run");
@@ -599,4 +627,98 @@ async fn worker_killed_while_holding_a_job_finishes_it_after_restart() {
         people.len() as u64,
         "exactly one record per student"
     );
+}
+
+/// An embedded-mode system on a fresh SQLite database and blob directory, with `extra`
+/// in its environment; returns it with the database URL.
+#[cfg(feature = "embedded-worker")]
+async fn embedded_system(dir: &TempDir, extra: &[(&'static str, &str)]) -> (System, String) {
+    let database_url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("attendance.db").display()
+    );
+    let mut env = vec![
+        ("DATABASE_URL", database_url.clone()),
+        (
+            "STORAGE_URL",
+            format!("file://{}", dir.path().join("blobs").display()),
+        ),
+    ];
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    (System::start(env, 0).await, database_url)
+}
+
+// `FACE_MODEL=arcface-mbf cargo run -p api`: registration and attendance over HTTP
+// with ArcFace (SCRFD + MobileFaceNet), the weights verified (fetched when missing) at start.
+#[cfg(feature = "embedded-worker")]
+#[tokio::test]
+async fn embedded_mode_with_arcface_marks_attendance() {
+    let dir = TempDir::new().unwrap();
+    let (mut system, database_url) = embedded_system(&dir, &[("FACE_MODEL", "arcface-mbf")]).await;
+    let class_id = system.create_class().await;
+    let students = system.register(class_id, &PEOPLE).await;
+    let (session_id, job) = system.mark(class_id, &GROUPS).await;
+    let done = system.wait_job(&job, |_| false).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["model"], "arcface_w600k_mbf", "{done}");
+    assert_eq!(done["result"]["unmatched"], 0, "{done}");
+    check_session(&system, &session_id, &students, &GROUPS).await;
+    let (records, _) = rows_in_database(&database_url, &session_id).await;
+    assert_eq!(records, PEOPLE.len() as u64);
+}
+
+/// The `reembed` jobs in the database.
+async fn reembed_jobs(database_url: &str) -> Vec<models::job::Model> {
+    let db = Database::connect(database_url).await.unwrap();
+    let jobs = models::job::Entity::find()
+        .filter(models::job::Column::Kind.eq(common::JobKind::Reembed))
+        .all(&db)
+        .await
+        .unwrap();
+    db.close().await.ok();
+    jobs
+}
+
+// Registered under dlib, restarted with FACE_MODEL=arcface-mbf: the in-process worker
+// re-embeds everyone by itself (bulk jobs, visible at GET /jobs/{id}), then the session
+// is marked with ArcFace.
+#[cfg(feature = "embedded-worker")]
+#[tokio::test]
+async fn embedded_mode_switching_to_arcface_reembeds_at_start() {
+    let dir = TempDir::new().unwrap();
+    let (mut system, database_url) = embedded_system(&dir, &[]).await;
+    let class_id = system.create_class().await;
+    let students = system.register(class_id, &PEOPLE).await;
+    assert!(reembed_jobs(&database_url).await.is_empty());
+
+    system.restart_api(&[("FACE_MODEL", "arcface-mbf")]).await;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let jobs = loop {
+        system.api.assert_running();
+        let jobs = reembed_jobs(&database_url).await;
+        if jobs.len() == PEOPLE.len() && jobs.iter().all(|j| j.status.is_terminal()) {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "re-embedding did not finish: {jobs:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    for job in &jobs {
+        let body = system.get(&format!("/jobs/{}", job.id)).await;
+        assert_eq!(body["status"], "succeeded", "{body}");
+        assert_eq!(body["kind"], "reembed", "{body}");
+        assert_eq!(body["lane"], "bulk", "{body}");
+        assert_eq!(body["result"]["model"], "arcface_w600k_mbf", "{body}");
+        assert_eq!(body["result"]["matchable"], true, "{body}");
+    }
+    let subjects: BTreeSet<Uuid> = jobs.iter().map(|j| j.subject_id).collect();
+    assert_eq!(subjects, students.values().copied().collect());
+
+    let (session_id, job) = system.mark(class_id, &GROUPS).await;
+    let done = system.wait_job(&job, |_| false).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["result"]["model"], "arcface_w600k_mbf", "{done}");
+    check_session(&system, &session_id, &students, &GROUPS).await;
 }

@@ -17,6 +17,8 @@ pub enum JobResult {
     Registration(RegistrationResult),
     #[cfg_attr(feature = "openapi", oai(mapping = "attendance"))]
     Attendance(AttendanceResult),
+    #[cfg_attr(feature = "openapi", oai(mapping = "reembed"))]
+    Reembed(ReembedResult),
     /// The job's student or session was deleted before it ran: nothing was done.
     #[cfg_attr(feature = "openapi", oai(mapping = "skipped"))]
     Skipped(SkippedResult),
@@ -45,6 +47,34 @@ impl From<AttendanceResult> for JobResult {
     fn from(r: AttendanceResult) -> Self {
         JobResult::Attendance(r)
     }
+}
+
+impl From<ReembedResult> for JobResult {
+    fn from(r: ReembedResult) -> Self {
+        JobResult::Reembed(r)
+    }
+}
+
+/// One student's registration photos embedded again with the active face model.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct ReembedResult {
+    pub student_id: Uuid,
+    /// The face model the new embeddings belong to.
+    pub model: String,
+    /// The models the student had embeddings of before (left untouched).
+    pub previous_models: Vec<String>,
+    /// Photos accepted (and embedded) by this model.
+    pub accepted: u32,
+    pub rejected: u32,
+    /// This model's verdict per photo, oldest first (the photos' stored verdicts now
+    /// describe this model).
+    pub photos: Vec<PhotoCheck>,
+    /// Whether sessions can recognise the student with this model: false when no photo
+    /// was usable, and the student needs new registration photos.
+    pub matchable: bool,
+    /// What a teacher or admin should do, when anything.
+    pub note: Option<String>,
 }
 
 /// One student's registration: a verdict per photo.
@@ -213,6 +243,23 @@ pub struct AttendanceResult {
     pub model: String,
     /// Students with at least one embedding of that model (the gallery).
     pub registered: u32,
+    /// Active students who could not be matched because they have no embedding of
+    /// that model yet (their records are `unmatched`, not `absent`).
+    #[serde(default)]
+    pub unmatched: u32,
+    /// Who those students are and why (nearest roll number first).
+    #[serde(default)]
+    pub not_yet_embedded: Vec<NotYetEmbedded>,
+}
+
+/// An active student the session could not match, and why.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct NotYetEmbedded {
+    pub student_id: Uuid,
+    pub roll_no: String,
+    /// E.g. "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending".
+    pub reason: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -236,11 +283,30 @@ mod tests {
             unknown: 1,
             model: "dlib_resnet_v1".into(),
             registered: 3,
+            unmatched: 1,
+            not_yet_embedded: vec![NotYetEmbedded {
+                student_id: Uuid::from_u128(8),
+                roll_no: "21CS009".into(),
+                reason:
+                    "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending"
+                        .into(),
+            }],
         });
         let stored = result.to_stored();
         assert_eq!(stored["type"], "attendance");
         assert_eq!(stored["present"], 2);
+        assert_eq!(stored["not_yet_embedded"][0]["roll_no"], "21CS009");
         assert_eq!(JobResult::from_stored(&stored), Some(result));
+        // Results stored before `unmatched` existed still read.
+        let mut older = stored.clone();
+        older.as_object_mut().unwrap().remove("unmatched");
+        older.as_object_mut().unwrap().remove("not_yet_embedded");
+        match JobResult::from_stored(&older) {
+            Some(JobResult::Attendance(a)) => {
+                assert_eq!((a.unmatched, a.not_yet_embedded.len()), (0, 0))
+            }
+            other => panic!("{other:?}"),
+        }
         // What the worker wrote before results were typed is not misread.
         assert_eq!(
             JobResult::from_stored(&serde_json::json!({"skipped": "gone"})),

@@ -1,4 +1,4 @@
-//! `attendance_records`: present/absent for each student of a session;
+//! `attendance_records`: present/absent/unmatched for each student of a session;
 //! `(session_id, student_id)` is unique.
 
 use sea_orm::entity::prelude::*;
@@ -14,6 +14,11 @@ pub enum RecordStatus {
     Present,
     #[sea_orm(string_value = "absent")]
     Absent,
+    /// Could not be decided: the student has no embedding of the face model in use yet
+    /// (re-embedding after a model switch is pending, or no registration photo suits
+    /// that model). Neither present nor absent until a person or a re-run decides.
+    #[sea_orm(string_value = "unmatched")]
+    Unmatched,
 }
 
 /// Who decided the status: the matcher (`auto`) or a person (`manual`). A re-run

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use chrono::Utc;
 use common::JobKind;
-use common::job::result::AttendanceResult;
+use common::job::result::{AttendanceResult, NotYetEmbedded};
 use models::attendance_record::{self, RecordSource, RecordStatus};
 use models::attendance_session::{self, SessionStatus};
 use models::class;
@@ -25,7 +25,7 @@ use sea_orm::{
     ActiveEnum,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde_json::json;
@@ -139,11 +139,20 @@ async fn run(
         .order_by_asc(student::Column::RollNo)
         .all(&ctx.db)
         .await?;
-    let gallery = load_gallery(ctx, &students, model, class.as_ref()).await?;
+    let rule = ctx.engine.default_rule();
+    let (gallery, enrolled) = load_gallery(ctx, &students, model, rule, class.as_ref()).await?;
+    let not_yet_embedded = not_yet_embedded(ctx, &students, &enrolled, model).await?;
+    if !not_yet_embedded.is_empty() {
+        tracing::warn!(
+            count = not_yet_embedded.len(),
+            model,
+            "students without an embedding of this model are recorded unmatched"
+        );
+    }
 
     let descriptors: Vec<Descriptor> = found.iter().map(|f| f.face.descriptor.clone()).collect();
     let roll: Vec<Uuid> = students.iter().map(|s| s.id).collect();
-    let decision = decide(&descriptors, &gallery, &roll);
+    let decision = decide(&descriptors, &gallery, &roll, &enrolled);
 
     // Crops go to the blob store before the transaction; their keys are stable, so a
     // re-run overwrites them instead of leaving copies.
@@ -171,6 +180,8 @@ async fn run(
         unknown: decision.unknown,
         model: model.to_string(),
         registered: gallery.len() as u32,
+        unmatched: decision.unmatched,
+        not_yet_embedded,
     };
 
     let txn = ctx.db.begin().await?;
@@ -247,13 +258,22 @@ pub struct Decision {
     pub records: Vec<Record>,
     pub present: u32,
     pub absent: u32,
+    /// Students of the roll not in the gallery: nothing to match them with.
+    pub unmatched: u32,
     pub unknown: u32,
 }
 
 /// The pure step: every face of every photo of the session, the class gallery and its
 /// roll (the active students) → who is present, absent, and which faces are unknown.
 /// One assignment over all faces of all photos: a student is present at most once.
-pub fn decide(faces: &[Descriptor], gallery: &Gallery<Uuid>, roll: &[Uuid]) -> Decision {
+/// A student of the roll missing from `enrolled` (no embedding of the model) cannot be
+/// matched, so is `unmatched` rather than absent.
+pub fn decide(
+    faces: &[Descriptor],
+    gallery: &Gallery<Uuid>,
+    roll: &[Uuid],
+    enrolled: &HashSet<Uuid>,
+) -> Decision {
     let assigned = gallery.assign(faces);
     let matches: Vec<FaceMatch> = faces
         .iter()
@@ -280,19 +300,21 @@ pub fn decide(faces: &[Descriptor], gallery: &Gallery<Uuid>, roll: &[Uuid]) -> D
             },
             None => Record {
                 student_id,
-                status: RecordStatus::Absent,
+                status: if enrolled.contains(&student_id) {
+                    RecordStatus::Absent
+                } else {
+                    RecordStatus::Unmatched
+                },
                 distance: None,
             },
         })
         .collect();
-    let here = records
-        .iter()
-        .filter(|r| r.status == RecordStatus::Present)
-        .count() as u32;
+    let with = |status| records.iter().filter(|r| r.status == status).count() as u32;
     Decision {
         unknown: matches.iter().filter(|m| m.student_id.is_none()).count() as u32,
-        present: here,
-        absent: records.len() as u32 - here,
+        present: with(RecordStatus::Present),
+        absent: with(RecordStatus::Absent),
+        unmatched: with(RecordStatus::Unmatched),
         faces: matches,
         records,
     }
@@ -322,13 +344,15 @@ async fn analyse_photo(
     .map_err(|e| engine_error(&label, e))
 }
 
-/// The class gallery under the class's rule (its threshold override, if any).
+/// The class gallery under the model's rule (with the class's threshold override, if
+/// any), and the students it holds.
 async fn load_gallery(
     ctx: &JobContext,
     students: &[student::Model],
     model: &str,
+    rule: DecisionRule,
     class: Option<&class::Model>,
-) -> Result<Gallery<Uuid>, JobError> {
+) -> Result<(Gallery<Uuid>, HashSet<Uuid>), JobError> {
     let ids: HashSet<Uuid> = students.iter().map(|s| s.id).collect();
     let embeddings = if ids.is_empty() {
         Vec::new()
@@ -355,11 +379,88 @@ async fn load_gallery(
         .iter()
         .filter_map(|s| by_student.remove(&s.id).map(|d| (s.id, d)))
         .collect();
+    let ids = enrolled.iter().map(|(id, _)| *id).collect();
+    // The model's own rule: ArcFace distances live on another scale than dlib's.
     let rule = match class.and_then(|c| c.match_threshold) {
-        Some(t) => DecisionRule::DEFAULT.with_max_distance(t as f32),
-        None => DecisionRule::DEFAULT,
+        Some(t) => rule.with_max_distance(t as f32),
+        None => rule,
     };
-    Ok(Gallery::new(enrolled, rule))
+    Ok((Gallery::new(enrolled, rule), ids))
+}
+
+/// The active students without an embedding of `model`, and why, in roll order.
+async fn not_yet_embedded(
+    ctx: &JobContext,
+    students: &[student::Model],
+    enrolled: &HashSet<Uuid>,
+    model: &str,
+) -> Result<Vec<NotYetEmbedded>, JobError> {
+    let missing: Vec<&student::Model> = students
+        .iter()
+        .filter(|s| !enrolled.contains(&s.id))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = missing.iter().map(|s| s.id).collect();
+    let mut other_models: HashMap<Uuid, Vec<String>> = HashMap::new();
+    for (student_id, other) in face_embedding::Entity::find()
+        .select_only()
+        .column(face_embedding::Column::StudentId)
+        .column(face_embedding::Column::Model)
+        .distinct()
+        .filter(face_embedding::Column::StudentId.is_in(ids.iter().copied()))
+        .order_by_asc(face_embedding::Column::Model)
+        .into_tuple::<(Uuid, String)>()
+        .all(&ctx.db)
+        .await?
+    {
+        other_models.entry(student_id).or_default().push(other);
+    }
+    // A re-embedding that already ran for this model and found no usable photo.
+    let tried: HashSet<Uuid> = job::Entity::find()
+        .filter(job::Column::Kind.eq(JobKind::Reembed))
+        .filter(job::Column::Status.eq(job::JobStatus::Succeeded))
+        .filter(job::Column::SubjectId.is_in(ids.iter().copied()))
+        .all(&ctx.db)
+        .await?
+        .into_iter()
+        .filter(|j| {
+            j.result
+                .as_ref()
+                .and_then(common::job::result::JobResult::from_stored)
+                .is_some_and(
+                    |r| matches!(r, common::job::result::JobResult::Reembed(r) if r.model == model),
+                )
+        })
+        .map(|j| j.subject_id)
+        .collect();
+    Ok(missing
+        .into_iter()
+        .map(|s| NotYetEmbedded {
+            student_id: s.id,
+            roll_no: s.roll_no.clone(),
+            reason: not_embedded_reason(
+                model,
+                other_models.get(&s.id).map(Vec::as_slice).unwrap_or(&[]),
+                tried.contains(&s.id),
+            ),
+        })
+        .collect())
+}
+
+/// Why a student has no embedding of `model`, as an admin reads it.
+pub fn not_embedded_reason(model: &str, other_models: &[String], tried: bool) -> String {
+    if tried {
+        format!("no registration photo is usable by {model}; upload new photos")
+    } else if other_models.is_empty() {
+        format!("no embedding of {model}; re-register the student's photos")
+    } else {
+        format!(
+            "registered with {}; re-embedding with {model} pending",
+            other_models.join(", ")
+        )
+    }
 }
 
 /// Writes the automatic record of one student, unless a person already set it: the
@@ -458,7 +559,7 @@ mod tests {
             descriptor(0, 0.3), // a again, further: one face per student
             descriptor(5, 0.0), // a stranger
         ];
-        let decision = decide(&faces, &gallery, &[a, b, c]);
+        let decision = decide(&faces, &gallery, &[a, b, c], &HashSet::from([a, b, c]));
         assert_eq!(
             (decision.present, decision.absent, decision.unknown),
             (2, 1, 2)
@@ -489,11 +590,36 @@ mod tests {
     fn decide_with_an_empty_gallery_marks_everyone_absent() {
         let a = Uuid::from_u128(1);
         let gallery = Gallery::new(vec![(a, vec![])], DecisionRule::DEFAULT);
-        let decision = decide(&[descriptor(0, 0.0)], &gallery, &[a]);
+        let decision = decide(&[descriptor(0, 0.0)], &gallery, &[a], &HashSet::from([a]));
         assert_eq!(
             (decision.present, decision.absent, decision.unknown),
             (0, 1, 1)
         );
         assert_eq!(decision.faces[0].distance, None);
+    }
+
+    #[test]
+    fn a_student_without_an_embedding_of_the_model_is_unmatched_not_absent() {
+        let [a, b] = [Uuid::from_u128(1), Uuid::from_u128(2)];
+        let gallery = Gallery::new(vec![(a, vec![descriptor(0, 0.0)])], DecisionRule::DEFAULT);
+        let decision = decide(
+            &[descriptor(0, 0.1)],
+            &gallery,
+            &[a, b],
+            &HashSet::from([a]),
+        );
+        assert_eq!(
+            (decision.present, decision.absent, decision.unmatched),
+            (1, 0, 1)
+        );
+        assert_eq!(decision.records[1].status, RecordStatus::Unmatched);
+        assert_eq!(
+            not_embedded_reason("arcface_w600k_mbf", &["dlib_resnet_v1".into()], false),
+            "registered with dlib_resnet_v1; re-embedding with arcface_w600k_mbf pending"
+        );
+        assert!(
+            not_embedded_reason("arcface_w600k_mbf", &["dlib_resnet_v1".into()], true)
+                .contains("upload new photos")
+        );
     }
 }

@@ -13,6 +13,7 @@
 
 pub mod attendance;
 pub mod crops;
+pub mod reembed;
 pub mod registration;
 
 use std::{future::Future, marker::PhantomData, pin::Pin, sync::Arc};
@@ -178,6 +179,7 @@ pub fn handler(kind: JobKind) -> &'static dyn Handler {
     match kind {
         JobKind::Registration => &Registered::<registration::Registration>(PhantomData),
         JobKind::Attendance => &Registered::<attendance::Attendance>(PhantomData),
+        JobKind::Reembed => &Registered::<reembed::Reembed>(PhantomData),
     }
 }
 

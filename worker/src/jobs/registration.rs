@@ -28,11 +28,18 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::{Job, JobContext, JobError, Outcome, Progress, blocking, engine_error, fetch_photo};
+use crate::engine::detector::FaceDetector;
 use crate::engine::matching::{Descriptor, distance};
-use crate::engine::pipeline::{Face, decode_image};
+use crate::engine::pipeline::{Face, FaceEngine, decode_image};
+use common::FaceModel;
 
-/// Lowest detector score of an accepted face.
+/// Lowest MTCNN score of an accepted face.
 pub const MIN_SCORE: f32 = 0.95;
+/// Lowest SCRFD score of an accepted face. SCRFD's scores run lower than MTCNN's for the
+/// same sharp portrait: on the committed and South-Asian photos (116 faces found by
+/// `attendance-worker detect --model arcface-mbf`) they lie between 0.60 and 0.88
+/// (median 0.80), so MTCNN's 0.95 would refuse every photo. SCRFD itself drops < 0.5.
+pub const MIN_SCRFD_SCORE: f32 = 0.55;
 /// Narrowest accepted face, in pixels (dlib's chip is 150 px; much smaller faces give
 /// unreliable descriptors).
 pub const MIN_FACE_WIDTH: f32 = 80.0;
@@ -42,10 +49,44 @@ pub const DOMINANCE: f32 = 2.0;
 /// An accepted face this close to another active student of the class is flagged as a
 /// possible duplicate registration.
 pub const DUPLICATE_DISTANCE: f32 = 0.4;
+/// The same for ArcFace (unit 512-D descriptors): cosine similarity ≥ 0.5, well inside
+/// its acceptance rule (cosine ≥ 0.35), i.e. Euclidean distance ≤ 1.0.
+pub const ARCFACE_DUPLICATE_DISTANCE: f32 = 1.0;
+
+/// What a registration photo must meet, on the scales of the engine's detector and model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Standards {
+    pub min_score: f32,
+    pub duplicate_distance: f32,
+}
+
+impl Standards {
+    /// The dlib pipeline's (MTCNN + dlib ResNet).
+    pub const DLIB: Standards = Standards {
+        min_score: MIN_SCORE,
+        duplicate_distance: DUPLICATE_DISTANCE,
+    };
+
+    /// The standards of the loaded engine.
+    pub fn for_engine(engine: &FaceEngine) -> Standards {
+        let min_score = match engine.detector() {
+            FaceDetector::Mtcnn(_) => MIN_SCORE,
+            FaceDetector::Scrfd(_) => MIN_SCRFD_SCORE,
+        };
+        let duplicate_distance = match engine.face_model() {
+            FaceModel::DlibResnet => DUPLICATE_DISTANCE,
+            FaceModel::ArcfaceMbf => ARCFACE_DUPLICATE_DISTANCE,
+        };
+        Standards {
+            min_score,
+            duplicate_distance,
+        }
+    }
+}
 
 /// The verdict on one photo's faces: the index of the accepted face, or why not (with
 /// the face the verdict is about, when there is one).
-pub fn judge(faces: &[Face]) -> Result<usize, (Rejection, Option<usize>)> {
+pub fn judge(faces: &[Face], min_score: f32) -> Result<usize, (Rejection, Option<usize>)> {
     let mut by_area: Vec<usize> = (0..faces.len()).collect();
     by_area.sort_by(|&a, &b| faces[b].area().total_cmp(&faces[a].area()));
     let Some(&largest) = by_area.first() else {
@@ -60,7 +101,7 @@ pub fn judge(faces: &[Face]) -> Result<usize, (Rejection, Option<usize>)> {
     if face.width() < MIN_FACE_WIDTH {
         return Err((Rejection::FaceTooSmall, Some(largest)));
     }
-    if face.detection.score < MIN_SCORE {
+    if face.detection.score < min_score {
         return Err((Rejection::LowConfidence, Some(largest)));
     }
     Ok(largest)
@@ -101,13 +142,14 @@ pub fn decide(
     model: &str,
     photos: &[(Uuid, Seen)],
     classmates: &[Classmate],
+    standards: Standards,
 ) -> Decision {
     let mut checks = Vec::with_capacity(photos.len());
     let mut embeddings = Vec::with_capacity(photos.len());
     // Per classmate, the nearest distance to any accepted photo.
     let mut nearest: HashMap<Uuid, f32> = HashMap::new();
     for (photo_id, seen) in photos {
-        let (mut check, descriptor) = check_photo(*photo_id, seen);
+        let (mut check, descriptor) = check_photo(*photo_id, seen, standards.min_score);
         if let Some(ours) = &descriptor {
             let mut closest: Option<(&Classmate, f32)> = None;
             for mate in classmates {
@@ -126,7 +168,7 @@ pub fn decide(
                 }
             }
             check.same_as = closest
-                .filter(|&(_, d)| d <= DUPLICATE_DISTANCE)
+                .filter(|&(_, d)| d <= standards.duplicate_distance)
                 .map(|(mate, d)| duplicate(mate, d));
             check.note = check.same_as.as_ref().map(PossibleDuplicate::describe);
         }
@@ -137,7 +179,7 @@ pub fn decide(
         .iter()
         .filter_map(|mate| {
             let d = *nearest.get(&mate.student_id)?;
-            (d <= DUPLICATE_DISTANCE).then(|| duplicate(mate, d))
+            (d <= standards.duplicate_distance).then(|| duplicate(mate, d))
         })
         .collect();
     possible_duplicates.sort_by(|a, b| a.distance.total_cmp(&b.distance));
@@ -168,13 +210,13 @@ pub fn decide(
 }
 
 /// One photo's verdict, and its descriptor when accepted.
-fn check_photo(photo_id: Uuid, seen: &Seen) -> (PhotoCheck, Option<Descriptor>) {
+fn check_photo(photo_id: Uuid, seen: &Seen, min_score: f32) -> (PhotoCheck, Option<Descriptor>) {
     let faces = match seen {
         Seen::Unreadable => return (rejected(photo_id, Rejection::Unreadable, None, 0), None),
         Seen::Faces(faces) => faces,
     };
     let count = faces.len() as u32;
-    match judge(faces) {
+    match judge(faces, min_score) {
         Ok(i) => {
             let face = &faces[i];
             let check = PhotoCheck {
@@ -251,12 +293,7 @@ async fn run(
             "student {student_id} no longer exists"
         )));
     };
-    let photos = student_photo::Entity::find()
-        .filter(student_photo::Column::StudentId.eq(student_id))
-        .order_by_asc(student_photo::Column::CreatedAt)
-        .order_by_asc(student_photo::Column::Id)
-        .all(&ctx.db)
-        .await?;
+    let photos = load_photos(&ctx.db, student_id).await?;
 
     let mut seen = Vec::with_capacity(photos.len());
     for (i, photo) in photos.iter().enumerate() {
@@ -271,7 +308,14 @@ async fn run(
         result,
         status,
         embeddings,
-    } = decide(student_id, student.status, model, &seen, &classmates);
+    } = decide(
+        student_id,
+        student.status,
+        model,
+        &seen,
+        &classmates,
+        Standards::for_engine(&ctx.engine),
+    );
     if !result.possible_duplicates.is_empty() {
         tracing::warn!(
             count = result.possible_duplicates.len(),
@@ -281,36 +325,15 @@ async fn run(
 
     let txn = ctx.db.begin().await?;
     let now = Utc::now();
-    // Rewrite this model's embeddings of the student from scratch: a re-run gives the
-    // same rows, and a photo that is now rejected loses its old embedding.
-    face_embedding::Entity::delete_many()
-        .filter(face_embedding::Column::StudentId.eq(student_id))
-        .filter(face_embedding::Column::Model.eq(model))
-        .exec(&txn)
-        .await?;
-    for ((photo, check), descriptor) in photos.iter().zip(&result.photos).zip(&embeddings) {
-        let mut row = photo.clone().into_active_model();
-        row.verdict = Set(match check.verdict {
-            Verdict::Accepted => PhotoVerdict::Accepted,
-            Verdict::Rejected => PhotoVerdict::Rejected,
-        });
-        row.reason = Set(check.reason.map(|r| r.as_str().to_string()));
-        row.face_box = Set(check.face_box.map(|b| json!(b)));
-        row.detector_score = Set(check.score.map(f64::from));
-        student_photo::Entity::update(row).exec(&txn).await?;
-        if let Some(descriptor) = descriptor {
-            face_embedding::Entity::insert(face_embedding::ActiveModel {
-                id: Set(Uuid::new_v4()),
-                photo_id: Set(photo.id),
-                student_id: Set(student_id),
-                model: Set(model.to_string()),
-                vector: Set(models::vector::encode(descriptor)),
-                created_at: Set(now),
-            })
-            .exec_without_returning(&txn)
-            .await?;
-        }
-    }
+    write_photos(
+        &txn,
+        student_id,
+        model,
+        &photos,
+        &result.photos,
+        &embeddings,
+    )
+    .await?;
     let mut row = student.into_active_model();
     row.status = Set(status);
     row.updated_at = Set(now);
@@ -326,8 +349,67 @@ async fn run(
     Ok(Outcome::Completed(result))
 }
 
+/// Rewrites `model`'s embeddings of the student from scratch (a re-run gives the same
+/// rows, and a photo that is now rejected loses its old embedding; other models'
+/// embeddings are left alone) and records each photo's verdict.
+pub(crate) async fn write_photos(
+    txn: &DatabaseTransaction,
+    student_id: Uuid,
+    model: &str,
+    photos: &[student_photo::Model],
+    checks: &[PhotoCheck],
+    embeddings: &[Option<Descriptor>],
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    face_embedding::Entity::delete_many()
+        .filter(face_embedding::Column::StudentId.eq(student_id))
+        .filter(face_embedding::Column::Model.eq(model))
+        .exec(txn)
+        .await?;
+    for ((photo, check), descriptor) in photos.iter().zip(checks).zip(embeddings) {
+        let mut row = photo.clone().into_active_model();
+        row.verdict = Set(match check.verdict {
+            Verdict::Accepted => PhotoVerdict::Accepted,
+            Verdict::Rejected => PhotoVerdict::Rejected,
+        });
+        row.reason = Set(check.reason.map(|r| r.as_str().to_string()));
+        row.face_box = Set(check.face_box.map(|b| json!(b)));
+        row.detector_score = Set(check.score.map(f64::from));
+        student_photo::Entity::update(row).exec(txn).await?;
+        if let Some(descriptor) = descriptor {
+            face_embedding::Entity::insert(face_embedding::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                photo_id: Set(photo.id),
+                student_id: Set(student_id),
+                model: Set(model.to_string()),
+                vector: Set(models::vector::encode(descriptor)),
+                created_at: Set(now),
+            })
+            .exec_without_returning(txn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+/// The student's registration photos, oldest first.
+pub(crate) async fn load_photos(
+    db: &impl ConnectionTrait,
+    student_id: Uuid,
+) -> Result<Vec<student_photo::Model>, DbErr> {
+    student_photo::Entity::find()
+        .filter(student_photo::Column::StudentId.eq(student_id))
+        .order_by_asc(student_photo::Column::CreatedAt)
+        .order_by_asc(student_photo::Column::Id)
+        .all(db)
+        .await
+}
+
 /// Fetches, decodes and analyses one photo.
-async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen, JobError> {
+pub(crate) async fn look_at(
+    ctx: &JobContext,
+    photo: &student_photo::Model,
+) -> Result<Seen, JobError> {
     let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
         tracing::warn!(photo_id = %photo.id, key = %photo.blob_key, "registration photo missing from storage");
         return Ok(Seen::Unreadable);
@@ -393,10 +475,10 @@ async fn load_classmates(
         .collect())
 }
 
-/// A stored embedding as a descriptor, if it is a whole number of f32s (the rows are
-/// read for one model only, so their lengths agree).
+/// A stored embedding as a descriptor, if it decodes (the gallery is filtered by model,
+/// so its descriptors share that model's length).
 pub(crate) fn to_descriptor(bytes: &[u8]) -> Option<Descriptor> {
-    models::vector::decode(bytes).ok().filter(|v| !v.is_empty())
+    models::vector::decode(bytes).ok()
 }
 
 pub(crate) fn face_box(bbox: [f32; 4]) -> FaceBox {
@@ -464,22 +546,39 @@ mod tests {
     #[test]
     fn judge_wants_one_dominant_large_sharp_face() {
         let d = descriptor(0.0);
-        assert_eq!(judge(&[]), Err((Rejection::NoFace, None)));
+        assert_eq!(judge(&[], MIN_SCORE), Err((Rejection::NoFace, None)));
         let pair = [
             face(0.0, 120.0, 0.99, d.clone()),
             face(200.0, 110.0, 0.99, d.clone()),
         ];
-        assert_eq!(judge(&pair), Err((Rejection::SeveralFaces, Some(0))));
+        assert_eq!(
+            judge(&pair, MIN_SCORE),
+            Err((Rejection::SeveralFaces, Some(0)))
+        );
         // A passer-by far smaller than the subject does not spoil the photo.
         let with_passer_by = [
             face(300.0, 40.0, 0.97, d.clone()),
             face(0.0, 150.0, 0.99, d.clone()),
         ];
-        assert_eq!(judge(&with_passer_by), Ok(1));
+        assert_eq!(judge(&with_passer_by, MIN_SCORE), Ok(1));
         let small = [face(0.0, MIN_FACE_WIDTH - 1.0, 0.99, d.clone())];
-        assert_eq!(judge(&small), Err((Rejection::FaceTooSmall, Some(0))));
+        assert_eq!(
+            judge(&small, MIN_SCORE),
+            Err((Rejection::FaceTooSmall, Some(0)))
+        );
         let blurred = [face(0.0, 150.0, MIN_SCORE - 0.01, d.clone())];
-        assert_eq!(judge(&blurred), Err((Rejection::LowConfidence, Some(0))));
+        assert_eq!(
+            judge(&blurred, MIN_SCORE),
+            Err((Rejection::LowConfidence, Some(0)))
+        );
+        // SCRFD's scale: a sharp portrait at 0.8 passes, a doubtful face at 0.5 does not.
+        let scrfd = [face(0.0, 150.0, 0.8, d.clone())];
+        assert_eq!(judge(&scrfd, MIN_SCRFD_SCORE), Ok(0));
+        let doubtful = [face(0.0, 150.0, 0.5, d.clone())];
+        assert_eq!(
+            judge(&doubtful, MIN_SCRFD_SCORE),
+            Err((Rejection::LowConfidence, Some(0)))
+        );
     }
 
     #[test]
@@ -512,6 +611,7 @@ mod tests {
             "dlib_resnet_v1",
             &photos,
             &[asha.clone(), ravi],
+            Standards::DLIB,
         );
         let r = &decision.result;
         assert_eq!((r.accepted, r.rejected), (1, 4));
@@ -576,7 +676,14 @@ mod tests {
     #[test]
     fn decide_without_a_usable_photo_fails_but_respects_inactive() {
         let photos = [(Uuid::from_u128(1), Seen::Faces(vec![]))];
-        let failed = decide(Uuid::new_v4(), StudentStatus::Pending, "m", &photos, &[]);
+        let failed = decide(
+            Uuid::new_v4(),
+            StudentStatus::Pending,
+            "m",
+            &photos,
+            &[],
+            Standards::DLIB,
+        );
         assert_eq!(failed.status, StudentStatus::Failed);
         assert_eq!(failed.result.status, RegisteredStatus::Failed);
         assert!(failed.result.possible_duplicates.is_empty());
@@ -585,7 +692,14 @@ mod tests {
             Uuid::from_u128(1),
             Seen::Faces(vec![face(0.0, 150.0, 0.99, descriptor(0.0))]),
         )];
-        let inactive = decide(Uuid::new_v4(), StudentStatus::Inactive, "m", &good, &[]);
+        let inactive = decide(
+            Uuid::new_v4(),
+            StudentStatus::Inactive,
+            "m",
+            &good,
+            &[],
+            Standards::DLIB,
+        );
         assert_eq!(inactive.status, StudentStatus::Inactive);
         assert_eq!(inactive.result.accepted, 1);
         assert_eq!(inactive.result.photos[0].note, None);

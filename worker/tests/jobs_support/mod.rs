@@ -65,6 +65,32 @@ pub fn engine() -> Arc<FaceEngine> {
         .clone()
 }
 
+/// The ArcFace engine (`FACE_MODEL=arcface-mbf`, its SCRFD detector), loaded once per
+/// test binary: the model a deployment switches to.
+pub fn arcface_engine() -> Arc<FaceEngine> {
+    static ENGINE: OnceLock<Arc<FaceEngine>> = OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let device = std::env::var("DEVICE").unwrap_or_else(|_| "cpu".into());
+            let model = common::FaceModel::ArcfaceMbf;
+            let engine = FaceEngine::open(
+                &model_dir(),
+                model,
+                model.default_detector(),
+                &device,
+                false,
+            )
+            .unwrap_or_else(|e| {
+                panic!(
+                    "ArcFace model files missing in {} ({e}); run scripts/test.sh",
+                    model_dir().display()
+                )
+            });
+            Arc::new(engine)
+        })
+        .clone()
+}
+
 /// A database for one test: deleted when the test is done (PostgreSQL) or with its
 /// temporary directory (SQLite).
 pub struct TestDb {
@@ -171,6 +197,19 @@ pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContex
         db: db.clone(),
         blobs: blobs.clone(),
         engine: engine(),
+    }
+}
+
+/// A context with the given engine (e.g. after a `FACE_MODEL` switch).
+pub fn context_with(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    engine: Arc<FaceEngine>,
+) -> JobContext {
+    JobContext {
+        db: db.clone(),
+        blobs: blobs.clone(),
+        engine,
     }
 }
 
