@@ -1,6 +1,7 @@
 //! Parity with InsightFace run by onnxruntime (`scripts/golden/make_golden_arcface.py`):
 //! the network alone on the golden aligned crops, our alignment against cv2's crops, and
-//! both together from the golden SCRFD keypoints, against `tests/golden/arcface.json`.
+//! both together from the golden SCRFD keypoints, and the whole pipeline from the photo
+//! (our SCRFD → our alignment → our network), against `tests/golden/arcface.json`.
 //! No Python runs here: the golden files are committed.
 //!
 //! Photos through `worker::fixtures` (the South-Asian ones in tests of their own);
@@ -15,6 +16,7 @@ use sha2::{Digest, Sha256};
 use worker::engine::arcface::alignment::{norm_crop, norm_crop_matrix};
 use worker::engine::arcface::{ArcFaceEmbedder, EMBEDDING_LEN};
 use worker::engine::pipeline::load_image;
+use worker::engine::scrfd::{Scrfd, ScrfdConfig};
 use worker::fixtures;
 
 #[derive(Deserialize)]
@@ -30,6 +32,8 @@ struct GoldenImage {
 
 #[derive(Deserialize)]
 struct GoldenFace {
+    #[serde(rename = "box")]
+    bbox: [f32; 4],
     kps: [[f32; 2]; 5],
     matrix: [[f64; 3]; 2],
     crop_sha256: String,
@@ -232,4 +236,77 @@ fn check_end_to_end(south_asian: bool, min_faces: usize) {
     );
     assert!(count >= min_faces, "only {count} golden faces");
     assert!(worst.0 >= 0.999, "worst cosine {} at {}", worst.0, worst.1);
+}
+
+/// The whole ArcFace pipeline from the photo: our SCRFD finds the faces and their
+/// keypoints, our alignment and network embed them; each golden face's embedding is
+/// matched by its box. Cosine ≥ 0.999 for every face.
+#[test]
+fn end_to_end_from_the_photo_through_scrfd() {
+    check_through_scrfd(false, 30);
+}
+
+#[test]
+fn end_to_end_from_the_photo_through_scrfd_south_asian() {
+    if fixtures::south_asian("end_to_end_from_the_photo_through_scrfd_south_asian").is_some() {
+        check_through_scrfd(true, 100);
+    }
+}
+
+fn check_through_scrfd(south_asian: bool, min_faces: usize) {
+    let golden = golden();
+    let embedder = embedder();
+    let scrfd_file =
+        env_path("MODEL_DIR", manifest().join("../data/models")).join("scrfd_500m_bnkps.onnx");
+    // The golden generator runs SCRFD at the photo's own resolution only.
+    let scrfd = Scrfd::load_with(
+        &scrfd_file,
+        &Device::Cpu,
+        true,
+        ScrfdConfig {
+            overview_side: 0,
+            ..ScrfdConfig::default()
+        },
+    )
+    .unwrap_or_else(|e| panic!("load {}: {e}", scrfd_file.display()));
+    let mut worst = (1.0f32, String::new());
+    let mut count = 0;
+    for (image, g) in &golden.images {
+        if g.faces.is_empty() || !in_set(image, south_asian) {
+            continue;
+        }
+        let photo = load_image(&fixtures::photo(image)).unwrap_or_else(|e| panic!("{image}: {e}"));
+        let found = scrfd.detect(&photo).unwrap();
+        let kps: Vec<_> = found.iter().map(|f| f.kps).collect();
+        let ours = embedder.embed(&photo, &kps).unwrap();
+        for (i, face) in g.faces.iter().enumerate() {
+            let nearest = found
+                .iter()
+                .enumerate()
+                .min_by(|(_, a), (_, b)| {
+                    box_gap(&a.bbox, &face.bbox).total_cmp(&box_gap(&b.bbox, &face.bbox))
+                })
+                .map(|(j, _)| j)
+                .unwrap_or_else(|| panic!("{image}#{i}: no face found"));
+            let c = cosine(&ours[nearest], &face.embedding);
+            if c < worst.0 {
+                worst = (c, format!("{image}#{i}"));
+            }
+            count += 1;
+        }
+    }
+    eprintln!(
+        "photo → SCRFD → alignment → network: {count} faces, worst cosine {:.7} ({})",
+        worst.0, worst.1
+    );
+    assert!(count >= min_faces, "only {count} golden faces");
+    assert!(worst.0 >= 0.999, "worst cosine {} at {}", worst.0, worst.1);
+}
+
+/// Largest corner distance between two boxes, in pixels.
+fn box_gap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }

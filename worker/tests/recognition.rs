@@ -306,3 +306,43 @@ fn south_asian_groups_misname_nobody(model: FaceModel) {
     }
     eprintln!("{model}: south-asian groups: {found} of 5 registered faces recognised");
 }
+
+/// `eval` on a folder with an unreadable photo and an oversized one: both are listed as
+/// skipped with their reason and the other photos are still measured.
+#[test]
+fn eval_skips_unreadable_and_oversized_photos_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    for person in ["obama", "biden"] {
+        let folder = dir.path().join(person);
+        std::fs::create_dir_all(&folder).unwrap();
+        let labels = labels();
+        for photo in labels["people"][person].as_array().unwrap() {
+            let rel = photo.as_str().unwrap();
+            let name = std::path::Path::new(rel).file_name().unwrap();
+            std::fs::copy(fixtures::photo(rel), folder.join(name)).unwrap();
+        }
+    }
+    // Text named like a photo, and a PNG header declaring 100000×100000 pixels.
+    std::fs::write(dir.path().join("obama/zz_cut.jpg"), b"not a photo at all").unwrap();
+    let mut png = Vec::new();
+    image::RgbImage::new(1, 1)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    std::fs::write(dir.path().join("biden/zz_giant.png"), &png).unwrap();
+
+    let people = scan_people(dir.path()).unwrap();
+    let embedded = embed_people(engine(DLIB), &people).unwrap();
+    let split = Split::new(DLIB, &embedded, 2);
+    let report = split.report(people.len(), 2);
+    let skipped: Vec<&str> = report
+        .skipped_photos
+        .iter()
+        .map(|s| s.photo.rsplit('/').next().unwrap())
+        .collect();
+    assert_eq!(skipped.len(), 2, "{:?}", report.skipped_photos);
+    assert!(skipped.contains(&"zz_cut.jpg") && skipped.contains(&"zz_giant.png"));
+    assert!(report.skipped_photos.iter().all(|s| !s.reason.is_empty()));
+    assert!(report.probes >= 2, "{} probes", report.probes);
+}
