@@ -5,10 +5,10 @@
 
 use image::RgbImage;
 
+use super::Result;
 pub use super::mtcnn::Detection;
 use super::mtcnn::Mtcnn;
 use super::scrfd::{Scrfd, ScrfdDetection};
-use super::Result;
 
 /// Detections below this MTCNN score are not treated as faces. MTCNN's last stage
 /// keeps anything above 0.7, which on the fixtures includes hands and blurred
@@ -50,9 +50,11 @@ impl FaceDetector {
     pub fn detect_portrait(&self, image: &RgbImage) -> Result<Vec<Detection>> {
         let faces = self.detect(image)?;
         match self {
-            FaceDetector::Scrfd(s) if faces.is_empty() => {
-                Ok(s.detect_padded(image)?.into_iter().map(from_scrfd).collect())
-            }
+            FaceDetector::Scrfd(s) if faces.is_empty() => Ok(s
+                .detect_padded(image)?
+                .into_iter()
+                .map(from_scrfd)
+                .collect()),
             _ => Ok(faces),
         }
     }

@@ -75,7 +75,13 @@ impl FaceEngine {
     /// is set.
     pub fn from_model_dir(model_dir: &Path, device_spec: &str, fetch: bool) -> Result<Self> {
         let model = FaceModel::DlibResnet;
-        Self::open(model_dir, model, model.default_detector(), device_spec, fetch)
+        Self::open(
+            model_dir,
+            model,
+            model.default_detector(),
+            device_spec,
+            fetch,
+        )
     }
 
     /// The pipeline of `model` with `detector` from `model_dir` (fetching missing or

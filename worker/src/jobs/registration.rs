@@ -464,10 +464,16 @@ mod tests {
     fn judge_wants_one_dominant_large_sharp_face() {
         let d = descriptor(0.0);
         assert_eq!(judge(&[]), Err((Rejection::NoFace, None)));
-        let pair = [face(0.0, 120.0, 0.99, d.clone()), face(200.0, 110.0, 0.99, d.clone())];
+        let pair = [
+            face(0.0, 120.0, 0.99, d.clone()),
+            face(200.0, 110.0, 0.99, d.clone()),
+        ];
         assert_eq!(judge(&pair), Err((Rejection::SeveralFaces, Some(0))));
         // A passer-by far smaller than the subject does not spoil the photo.
-        let with_passer_by = [face(300.0, 40.0, 0.97, d.clone()), face(0.0, 150.0, 0.99, d.clone())];
+        let with_passer_by = [
+            face(300.0, 40.0, 0.97, d.clone()),
+            face(0.0, 150.0, 0.99, d.clone()),
+        ];
         assert_eq!(judge(&with_passer_by), Ok(1));
         let small = [face(0.0, MIN_FACE_WIDTH - 1.0, 0.99, d.clone())];
         assert_eq!(judge(&small), Err((Rejection::FaceTooSmall, Some(0))));

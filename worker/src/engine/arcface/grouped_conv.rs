@@ -1,4 +1,5 @@
-//! Grouped convolution (depthwise: one filter per channel) on NHWC maps. im2col would
+//! Grouped convolution with several channels per group on NHWC maps (depthwise ones,
+//! one channel per group, go through the shared `nhwc::depthwise` kernel). im2col would
 //! copy each input pixel k² times only to multiply it by a few weights per channel;
 //! instead every output pixel accumulates its k² input pixels channel-wise, which the
 //! compiler vectorises over the channels, and the bias and PReLU are applied in the
@@ -17,7 +18,6 @@ pub struct GroupedConv {
     c_in: usize,
     c_out: usize,
     in_per_group: usize,
-    out_per_group: usize,
     /// `(k, k, in_per_group, c_out)`: for each tap and input channel of a group, the
     /// weights of every output channel, laid out like the output pixel.
     weight: Vec<f32>,
@@ -59,15 +59,10 @@ impl GroupedConv {
             c_in: in_per_group * groups,
             c_out,
             in_per_group,
-            out_per_group,
             weight: w,
             bias: bias.to_vec(),
             gather,
         }
-    }
-
-    pub fn is_depthwise(&self) -> bool {
-        self.in_per_group == 1 && self.out_per_group == 1
     }
 
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -84,7 +79,6 @@ impl GroupedConv {
         let (oh, ow) = self.output_size(x.h, x.w);
         let mut out = Maps::zeros(x.n, oh, ow, c_out);
         let (s, p, k) = (self.stride as isize, self.padding as isize, self.k);
-        let depthwise = self.is_depthwise();
         out.data
             .par_chunks_mut(ow * c_out)
             .enumerate()
@@ -93,7 +87,7 @@ impl GroupedConv {
                 let oy = (row % oh) as isize;
                 let image = &x.data[b * x.h * x.w * c_in..(b + 1) * x.h * x.w * c_in];
                 // For groups of several channels: the input channel each output reads.
-                let mut gathered = vec![0.0f32; if depthwise { 0 } else { c_out }];
+                let mut gathered = vec![0.0f32; c_out];
                 for (ox, acc) in out_row.chunks_exact_mut(c_out).enumerate() {
                     acc.copy_from_slice(&self.bias);
                     for ky in 0..k {
@@ -109,13 +103,6 @@ impl GroupedConv {
                             let at = (iy as usize * x.w + ix as usize) * c_in;
                             let src = &image[at..at + c_in];
                             let tap = ky * k + kx;
-                            if depthwise {
-                                let w = &self.weight[tap * c_out..(tap + 1) * c_out];
-                                for ((a, v), w) in acc.iter_mut().zip(src).zip(w) {
-                                    *a += v * w;
-                                }
-                                continue;
-                            }
                             for j in 0..self.in_per_group {
                                 let idx = &self.gather[j * c_out..(j + 1) * c_out];
                                 for (g, &i) in gathered.iter_mut().zip(idx) {
@@ -184,7 +171,6 @@ mod tests {
             let bias = random(c, 20 + i as u64);
             let alpha = random(c, 30 + i as u64);
             let conv = GroupedConv::from_oihw(&weight, &bias, [c, per, 3], groups, stride, 1);
-            assert_eq!(conv.is_depthwise(), per == 1);
             let ours = conv.forward(&x, Some(&alpha));
 
             let xt = Tensor::from_vec(x.data.clone(), (n, h, w, c), &Device::Cpu)

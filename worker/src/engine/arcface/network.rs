@@ -14,7 +14,8 @@ use candle_nn::{Conv2d, Conv2dConfig};
 use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
-use super::pointwise::Pointwise;
+use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::pointwise::Pointwise;
 use crate::engine::nhwc::{self, Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
@@ -35,6 +36,8 @@ pub enum Layout {
 enum Kernel {
     Dense(nhwc::Conv),
     Pointwise(Pointwise),
+    Depthwise(Depthwise),
+    /// Groups of several channels (MobileFaceNet's second layer).
     Grouped(GroupedConv),
     Candle(Conv2d),
 }
@@ -183,8 +186,11 @@ impl<'m> Builder<'m> {
                 ))
             }
             Layout::Nhwc if group == 1 && k == 1 && stride == 1 && padding == 0 => {
-                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in)?)
+                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in))
             }
+            Layout::Nhwc if per_group == 1 && c_out == group => Kernel::Depthwise(
+                Depthwise::from_oihw(&weight.data, &bias, [c_out, k], stride, padding),
+            ),
             Layout::Nhwc if group == 1 => Kernel::Dense(nhwc::Conv::from_oihw(
                 &weight.data,
                 &bias,
@@ -401,7 +407,7 @@ impl MobileFaceNet {
         for s in &self.steps {
             match s {
                 Step::Conv {
-                    kernel: Kernel::Grouped(_),
+                    kernel: Kernel::Grouped(_) | Kernel::Depthwise(_),
                     ..
                 } => counts.1 += 1,
                 Step::Conv {
@@ -468,11 +474,11 @@ impl MobileFaceNet {
                 } => {
                     let x = value(&values, *input)?;
                     let slopes = prelu.as_ref().map(|p| p.slopes.as_slice());
+                    let act = slopes.map_or(Act::Identity, Act::Prelu);
                     let y = match kernel {
-                        Kernel::Dense(conv) => {
-                            conv.forward_act(x, slopes.map_or(Act::Identity, Act::Prelu))?
-                        }
-                        Kernel::Pointwise(conv) => conv.forward(x, slopes)?,
+                        Kernel::Dense(conv) => conv.forward_act(x, act)?,
+                        Kernel::Pointwise(conv) => conv.forward(x, act)?,
+                        Kernel::Depthwise(conv) => conv.forward(x, act),
                         Kernel::Grouped(conv) => conv.forward(x, slopes),
                         Kernel::Candle(_) => {
                             return Err(EngineError::Invalid(
