@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use candle_core::Device;
-use worker::fixtures;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 use worker::engine::arcface::alignment::{norm_crop, norm_crop_matrix};
 use worker::engine::arcface::{ArcFaceEmbedder, EMBEDDING_LEN};
 use worker::engine::pipeline::load_image;
+use worker::fixtures;
 
 #[derive(Deserialize)]
 struct Golden {

@@ -13,8 +13,8 @@ use image::RgbImage;
 use serde::Deserialize;
 use worker::engine::pipeline::load_image;
 use worker::engine::scrfd::tiling::Tile;
-use worker::fixtures;
 use worker::engine::scrfd::{Scrfd, ScrfdConfig, ScrfdDetection};
+use worker::fixtures;
 
 const MAX_PX: f32 = 0.5;
 const MAX_SCORE_DIFF: f32 = 1e-3;

@@ -15,6 +15,7 @@ use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
 use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::gemm;
 use crate::engine::nhwc::pointwise::Pointwise;
 use crate::engine::nhwc::{self, Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
@@ -472,9 +473,19 @@ impl MobileFaceNet {
                     kernel,
                     prelu,
                 } => {
-                    let x = value(&values, *input)?;
                     let slopes = prelu.as_ref().map(|p| p.slopes.as_slice());
                     let act = slopes.map_or(Act::Identity, Act::Prelu);
+                    // A 1×1 conv multiplies its input where it lies when this is the
+                    // input's last reader; otherwise the GEMM needs its own copy.
+                    if let Kernel::Pointwise(conv) = kernel
+                        && self.last_use[*input] == i
+                        && let Some(x) = values[*input].take()
+                    {
+                        values[*output] = Some(conv.forward_owned(x, act)?);
+                        self.free_after(i, &mut values);
+                        continue;
+                    }
+                    let x = value(&values, *input)?;
                     let y = match kernel {
                         Kernel::Dense(conv) => conv.forward_act(x, act)?,
                         Kernel::Pointwise(conv) => conv.forward(x, act)?,
@@ -489,17 +500,18 @@ impl MobileFaceNet {
                     (*output, y)
                 }
                 Step::Add { a, b, output } => {
-                    let mut y = value(&values, *a)?.clone();
+                    // The sum overwrites `a` when nothing later reads it (the usual case
+                    // for a residual branch), instead of copying it.
+                    let mut y = match values[*a].take_if(|_| self.last_use[*a] == i && a != b) {
+                        Some(y) => y,
+                        None => value(&values, *a)?.clone(),
+                    };
                     y.add_assign(value(&values, *b)?);
                     (*output, y)
                 }
             };
             values[output] = Some(y);
-            for (slot, &last) in self.last_use.iter().enumerate() {
-                if last == i {
-                    values[slot] = None;
-                }
-            }
+            self.free_after(i, &mut values);
         }
         let x = values[self.head_input]
             .take()
@@ -510,6 +522,18 @@ impl MobileFaceNet {
             (n, x.h * x.w * x.c),
             &Device::Cpu,
         )?)
+    }
+
+    /// Drops the maps that step `i` was the last to read, their buffers going back to
+    /// the pool for the next layers.
+    fn free_after(&self, i: usize, values: &mut [Option<Maps>]) {
+        for (slot, &last) in self.last_use.iter().enumerate() {
+            if last == i
+                && let Some(m) = values[slot].take()
+            {
+                gemm::recycle(m.data);
+            }
+        }
     }
 
     /// `(n, features)` input of the head, NCHW flatten order.

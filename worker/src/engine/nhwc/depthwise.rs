@@ -56,17 +56,6 @@ impl Depthwise {
         )
     }
 
-    /// Output columns `lo..hi` whose input column `ox·s + kx − p` lies in `0..w`.
-    fn columns(&self, kx: usize, w: usize, ow: usize) -> (usize, usize) {
-        let (s, p) = (self.stride, self.padding);
-        let lo = p.saturating_sub(kx).div_ceil(s);
-        if w + p <= kx {
-            return (0, 0);
-        }
-        let hi = ((w - 1 + p - kx) / s + 1).min(ow);
-        (lo.min(hi), hi)
-    }
-
     pub fn forward(&self, x: &Maps, act: Act<'_>) -> Maps {
         let (k, s, p, c) = (self.k, self.stride, self.padding, self.c);
         assert_eq!(x.c, c, "depthwise channels");
@@ -76,7 +65,7 @@ impl Depthwise {
         let (oh, ow) = self.output_size(x.h, x.w);
         let mut data = gemm::zeroed(x.n * oh * ow * c);
         let in_row = x.w * c;
-        let spans: Vec<(usize, usize)> = (0..k).map(|kx| self.columns(kx, x.w, ow)).collect();
+        let spans: Vec<(usize, usize)> = (0..k).map(|kx| columns(kx, s, p, x.w, ow)).collect();
         data.par_chunks_mut(ow * c)
             .enumerate()
             .for_each(|(r, orow)| {
@@ -113,6 +102,17 @@ impl Depthwise {
             data,
         }
     }
+}
+
+/// Output columns `lo..hi` (of `ow`) whose input column `ox·s + kx − p` lies in `0..w`:
+/// the pixels a kernel column reaches without falling into the zero padding.
+pub(crate) fn columns(kx: usize, s: usize, p: usize, w: usize, ow: usize) -> (usize, usize) {
+    if w + p <= kx {
+        return (0, 0);
+    }
+    let lo = p.saturating_sub(kx).div_ceil(s);
+    let hi = ((w - 1 + p - kx) / s + 1).min(ow);
+    (lo.min(hi), hi)
 }
 
 #[cfg(test)]
