@@ -8,6 +8,7 @@ use rayon::prelude::*;
 use super::decode::StrideOutput;
 use super::weights::{ConvWeights, HEAD_CHANNELS, STRIDES, ScrfdWeights, SeparableWeights};
 use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::gemm;
 use crate::engine::nhwc::pointwise::Pointwise;
 use crate::engine::nhwc::{Act, Conv, Maps};
 use crate::engine::{EngineError, Result};
@@ -162,11 +163,21 @@ impl ScrfdCpu {
     /// `x`: one normalised image `(1, H, W, 3)`, H and W multiples of 32.
     pub fn forward(&self, x: &Maps) -> Result<[StrideOutput; 3]> {
         let mut f = self.stem.forward_act(x, act(true))?;
-        let mut features = Vec::with_capacity(3);
+        let mut features: Vec<Maps> = Vec::with_capacity(3);
+        // A tapped block's output moves into `features` and the next block reads it
+        // there, rather than keeping a copy.
+        let mut tapped = false;
         for (i, block) in self.blocks.iter().enumerate() {
-            f = block.forward(&f)?;
-            if self.taps.contains(&i) {
-                features.push(f.clone());
+            let input = match features.last() {
+                Some(last) if tapped => last,
+                _ => &f,
+            };
+            let y = block.forward(input)?;
+            tapped = self.taps.contains(&i);
+            if tapped {
+                features.push(y);
+            } else {
+                gemm::recycle(std::mem::replace(&mut f, y).data);
             }
         }
         let [c3, c4, c5]: [Maps; 3] = features
