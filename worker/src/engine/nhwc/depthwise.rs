@@ -82,10 +82,15 @@ impl Depthwise {
                     for (kx, &(lo, hi)) in spans.iter().enumerate() {
                         let t = ky * k + kx;
                         let tap = &self.taps[t * c..(t + 1) * c];
-                        for ox in lo..hi {
-                            let ix = ox * s + kx - p;
-                            let o = &mut orow[ox * c..(ox + 1) * c];
-                            let i = &irow[ix * c..(ix + 1) * c];
+                        if lo == hi {
+                            continue;
+                        }
+                        // Output pixels `lo..hi` and the input pixels under this tap, every `s`-th
+                        // from `lo·s + kx − p`: chunked iterators, no per-pixel index arithmetic or
+                        // bounds checks.
+                        let outs = orow[lo * c..hi * c].chunks_exact_mut(c);
+                        let ins = irow[(lo * s + kx - p) * c..].chunks_exact(c).step_by(s);
+                        for (o, i) in outs.zip(ins) {
                             for ((o, i), w) in o.iter_mut().zip(i).zip(tap) {
                                 *o += i * w;
                             }
