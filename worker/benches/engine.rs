@@ -1,6 +1,7 @@
 //! `cargo bench -p worker --bench engine`: the face engine's speed on this machine.
 //! Prints one JSON object (read by `scripts/bench.sh`): descriptor ms/face at batch 1
 //! and 16, MTCNN ms per fixture photo, and whole-photo (detect + align + embed) ms.
+//! `BENCH_ONLY=arcface` or `BENCH_ONLY=scrfd` measures that network alone (for profiling).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -44,6 +45,22 @@ fn arcface_ms(model_dir: &Path, runs: usize) -> serde_json::Value {
     serde_json::json!({ "batch1": b1, "batch16": b16 })
 }
 
+/// SCRFD-500M (InsightFace's detector) ms per photo on `six` resized to 1366×768 (the
+/// MTCNN figure's photo) and to a classroom-sized 2000×1125, or nulls when
+/// `scrfd_500m_bnkps.onnx` is not in `model_dir`.
+fn scrfd_ms(model_dir: &Path, six: &image::RgbImage, runs: usize) -> [Option<f64>; 2] {
+    let Some(file) = Some(model_dir.join("scrfd_500m_bnkps.onnx")).filter(|p| p.exists()) else {
+        return [None, None];
+    };
+    let scrfd = Scrfd::load(&file, &candle_core::Device::Cpu).expect("scrfd");
+    [(1366, 768), (2000, 1125)].map(|(w, h)| {
+        let img = image::imageops::resize(six, w, h, image::imageops::FilterType::Triangle);
+        Some(median_ms(runs, || {
+            scrfd.detect(&img).unwrap();
+        }))
+    })
+}
+
 /// Median wall time of `runs` calls, in milliseconds, after one warm-up call.
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -72,6 +89,30 @@ fn main() {
     } else {
         model_dir
     };
+    // BENCH_ONLY=arcface or BENCH_ONLY=scrfd: that network alone, to profile it.
+    match std::env::var("BENCH_ONLY").as_deref() {
+        Ok("arcface") => {
+            let report = serde_json::json!({
+                "runs": runs,
+                "arcface_ms_per_face": arcface_ms(&model_dir, runs),
+            });
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+            return;
+        }
+        Ok("scrfd") => {
+            let six =
+                load_image(&fixtures::photo("groups/six_people.jpg")).expect("six_people.jpg");
+            let [hd, classroom] = scrfd_ms(&model_dir, &six, runs);
+            let report = serde_json::json!({
+                "runs": runs,
+                "scrfd_ms_1366x768": hd,
+                "scrfd_ms_2000x1125": classroom,
+            });
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+            return;
+        }
+        _ => {}
+    }
     let paths = verify_models(&model_dir).expect("models (run attendance-worker fetch-models)");
     let device = candle_core::Device::Cpu;
     let engine = FaceEngine::load(&paths, device.clone()).expect("engine");
@@ -124,21 +165,7 @@ fn main() {
     let whole_hd = median_ms(runs, || {
         engine.analyze(&hd).unwrap();
     });
-    // SCRFD-500M (InsightFace's detector) on the same 1366×768 photo and on a
-    // classroom-sized 2000×1125 one, at their own resolution.
-    let scrfd_file = Some(model_dir.join("scrfd_500m_bnkps.onnx")).filter(|p| p.exists());
-    let scrfd = scrfd_file.map(|p| Scrfd::load(&p, &device).expect("scrfd"));
-    let classroom =
-        image::imageops::resize(&six, 2000, 1125, image::imageops::FilterType::Triangle);
-    let scrfd_ms = |img: &image::RgbImage| {
-        scrfd.as_ref().map(|s| {
-            median_ms(runs, || {
-                s.detect(img).unwrap();
-            })
-        })
-    };
-    let scrfd_hd = scrfd_ms(&hd);
-    let scrfd_classroom = scrfd_ms(&classroom);
+    let [scrfd_hd, scrfd_classroom] = scrfd_ms(&model_dir, &six, runs);
     let arcface = arcface_ms(&model_dir, runs);
     let report = serde_json::json!({
         "threads": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),

@@ -6,10 +6,15 @@
 //! on every call and runs many small GEMMs on 512-pixel tiles, which made the descriptor
 //! network several times slower than dlib. On CUDA the candle-nn layers are used as is.
 
-use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
 use super::Result;
+
+pub mod depthwise;
+pub mod gemm;
+pub mod pointwise;
+
+use gemm::Rhs;
 
 /// Rows per parallel task in the per-pixel passes: big enough that scheduling is noise.
 const ROWS_PER_TASK: usize = 1024;
@@ -92,7 +97,7 @@ pub struct Conv {
     c_in: usize,
     c_out: usize,
     /// `(k_h·k_w·c_in, c_out)`: row `(ky, kx, ci)`, the im2col column order.
-    weight: Tensor,
+    weight: Rhs,
     bias: Vec<f32>,
 }
 
@@ -126,7 +131,7 @@ impl Conv {
             padding,
             c_in,
             c_out,
-            weight: Tensor::from_vec(w, (rows, c_out), &Device::Cpu)?,
+            weight: Rhs::new(w, rows, c_out),
             bias: bias.to_vec(),
         })
     }
@@ -148,37 +153,9 @@ impl Conv {
         let (oh, ow) = self.output_size(x.h, x.w);
         let rows = x.n * oh * ow;
         let cols = self.im2col(x, oh, ow);
-        let cols = Tensor::from_vec(cols, (rows, self.k_h * self.k_w * self.c_in), &Device::Cpu)?;
-        let mut data = cols.matmul(&self.weight)?.flatten_all()?.to_vec1::<f32>()?;
-        let c_out = self.c_out;
-        let bias = &self.bias;
-        if let Act::Prelu(alpha) = act {
-            assert_eq!(alpha.len(), c_out, "PReLU slopes");
-        }
-        data.par_chunks_mut(c_out * ROWS_PER_TASK).for_each(|rows| {
-            for px in rows.chunks_exact_mut(c_out) {
-                match act {
-                    Act::Identity => {
-                        for (v, b) in px.iter_mut().zip(bias) {
-                            *v += b;
-                        }
-                    }
-                    Act::Relu => {
-                        for (v, b) in px.iter_mut().zip(bias) {
-                            *v = (*v + b).max(0.0);
-                        }
-                    }
-                    Act::Prelu(alpha) => {
-                        // Branch-free (signs are random: a branch mispredicts half the
-                        // time); equal to `y > 0 ? y : a·y` up to the sign of zero.
-                        for ((v, b), a) in px.iter_mut().zip(bias).zip(alpha) {
-                            let y = *v + b;
-                            *v = y.max(0.0) + a * y.min(0.0);
-                        }
-                    }
-                }
-            }
-        });
+        let (mut data, cols) = gemm::matmul(cols, rows, &self.weight)?;
+        gemm::recycle(cols);
+        bias_act(&mut data, &self.bias, act);
         Ok(Maps {
             n: x.n,
             h: oh,
@@ -192,7 +169,7 @@ impl Conv {
     /// the kernel hangs over the padding).
     fn im2col(&self, x: &Maps, oh: usize, ow: usize) -> Vec<f32> {
         let row_len = self.k_h * self.k_w * self.c_in;
-        let mut cols = vec![0.0f32; x.n * oh * ow * row_len];
+        let mut cols = gemm::zeroed(x.n * oh * ow * row_len);
         cols.par_chunks_mut(row_len * ROWS_PER_TASK)
             .enumerate()
             .for_each(|(task, rows)| {
@@ -226,6 +203,44 @@ impl Conv {
             let src = x.at(b, iy as usize, (x0 + kx_lo as isize) as usize);
             let dst = (ky * self.k_w + kx_lo) * self.c_in;
             row[dst..dst + len].copy_from_slice(&x.data[src..src + len]);
+        }
+    }
+}
+
+/// `v = act(v + bias)` for every pixel of `data` (`c = bias.len()` channels each), in
+/// parallel chunks.
+pub(crate) fn bias_act(data: &mut [f32], bias: &[f32], act: Act<'_>) {
+    let c = bias.len();
+    if let Act::Prelu(alpha) = act {
+        assert_eq!(alpha.len(), c, "PReLU slopes");
+    }
+    data.par_chunks_mut(c * ROWS_PER_TASK).for_each(|rows| {
+        for px in rows.chunks_exact_mut(c) {
+            for (v, b) in px.iter_mut().zip(bias) {
+                *v += b;
+            }
+        }
+        act_row(rows, c, act);
+    });
+}
+
+/// `act` over pixels of `c` channels.
+pub(crate) fn act_row(data: &mut [f32], c: usize, act: Act<'_>) {
+    match act {
+        Act::Identity => {}
+        Act::Relu => {
+            for v in data.iter_mut() {
+                *v = v.max(0.0);
+            }
+        }
+        Act::Prelu(alpha) => {
+            for px in data.chunks_exact_mut(c) {
+                // Branch-free (signs are random: a branch mispredicts half the time);
+                // equal to `y > 0 ? y : a·y` up to the sign of zero.
+                for (v, a) in px.iter_mut().zip(alpha) {
+                    *v = v.max(0.0) + a * v.min(0.0);
+                }
+            }
         }
     }
 }
@@ -318,7 +333,7 @@ pub fn add_zero_padded(a: &Maps, b: &Maps) -> Maps {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use candle_core::{DType, Module};
+    use candle_core::{DType, Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
 
     fn random(len: usize, seed: u64) -> Vec<f32> {

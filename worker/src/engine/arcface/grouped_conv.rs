@@ -1,4 +1,5 @@
-//! Grouped convolution (depthwise: one filter per channel) on NHWC maps. im2col would
+//! Grouped convolution with several channels per group on NHWC maps (depthwise ones,
+//! one channel per group, go through the shared `nhwc::depthwise` kernel). im2col would
 //! copy each input pixel k² times only to multiply it by a few weights per channel;
 //! instead every output pixel accumulates its k² input pixels channel-wise, which the
 //! compiler vectorises over the channels, and the bias and PReLU are applied in the
@@ -6,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::nhwc::Maps;
+use crate::engine::nhwc::{Act, Maps, act_row, depthwise, gemm};
 
 /// A `k×k` grouped convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -18,13 +19,10 @@ pub struct GroupedConv {
     c_out: usize,
     in_per_group: usize,
     out_per_group: usize,
-    /// `(k, k, in_per_group, c_out)`: for each tap and input channel of a group, the
-    /// weights of every output channel, laid out like the output pixel.
+    /// `(k, k, c_out, in_per_group)`: for each tap and output channel, the weights of
+    /// its group's inputs, next to each other like the inputs in an NHWC pixel.
     weight: Vec<f32>,
     bias: Vec<f32>,
-    /// `(in_per_group, c_out)`: the input channel that output `o` reads as its group's
-    /// `j`-th input, so that one multiply-add over all outputs vectorises.
-    gather: Vec<usize>,
 }
 
 impl GroupedConv {
@@ -39,19 +37,15 @@ impl GroupedConv {
         padding: usize,
     ) -> Self {
         debug_assert_eq!(weight.len(), c_out * in_per_group * k * k);
-        let mut w = vec![0.0f32; k * k * in_per_group * c_out];
+        let mut w = vec![0.0f32; k * k * c_out * in_per_group];
         for o in 0..c_out {
             for j in 0..in_per_group {
                 for tap in 0..k * k {
-                    w[(tap * in_per_group + j) * c_out + o] =
+                    w[(tap * c_out + o) * in_per_group + j] =
                         weight[(o * in_per_group + j) * k * k + tap];
                 }
             }
         }
-        let out_per_group = c_out / groups;
-        let gather = (0..in_per_group)
-            .flat_map(|j| (0..c_out).map(move |o| o / out_per_group * in_per_group + j))
-            .collect();
         GroupedConv {
             k,
             stride,
@@ -59,15 +53,10 @@ impl GroupedConv {
             c_in: in_per_group * groups,
             c_out,
             in_per_group,
-            out_per_group,
+            out_per_group: c_out / groups,
             weight: w,
             bias: bias.to_vec(),
-            gather,
         }
-    }
-
-    pub fn is_depthwise(&self) -> bool {
-        self.in_per_group == 1 && self.out_per_group == 1
     }
 
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
@@ -78,65 +67,62 @@ impl GroupedConv {
     }
 
     /// The convolution, its bias and, when given, PReLU with one slope per channel.
+    /// Like the depthwise kernel: one output row per task, each tap's weights hoisted
+    /// out of the loop over the row's pixels.
     pub fn forward(&self, x: &Maps, prelu: Option<&[f32]>) -> Maps {
-        let (c_in, c_out) = (self.c_in, self.c_out);
+        let (c_in, c_out, k) = (self.c_in, self.c_out, self.k);
+        let (mi, mo) = (self.in_per_group, self.out_per_group);
         assert_eq!(x.c, c_in, "input channels");
         let (oh, ow) = self.output_size(x.h, x.w);
-        let mut out = Maps::zeros(x.n, oh, ow, c_out);
-        let (s, p, k) = (self.stride as isize, self.padding as isize, self.k);
-        let depthwise = self.is_depthwise();
-        out.data
-            .par_chunks_mut(ow * c_out)
+        let mut data = gemm::zeroed(x.n * oh * ow * c_out);
+        let in_row = x.w * c_in;
+        let spans: Vec<(usize, usize)> = (0..k)
+            .map(|kx| depthwise::columns(kx, self.stride, self.padding, x.w, ow))
+            .collect();
+        data.par_chunks_mut(ow * c_out)
             .enumerate()
-            .for_each(|(row, out_row)| {
-                let b = row / oh;
-                let oy = (row % oh) as isize;
-                let image = &x.data[b * x.h * x.w * c_in..(b + 1) * x.h * x.w * c_in];
-                // For groups of several channels: the input channel each output reads.
-                let mut gathered = vec![0.0f32; if depthwise { 0 } else { c_out }];
-                for (ox, acc) in out_row.chunks_exact_mut(c_out).enumerate() {
-                    acc.copy_from_slice(&self.bias);
-                    for ky in 0..k {
-                        let iy = oy * s - p + ky as isize;
-                        if iy < 0 || iy >= x.h as isize {
-                            continue;
-                        }
-                        for kx in 0..k {
-                            let ix = ox as isize * s - p + kx as isize;
-                            if ix < 0 || ix >= x.w as isize {
-                                continue;
-                            }
-                            let at = (iy as usize * x.w + ix as usize) * c_in;
-                            let src = &image[at..at + c_in];
-                            let tap = ky * k + kx;
-                            if depthwise {
-                                let w = &self.weight[tap * c_out..(tap + 1) * c_out];
-                                for ((a, v), w) in acc.iter_mut().zip(src).zip(w) {
-                                    *a += v * w;
-                                }
-                                continue;
-                            }
-                            for j in 0..self.in_per_group {
-                                let idx = &self.gather[j * c_out..(j + 1) * c_out];
-                                for (g, &i) in gathered.iter_mut().zip(idx) {
-                                    *g = src[i];
-                                }
-                                let row = (tap * self.in_per_group + j) * c_out;
-                                let w = &self.weight[row..row + c_out];
-                                for ((a, v), w) in acc.iter_mut().zip(&gathered).zip(w) {
-                                    *a += v * w;
+            .for_each(|(r, orow)| {
+                let (b, oy) = (r / oh, r % oh);
+                for px in orow.chunks_exact_mut(c_out) {
+                    px.copy_from_slice(&self.bias);
+                }
+                for ky in 0..k {
+                    let Some(iy) = (oy * self.stride + ky)
+                        .checked_sub(self.padding)
+                        .filter(|&iy| iy < x.h)
+                    else {
+                        continue;
+                    };
+                    let start = (b * x.h + iy) * in_row;
+                    let irow = &x.data[start..start + in_row];
+                    for (kx, &(lo, hi)) in spans.iter().enumerate() {
+                        let t = ky * k + kx;
+                        let tap = &self.weight[t * c_out * mi..(t + 1) * c_out * mi];
+                        for ox in lo..hi {
+                            let ix = ox * self.stride + kx - self.padding;
+                            let acc = &mut orow[ox * c_out..(ox + 1) * c_out];
+                            let src = &irow[ix * c_in..(ix + 1) * c_in];
+                            let groups = acc
+                                .chunks_exact_mut(mo)
+                                .zip(src.chunks_exact(mi))
+                                .zip(tap.chunks_exact(mo * mi));
+                            for ((acc, src), w) in groups {
+                                for (a, w) in acc.iter_mut().zip(w.chunks_exact(mi)) {
+                                    *a += src.iter().zip(w).map(|(v, w)| v * w).sum::<f32>();
                                 }
                             }
-                        }
-                    }
-                    if let Some(alpha) = prelu {
-                        for (a, slope) in acc.iter_mut().zip(alpha) {
-                            *a = a.max(0.0) + slope * a.min(0.0);
                         }
                     }
                 }
+                act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
             });
-        out
+        Maps {
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: c_out,
+            data,
+        }
     }
 }
 
@@ -184,7 +170,6 @@ mod tests {
             let bias = random(c, 20 + i as u64);
             let alpha = random(c, 30 + i as u64);
             let conv = GroupedConv::from_oihw(&weight, &bias, [c, per, 3], groups, stride, 1);
-            assert_eq!(conv.is_depthwise(), per == 1);
             let ours = conv.forward(&x, Some(&alpha));
 
             let xt = Tensor::from_vec(x.data.clone(), (n, h, w, c), &Device::Cpu)

@@ -5,7 +5,6 @@
 pub mod alignment;
 mod grouped_conv;
 pub mod network;
-mod pointwise;
 
 use std::path::Path;
 

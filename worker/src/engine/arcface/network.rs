@@ -14,7 +14,9 @@ use candle_nn::{Conv2d, Conv2dConfig};
 use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
-use super::pointwise::Pointwise;
+use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::gemm;
+use crate::engine::nhwc::pointwise::Pointwise;
 use crate::engine::nhwc::{self, Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
@@ -35,6 +37,8 @@ pub enum Layout {
 enum Kernel {
     Dense(nhwc::Conv),
     Pointwise(Pointwise),
+    Depthwise(Depthwise),
+    /// Groups of several channels (MobileFaceNet's second layer).
     Grouped(GroupedConv),
     Candle(Conv2d),
 }
@@ -183,8 +187,11 @@ impl<'m> Builder<'m> {
                 ))
             }
             Layout::Nhwc if group == 1 && k == 1 && stride == 1 && padding == 0 => {
-                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in)?)
+                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in))
             }
+            Layout::Nhwc if per_group == 1 && c_out == group => Kernel::Depthwise(
+                Depthwise::from_oihw(&weight.data, &bias, [c_out, k], stride, padding),
+            ),
             Layout::Nhwc if group == 1 => Kernel::Dense(nhwc::Conv::from_oihw(
                 &weight.data,
                 &bias,
@@ -401,7 +408,7 @@ impl MobileFaceNet {
         for s in &self.steps {
             match s {
                 Step::Conv {
-                    kernel: Kernel::Grouped(_),
+                    kernel: Kernel::Grouped(_) | Kernel::Depthwise(_),
                     ..
                 } => counts.1 += 1,
                 Step::Conv {
@@ -466,13 +473,23 @@ impl MobileFaceNet {
                     kernel,
                     prelu,
                 } => {
-                    let x = value(&values, *input)?;
                     let slopes = prelu.as_ref().map(|p| p.slopes.as_slice());
+                    let act = slopes.map_or(Act::Identity, Act::Prelu);
+                    // A 1×1 conv multiplies its input where it lies when this is the
+                    // input's last reader; otherwise the GEMM needs its own copy.
+                    if let Kernel::Pointwise(conv) = kernel
+                        && self.last_use[*input] == i
+                        && let Some(x) = values[*input].take()
+                    {
+                        values[*output] = Some(conv.forward_owned(x, act)?);
+                        self.free_after(i, &mut values);
+                        continue;
+                    }
+                    let x = value(&values, *input)?;
                     let y = match kernel {
-                        Kernel::Dense(conv) => {
-                            conv.forward_act(x, slopes.map_or(Act::Identity, Act::Prelu))?
-                        }
-                        Kernel::Pointwise(conv) => conv.forward(x, slopes)?,
+                        Kernel::Dense(conv) => conv.forward_act(x, act)?,
+                        Kernel::Pointwise(conv) => conv.forward(x, act)?,
+                        Kernel::Depthwise(conv) => conv.forward(x, act),
                         Kernel::Grouped(conv) => conv.forward(x, slopes),
                         Kernel::Candle(_) => {
                             return Err(EngineError::Invalid(
@@ -483,17 +500,18 @@ impl MobileFaceNet {
                     (*output, y)
                 }
                 Step::Add { a, b, output } => {
-                    let mut y = value(&values, *a)?.clone();
+                    // The sum overwrites `a` when nothing later reads it (the usual case
+                    // for a residual branch), instead of copying it.
+                    let mut y = match values[*a].take_if(|_| self.last_use[*a] == i && a != b) {
+                        Some(y) => y,
+                        None => value(&values, *a)?.clone(),
+                    };
                     y.add_assign(value(&values, *b)?);
                     (*output, y)
                 }
             };
             values[output] = Some(y);
-            for (slot, &last) in self.last_use.iter().enumerate() {
-                if last == i {
-                    values[slot] = None;
-                }
-            }
+            self.free_after(i, &mut values);
         }
         let x = values[self.head_input]
             .take()
@@ -504,6 +522,18 @@ impl MobileFaceNet {
             (n, x.h * x.w * x.c),
             &Device::Cpu,
         )?)
+    }
+
+    /// Drops the maps that step `i` was the last to read, their buffers going back to
+    /// the pool for the next layers.
+    fn free_after(&self, i: usize, values: &mut [Option<Maps>]) {
+        for (slot, &last) in self.last_use.iter().enumerate() {
+            if last == i
+                && let Some(m) = values[slot].take()
+            {
+                gemm::recycle(m.data);
+            }
+        }
     }
 
     /// `(n, features)` input of the head, NCHW flatten order.
