@@ -27,7 +27,6 @@ pub fn new_job(id: Uuid, kind: JobKind, subject_id: Uuid) -> job::ActiveModel {
         attempts: Set(0),
         error: Set(None),
         result: Set(None),
-        idempotency_key: Set(None),
         subject_id: Set(subject_id),
         created_at: Set(now),
         updated_at: Set(now),

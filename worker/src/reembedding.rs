@@ -156,7 +156,6 @@ pub async fn schedule(
             attempts: Set(0),
             error: Set(None),
             result: Set(None),
-            idempotency_key: Set(None),
             subject_id: Set(student_id),
             created_at: Set(now),
             updated_at: Set(now),

@@ -48,8 +48,8 @@ pub struct Model {
     /// Handler output shown by `GET /jobs/{id}`: a `common::job::result::JobResult`,
     /// kept as JSON so that a result this build cannot read never fails the row.
     pub result: Option<Json>,
-    #[sea_orm(unique)]
-    pub idempotency_key: Option<String>,
+    // The table's nullable `idempotency_key` column (first migration) is not mapped:
+    // nothing sets it yet; idempotent uploads will.
     /// The student (registration) or session (attendance) the job works on.
     pub subject_id: Uuid,
     pub created_at: DateTimeUtc,

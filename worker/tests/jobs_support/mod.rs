@@ -339,7 +339,6 @@ pub async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject_id: Uuid
         attempts: 0,
         error: None,
         result: None,
-        idempotency_key: None,
         subject_id,
         created_at: now,
         updated_at: now,
