@@ -30,7 +30,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::registration::{self, Decision, Standards, load_photos, look_at, write_photos};
+use super::registration::{self, Decision, Standards, load_photos, look_at_all, write_photos};
 use super::{Job, JobContext, JobError, Outcome, Progress};
 
 /// The re-embedding job.
@@ -73,13 +73,7 @@ async fn run(
         )));
     };
     let photos = load_photos(&ctx.db, student_id).await?;
-    let mut seen = Vec::with_capacity(photos.len());
-    for (i, photo) in photos.iter().enumerate() {
-        seen.push((photo.id, look_at(ctx, photo).await?));
-        progress
-            .set((i + 1) as f64 / (photos.len() + 1) as f64)
-            .await;
-    }
+    let seen = look_at_all(ctx, &photos, progress).await?;
     let model = ctx.engine.model_name();
     let Decision {
         result: checked,

@@ -294,14 +294,7 @@ async fn run(
         )));
     };
     let photos = load_photos(&ctx.db, student_id).await?;
-
-    let mut seen = Vec::with_capacity(photos.len());
-    for (i, photo) in photos.iter().enumerate() {
-        seen.push((photo.id, look_at(ctx, photo).await?));
-        progress
-            .set((i + 1) as f64 / (photos.len() + 1) as f64)
-            .await;
-    }
+    let seen = look_at_all(ctx, &photos, progress).await?;
     let model = ctx.engine.model_name();
     let classmates = load_classmates(ctx, &student, model).await?;
     let Decision {
@@ -405,8 +398,25 @@ pub(crate) async fn load_photos(
         .await
 }
 
+/// What the engine sees in each of a student's photos, reporting progress as it goes
+/// (the last step, writing, is left to the caller).
+pub(crate) async fn look_at_all(
+    ctx: &JobContext,
+    photos: &[student_photo::Model],
+    progress: &Progress<'_>,
+) -> Result<Vec<(Uuid, Seen)>, JobError> {
+    let mut seen = Vec::with_capacity(photos.len());
+    for (i, photo) in photos.iter().enumerate() {
+        seen.push((photo.id, look_at(ctx, photo).await?));
+        progress
+            .set((i + 1) as f64 / (photos.len() + 1) as f64)
+            .await;
+    }
+    Ok(seen)
+}
+
 /// Fetches, decodes and analyses one photo.
-pub(crate) async fn look_at(
+async fn look_at(
     ctx: &JobContext,
     photo: &student_photo::Model,
 ) -> Result<Seen, JobError> {
