@@ -416,10 +416,7 @@ pub(crate) async fn look_at_all(
 }
 
 /// Fetches, decodes and analyses one photo.
-async fn look_at(
-    ctx: &JobContext,
-    photo: &student_photo::Model,
-) -> Result<Seen, JobError> {
+async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen, JobError> {
     let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
         tracing::warn!(photo_id = %photo.id, key = %photo.blob_key, "registration photo missing from storage");
         return Ok(Seen::Unreadable);
