@@ -331,13 +331,14 @@ pub fn add_zero_padded(a: &Maps, b: &Maps) -> Maps {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
 
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        // A fixed LCG: reproducible inputs without a dependency.
+    /// Reproducible inputs in [-0.5, 0.5) without a dependency (a fixed LCG), shared by
+    /// the layer tests of every network.
+    pub(crate) fn random(len: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..len)
             .map(|_| {

@@ -129,20 +129,9 @@ impl GroupedConv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::nhwc::tests::random;
     use candle_core::{Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
-
-    fn random(len: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..len)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) - 0.5
-            })
-            .collect()
-    }
 
     /// Same numbers as candle-nn's grouped conv2d (depthwise, and 2 channels per group
     /// as in MobileFaceNet's second layer), at both strides and odd sizes where the last
