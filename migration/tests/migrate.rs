@@ -70,6 +70,7 @@ async fn exercise(db: &DatabaseConnection) {
         )),
         detector_score: Set(Some(0.99)),
         created_at: Set(now),
+        ..Default::default()
     }
     .insert(db)
     .await

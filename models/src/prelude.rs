@@ -1,6 +1,7 @@
 //! Every entity under a distinct name, plus the enums stored in their columns.
 
 pub use crate::entity::api_key::{Entity as ApiKey, Role};
+pub use crate::entity::attendance_audit::{AuditAction, Entity as AttendanceAudit};
 pub use crate::entity::attendance_record::{
     Entity as AttendanceRecord, RecordSource, RecordStatus,
 };

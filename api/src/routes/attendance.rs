@@ -2,7 +2,6 @@
 
 use chrono::{DateTime, Utc};
 use models::{
-    attendance_record::{RecordSource, RecordStatus},
     attendance_session::{self, SessionStatus},
     detected_face::{self, FaceBox},
 };
@@ -15,7 +14,13 @@ use poem_openapi::{
 };
 use uuid::Uuid;
 
-use super::{ApiTags, jobs::JobStatusOut, keys::KeyRefOut, parse_bound};
+use super::{
+    ApiTags,
+    corrections::{AuditEntryOut, source_out, status_out},
+    jobs::JobStatusOut,
+    keys::KeyRefOut,
+    parse_bound,
+};
 use crate::{
     auth::ApiKeyAuth,
     error::ApiError,
@@ -119,6 +124,8 @@ pub struct RecordOut {
     pub distance: Option<f64>,
     pub source: RecordSourceOut,
     pub updated_at: DateTime<Utc>,
+    /// The key that last corrected the record by hand (`manual`).
+    pub corrected_by_key_id: Option<Uuid>,
 }
 
 #[derive(Debug, Object)]
@@ -144,6 +151,9 @@ pub struct FaceOut {
     pub distance: Option<f64>,
     /// `GET` this for the face crop (JPEG); null when no crop was stored.
     pub crop_url: Option<String>,
+    /// The key that named the student behind this face by hand; such a face keeps its
+    /// student when the session is processed again.
+    pub assigned_by_key_id: Option<Uuid>,
 }
 
 impl From<detected_face::Model> for FaceOut {
@@ -169,6 +179,7 @@ impl From<detected_face::Model> for FaceOut {
             student_id: f.student_id,
             distance: f.distance,
             crop_url: f.crop_key.map(|_| format!("/faces/{}/crop", f.id)),
+            assigned_by_key_id: f.assigned_by_key_id,
         }
     }
 }
@@ -186,6 +197,8 @@ pub struct SessionDetailOut {
     pub records: Vec<RecordOut>,
     /// Every detected face; `student_id` null marks an unknown face.
     pub faces: Vec<FaceOut>,
+    /// Every change a person made (records corrected, faces named), oldest first.
+    pub audit: Vec<AuditEntryOut>,
 }
 
 #[derive(ApiResponse)]
@@ -283,20 +296,15 @@ impl AttendanceApi {
                     student_id: s.id,
                     roll_no: s.roll_no,
                     name: s.name,
-                    status: match r.status {
-                        RecordStatus::Present => RecordStatusOut::Present,
-                        RecordStatus::Absent => RecordStatusOut::Absent,
-                        RecordStatus::Unmatched => RecordStatusOut::Unmatched,
-                    },
+                    status: status_out(r.status),
                     distance: r.distance,
-                    source: match r.source {
-                        RecordSource::Auto => RecordSourceOut::Auto,
-                        RecordSource::Manual => RecordSourceOut::Manual,
-                    },
+                    source: source_out(r.source),
                     updated_at: r.updated_at,
+                    corrected_by_key_id: r.corrected_by_key_id,
                 })
                 .collect(),
             faces: d.faces.into_iter().map(Into::into).collect(),
+            audit: d.audit.into_iter().map(Into::into).collect(),
         }))
     }
 

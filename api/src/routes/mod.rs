@@ -2,10 +2,12 @@
 
 pub mod attendance;
 pub mod classes;
+pub mod corrections;
 pub mod export;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod student_photos;
 pub mod students;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
@@ -43,6 +45,8 @@ pub type Apis = (
     export::ExportApi,
     health::HealthApi,
     keys::KeysApi,
+    corrections::CorrectionsApi,
+    student_photos::StudentPhotosApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -56,6 +60,8 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             export::ExportApi,
             health::HealthApi,
             keys::KeysApi,
+            corrections::CorrectionsApi,
+            student_photos::StudentPhotosApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),

@@ -17,8 +17,9 @@ use super::{ApiTags, jobs::JobStatusOut};
 use crate::{
     auth::{ApiKeyAuth, Role},
     error::ApiError,
-    services::students::{
-        self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter,
+    services::{
+        student_photos,
+        students::{self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter},
     },
     state::AppState,
     upload,
@@ -68,10 +69,13 @@ pub struct StudentOut {
     pub status: StudentStatusOut,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// None of the student's photos is accepted or still pending (all rejected, or
+    /// none left): ask the student for better photos (`POST /students/{id}/photos`).
+    pub needs_photos: bool,
 }
 
-impl From<student::Model> for StudentOut {
-    fn from(m: student::Model) -> Self {
+impl StudentOut {
+    pub fn new(m: student::Model, needs_photos: bool) -> Self {
         StudentOut {
             id: m.id,
             class_id: m.class_id,
@@ -80,6 +84,7 @@ impl From<student::Model> for StudentOut {
             status: m.status.into(),
             created_at: m.created_at,
             updated_at: m.updated_at,
+            needs_photos,
         }
     }
 }
@@ -163,7 +168,7 @@ pub struct StudentDetailOut {
 impl From<StudentDetail> for StudentDetailOut {
     fn from(d: StudentDetail) -> Self {
         StudentDetailOut {
-            student: d.student.into(),
+            student: StudentOut::new(d.student, d.needs_photos),
             photos: d.photos.into_iter().map(Into::into).collect(),
             registration_job: d.registration_job.map(|j| RegistrationJobOut {
                 job_id: j.id,
@@ -268,6 +273,8 @@ impl StudentsApi {
         auth: ApiKeyAuth,
         class_id: Query<Option<Uuid>>,
         q: Query<Option<String>>,
+        /// Only students that need photos (`true`), or only those that do not (`false`).
+        needs_photos: Query<Option<bool>>,
         /// 1-based page number.
         page: Query<Option<u64>>,
         /// Items per page (default 50, at most 200).
@@ -279,13 +286,23 @@ impl StudentsApi {
             StudentFilter {
                 class_id: class_id.0,
                 q: q.0,
+                needs_photos: needs_photos.0,
                 page: page.0,
                 per_page: per_page.0,
             },
         )
         .await?;
+        let ids: Vec<Uuid> = page.items.iter().map(|s| s.id).collect();
+        let needing = student_photos::needing_photos(&state.db, &ids).await?;
         Ok(Json(StudentPage {
-            items: page.items.into_iter().map(Into::into).collect(),
+            items: page
+                .items
+                .into_iter()
+                .map(|s| {
+                    let needs = needing.contains(&s.id);
+                    StudentOut::new(s, needs)
+                })
+                .collect(),
             page: page.page,
             per_page: page.per_page,
             total: page.total,
@@ -334,7 +351,10 @@ impl StudentsApi {
             },
         )
         .await?;
-        Ok(Json(updated.into()))
+        let needs = student_photos::needing_photos(&state.db, &[updated.id])
+            .await?
+            .contains(&updated.id);
+        Ok(Json(StudentOut::new(updated, needs)))
     }
 
     /// Delete a student with their photos, embeddings and records (admin or department

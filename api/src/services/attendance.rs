@@ -7,7 +7,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use common::{BlobStore, JobKind, JobQueue};
 use models::{
-    attendance_record,
+    attendance_audit, attendance_record,
     attendance_session::{self, SessionStatus},
     detected_face, job, session_photo, student,
 };
@@ -18,7 +18,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::{
-    Accepted, intake, jobs,
+    Accepted, corrections, intake, jobs,
     keys::{self, KeyRef},
     optional_text,
     scope::Scope,
@@ -152,6 +152,8 @@ pub struct SessionDetail {
     pub records: Vec<(attendance_record::Model, student::Model)>,
     /// Every detected face (`student_id == None`: unknown), by photo and index.
     pub faces: Vec<detected_face::Model>,
+    /// Every change a person made to the session, oldest first.
+    pub audit: Vec<attendance_audit::Model>,
 }
 
 pub async fn get(
@@ -177,7 +179,9 @@ pub async fn get(
         .await?;
     let job = jobs::latest_for_subject(db, id).await?;
     let created_by = keys::key_ref(db, session.created_by_key_id).await?;
+    let audit = corrections::audit_log(db, id).await?;
     Ok(SessionDetail {
+        audit,
         session,
         job,
         created_by,

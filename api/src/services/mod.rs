@@ -3,11 +3,13 @@
 
 pub mod attendance;
 pub mod classes;
+pub mod corrections;
 pub mod export;
 pub mod intake;
 pub mod jobs;
 pub mod keys;
 pub mod scope;
+pub mod student_photos;
 pub mod students;
 
 use uuid::Uuid;

@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, intake, jobs, required_text, scope::Scope};
+use super::{Accepted, Page, intake, jobs, required_text, scope::Scope, student_photos};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
@@ -101,6 +101,7 @@ pub async fn register(
             face_box: Set(None),
             detector_score: Set(None),
             created_at: Set(now),
+            source_face_id: Set(None),
         })
         .collect();
 
@@ -131,6 +132,9 @@ pub struct StudentFilter {
     pub class_id: Option<Uuid>,
     /// Case-insensitive substring of the name or roll number.
     pub q: Option<String>,
+    /// Only students that need photos (`true`) or only those that do not (`false`);
+    /// see [`super::student_photos::needing_photos`].
+    pub needs_photos: Option<bool>,
     /// 1-based.
     pub page: Option<u64>,
     pub per_page: Option<u64>,
@@ -169,6 +173,17 @@ pub async fn list(
     }
     if let Some(visible) = scope.class_ids() {
         query = query.filter(student::Column::ClassId.in_subquery(visible));
+    }
+    match filter.needs_photos {
+        Some(true) => {
+            query = query
+                .filter(student::Column::Id.not_in_subquery(student_photos::with_usable_photos()))
+        }
+        Some(false) => {
+            query =
+                query.filter(student::Column::Id.in_subquery(student_photos::with_usable_photos()))
+        }
+        None => {}
     }
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         // lower() on both sides: LIKE is case-sensitive on PostgreSQL, not on SQLite.
@@ -210,6 +225,8 @@ pub async fn get(
 #[derive(Debug, Clone)]
 pub struct StudentDetail {
     pub student: student::Model,
+    /// No photo is accepted or pending: someone should ask for better photos.
+    pub needs_photos: bool,
     /// Oldest first.
     pub photos: Vec<PhotoDetail>,
     /// The newest registration job of the student.
@@ -254,6 +271,9 @@ pub async fn detail(
         }
         _ => HashMap::new(),
     };
+    let needs_photos = !photos
+        .iter()
+        .any(|p| matches!(p.verdict, PhotoVerdict::Accepted | PhotoVerdict::Pending));
     let photos = photos
         .into_iter()
         .map(|photo| {
@@ -263,6 +283,7 @@ pub async fn detail(
         .collect();
     Ok(StudentDetail {
         student,
+        needs_photos,
         photos,
         registration_job,
     })
@@ -284,6 +305,9 @@ fn explain(photo: student_photo::Model, check: Option<&PhotoCheck>) -> PhotoDeta
     let same_as = check.and_then(|c| c.same_as.clone());
     let note = match photo.verdict {
         PhotoVerdict::Pending => None,
+        PhotoVerdict::Accepted if photo.source_face_id.is_some() => {
+            Some("a face from an attendance session, enrolled by hand".to_string())
+        }
         PhotoVerdict::Rejected => Some(match (reason, &photo.reason) {
             (Some(reason), _) => reason.describe(faces),
             // A code this build does not know (a newer worker's): shown as it is.
@@ -390,6 +414,7 @@ mod tests {
             face_box: None,
             detector_score: None,
             created_at: Utc::now(),
+            source_face_id: None,
         }
     }
 

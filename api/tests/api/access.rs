@@ -171,6 +171,7 @@ async fn department(admin: &Caller<'_>, department: &str) -> Department {
         student_id: Set(None),
         distance: Set(None),
         created_at: Set(Utc::now()),
+        ..Default::default()
     }
     .insert(&app.state.db)
     .await

@@ -404,3 +404,55 @@ pub async fn error_code(resp: reqwest::Response) -> String {
 pub async fn read_blob(app: &TestApp, key: &str) -> bytes::Bytes {
     app.state.blobs.get(key).await.expect("blob exists")
 }
+
+/// The real face engine, loaded once per test binary.
+pub fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
+    static ENGINE: std::sync::OnceLock<std::sync::Arc<worker::engine::pipeline::FaceEngine>> =
+        std::sync::OnceLock::new();
+    ENGINE
+        .get_or_init(|| {
+            let dir = std::env::var_os("MODEL_DIR")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models")
+                });
+            let engine = worker::engine::pipeline::FaceEngine::from_model_dir(&dir, "cpu", false)
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "face models missing in {} ({e}); run scripts/test.sh",
+                        dir.display()
+                    )
+                });
+            std::sync::Arc::new(engine)
+        })
+        .clone()
+}
+
+/// Runs the next queued job the way the worker service does.
+pub async fn run_next_job(app: &TestApp) {
+    let queue = app.embedded.as_ref().expect("an embedded queue");
+    let mut consumer = queue.consume(1).await.unwrap();
+    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
+        .await
+        .expect("a job is queued")
+        .unwrap();
+    let worker = worker::service::Worker::new(
+        worker::jobs::JobContext {
+            db: app.state.db.clone(),
+            blobs: app.state.blobs.clone(),
+            engine: engine(),
+        },
+        worker::service::WorkerOptions::from_config(&common::Config::default()),
+    );
+    worker.handle(delivery).await;
+}
+
+/// A photo with nothing in it: an even grey PNG.
+pub fn empty_photo() -> Vec<u8> {
+    let image = image::RgbImage::from_pixel(800, 600, image::Rgb([128, 128, 128]));
+    let mut png = Vec::new();
+    image
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}

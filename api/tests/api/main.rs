@@ -6,11 +6,13 @@
 mod access;
 mod auth;
 mod classes;
+mod corrections;
 mod e2e;
 mod health;
 mod helpers;
 mod keys;
 mod outbox;
 mod sessions;
+mod student_photos;
 mod students;
 mod uploads;

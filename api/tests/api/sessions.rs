@@ -100,6 +100,7 @@ async fn processed_session(db: Db) {
             student_id: Set(student),
             distance: Set(student.map(|_| 0.31)),
             created_at: Set(now),
+            ..Default::default()
         }
         .insert(&app.state.db)
         .await
@@ -118,6 +119,7 @@ async fn processed_session(db: Db) {
             distance: Set(distance),
             source: Set(RecordSource::Auto),
             updated_at: Set(now),
+            ..Default::default()
         }
         .insert(&app.state.db)
         .await

@@ -1,7 +1,6 @@
 //! Listing, editing and deleting students.
 
 use chrono::Utc;
-use common::JobQueue;
 use models::{face_embedding, student::StudentStatus, student_photo};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
@@ -9,7 +8,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::{Db, Queue, TestApp, error_code, fixture, spawn_app};
+use crate::helpers::{Db, Queue, empty_photo, error_code, fixture, run_next_job, spawn_app};
 
 async fn list_edit_delete(db: Db) {
     let app = spawn_app(db, Queue::Embedded).await;
@@ -165,63 +164,11 @@ async fn list_edit_delete_postgres() {
     list_edit_delete(Db::Postgres).await;
 }
 
-/// The real face engine, loaded once per test binary.
-fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
-    static ENGINE: std::sync::OnceLock<std::sync::Arc<worker::engine::pipeline::FaceEngine>> =
-        std::sync::OnceLock::new();
-    ENGINE
-        .get_or_init(|| {
-            let dir = std::env::var_os("MODEL_DIR")
-                .map(std::path::PathBuf::from)
-                .unwrap_or_else(|| {
-                    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models")
-                });
-            let engine = worker::engine::pipeline::FaceEngine::from_model_dir(&dir, "cpu", false)
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "face models missing in {} ({e}); run scripts/test.sh",
-                        dir.display()
-                    )
-                });
-            std::sync::Arc::new(engine)
-        })
-        .clone()
-}
-
-/// Runs the next queued job the way the worker service does.
-async fn run_next_job(app: &TestApp) {
-    let queue = app.embedded.as_ref().expect("an embedded queue");
-    let mut consumer = queue.consume(1).await.unwrap();
-    let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
-        .await
-        .expect("a job is queued")
-        .unwrap();
-    let worker = worker::service::Worker::new(
-        worker::jobs::JobContext {
-            db: app.state.db.clone(),
-            blobs: app.state.blobs.clone(),
-            engine: engine(),
-        },
-        worker::service::WorkerOptions::from_config(&common::Config::default()),
-    );
-    worker.handle(delivery).await;
-}
-
 async fn registered(resp: reqwest::Response) -> (Uuid, Uuid) {
     assert_eq!(resp.status(), 202);
     let body: Value = resp.json().await.unwrap();
     let id = |key: &str| body[key].as_str().unwrap().parse::<Uuid>().unwrap();
     (id("student_id"), id("job_id"))
-}
-
-/// A photo with nothing in it: an even grey PNG.
-fn empty_photo() -> Vec<u8> {
-    let image = image::RgbImage::from_pixel(800, 600, image::Rgb([128, 128, 128]));
-    let mut png = Vec::new();
-    image
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .unwrap();
-    png
 }
 
 async fn registration_verdicts_are_readable(db: Db) {

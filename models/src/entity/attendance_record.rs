@@ -46,6 +46,9 @@ pub struct Model {
     pub distance: Option<f64>,
     pub source: RecordSource,
     pub updated_at: DateTimeUtc,
+    /// The API key that last corrected the record by hand (`source = manual`); the
+    /// whole history is in `attendance_audit`.
+    pub corrected_by_key_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -39,6 +39,16 @@ pub struct Model {
     /// Descriptor distance to the matched student (or to the nearest one if unknown).
     pub distance: Option<f64>,
     pub created_at: DateTimeUtc,
+    /// The face's descriptor (f32 little endian, see [`crate::vector`]), so that a
+    /// face named by hand can be enrolled into the student's gallery; `None` for faces
+    /// detected before descriptors were kept.
+    #[sea_orm(column_type = "Blob", nullable)]
+    pub descriptor: Option<Vec<u8>>,
+    /// The embedding model of `descriptor`.
+    pub model: Option<String>,
+    /// The API key that named the student behind this face by hand; such a face keeps
+    /// its `student_id` when the session is processed again.
+    pub assigned_by_key_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -1,6 +1,7 @@
 //! One entity module per table.
 
 pub mod api_key;
+pub mod attendance_audit;
 pub mod attendance_record;
 pub mod attendance_session;
 pub mod class;

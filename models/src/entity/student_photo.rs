@@ -34,6 +34,10 @@ pub struct Model {
     pub face_box: Option<Json>,
     pub detector_score: Option<f64>,
     pub created_at: DateTimeUtc,
+    /// Set when the photo is the crop of a session's detected face enrolled by hand
+    /// (`POST /attendance/session/{id}/faces/{face_id}/assign?enroll=true`); its
+    /// embedding was copied from the face, and registration jobs leave it alone.
+    pub source_face_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

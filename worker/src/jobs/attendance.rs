@@ -5,7 +5,9 @@
 //! The decision (faces + gallery → records, unknown faces) is the pure [`decide`];
 //! the rest fetches, analyses and writes. Idempotent: face ids are derived from `(photo_id, face_index)`, so a re-run writes
 //! the same crop keys and, in one transaction, replaces the session's faces and upserts
-//! its records; records a person corrected (`manual`) are never overwritten.
+//! its records; records a person corrected (`manual`) are never overwritten, and faces
+//! a person named keep their student. Each face's descriptor is stored with it, so
+//! that a person can enrol it into a student's gallery.
 
 use std::collections::{HashMap, HashSet};
 
@@ -186,11 +188,24 @@ async fn run(
 
     let txn = ctx.db.begin().await?;
     let now = Utc::now();
+    // Faces a person named keep their student (and who named them) across re-runs.
+    let named: HashMap<Uuid, (Option<Uuid>, Uuid)> = detected_face::Entity::find()
+        .filter(detected_face::Column::SessionId.eq(session_id))
+        .filter(detected_face::Column::AssignedByKeyId.is_not_null())
+        .all(&txn)
+        .await?
+        .into_iter()
+        .filter_map(|f| Some((f.id, (f.student_id, f.assigned_by_key_id?))))
+        .collect();
     detected_face::Entity::delete_many()
         .filter(detected_face::Column::SessionId.eq(session_id))
         .exec(&txn)
         .await?;
     for ((f, matched), crop_key) in found.iter().zip(&decision.faces).zip(crop_keys) {
+        let (student_id, distance, assigned_by) = match named.get(&f.id) {
+            Some(&(student_id, key_id)) => (student_id, None, Some(key_id)),
+            None => (matched.student_id, matched.distance.map(f64::from), None),
+        };
         detected_face::Entity::insert(detected_face::ActiveModel {
             id: Set(f.id),
             session_id: Set(session_id),
@@ -200,9 +215,13 @@ async fn run(
             landmarks: Set(json!(f.face.detection.landmarks)),
             score: Set(f64::from(f.face.detection.score)),
             crop_key: Set(crop_key),
-            student_id: Set(matched.student_id),
-            distance: Set(matched.distance.map(f64::from)),
+            student_id: Set(student_id),
+            distance: Set(distance),
             created_at: Set(now),
+            // Kept so that a person can enrol this face into a student's gallery.
+            descriptor: Set(Some(models::vector::encode(&f.face.descriptor))),
+            model: Set(Some(model.to_string())),
+            assigned_by_key_id: Set(assigned_by),
         })
         .exec_without_returning(&txn)
         .await?;
@@ -480,6 +499,7 @@ async fn upsert_record(
         distance: Set(distance),
         source: Set(RecordSource::Auto),
         updated_at: Set(Utc::now()),
+        corrected_by_key_id: Set(None),
     };
     let upsert = attendance_record::Entity::insert(record)
         .on_conflict(

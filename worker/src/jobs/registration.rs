@@ -298,8 +298,8 @@ async fn run(
     let model = ctx.engine.model_name();
     let classmates = load_classmates(ctx, &student, model).await?;
     let Decision {
-        result,
-        status,
+        mut result,
+        mut status,
         embeddings,
     } = decide(
         student_id,
@@ -309,6 +309,12 @@ async fn run(
         &classmates,
         Standards::for_engine(&ctx.engine),
     );
+    // Faces enrolled from sessions are in the gallery too: with one of them the student
+    // stays matchable even when every uploaded photo is rejected.
+    if status == StudentStatus::Failed && has_enrolled_faces(&ctx.db, student_id).await? {
+        status = StudentStatus::Active;
+        result.status = RegisteredStatus::Active;
+    }
     if !result.possible_duplicates.is_empty() {
         tracing::warn!(
             count = result.possible_duplicates.len(),
@@ -342,9 +348,10 @@ async fn run(
     Ok(Outcome::Completed(result))
 }
 
-/// Rewrites `model`'s embeddings of the student from scratch (a re-run gives the same
-/// rows, and a photo that is now rejected loses its old embedding; other models'
-/// embeddings are left alone) and records each photo's verdict.
+/// Rewrites `model`'s embeddings of the student's `photos` from scratch (a re-run gives
+/// the same rows, and a photo that is now rejected loses its old embedding; other
+/// models' embeddings and those of faces enrolled from sessions are left alone) and
+/// records each photo's verdict.
 pub(crate) async fn write_photos(
     txn: &DatabaseTransaction,
     student_id: Uuid,
@@ -357,6 +364,7 @@ pub(crate) async fn write_photos(
     face_embedding::Entity::delete_many()
         .filter(face_embedding::Column::StudentId.eq(student_id))
         .filter(face_embedding::Column::Model.eq(model))
+        .filter(face_embedding::Column::PhotoId.is_in(photos.iter().map(|p| p.id)))
         .exec(txn)
         .await?;
     for ((photo, check), descriptor) in photos.iter().zip(checks).zip(embeddings) {
@@ -385,13 +393,26 @@ pub(crate) async fn write_photos(
     Ok(())
 }
 
-/// The student's registration photos, oldest first.
+/// Whether the student has a face enrolled from a session (see [`load_photos`]).
+async fn has_enrolled_faces(db: &impl ConnectionTrait, student_id: Uuid) -> Result<bool, DbErr> {
+    Ok(student_photo::Entity::find()
+        .filter(student_photo::Column::StudentId.eq(student_id))
+        .filter(student_photo::Column::SourceFaceId.is_not_null())
+        .one(db)
+        .await?
+        .is_some())
+}
+
+/// The student's uploaded registration photos, oldest first. Crops of faces enrolled
+/// from sessions are not judged again: their descriptor came from the session photo,
+/// and a classroom crop would rarely meet a portrait's standards.
 pub(crate) async fn load_photos(
     db: &impl ConnectionTrait,
     student_id: Uuid,
 ) -> Result<Vec<student_photo::Model>, DbErr> {
     student_photo::Entity::find()
         .filter(student_photo::Column::StudentId.eq(student_id))
+        .filter(student_photo::Column::SourceFaceId.is_null())
         .order_by_asc(student_photo::Column::CreatedAt)
         .order_by_asc(student_photo::Column::Id)
         .all(db)

@@ -272,6 +272,7 @@ pub async fn insert_student(
             detector_score: Set(None),
             // Distinct times keep the photos in upload order.
             created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
+            ..Default::default()
         })
         .exec_without_returning(db)
         .await
