@@ -265,8 +265,11 @@ impl StudentsApi {
         })))
     }
 
-    /// List students, optionally of one class and matching `q` (name or roll number).
+    /// List students, optionally of one class, matching `q` (name or roll number), or
+    /// needing photos (`needs_photos=true`).
     #[oai(path = "/students", method = "get", operation_id = "list_students")]
+    // poem-openapi takes each query parameter as an argument of its own.
+    #[allow(clippy::too_many_arguments)]
     async fn list(
         &self,
         state: Data<&AppState>,
