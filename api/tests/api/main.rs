@@ -11,6 +11,7 @@ mod health;
 mod helpers;
 mod keys;
 mod outbox;
+mod reports;
 mod sessions;
 mod students;
 mod uploads;
