@@ -226,6 +226,8 @@ impl AnalyticsApi {
         method = "get",
         operation_id = "class_analytics"
     )]
+    // poem-openapi takes one argument per query parameter.
+    #[allow(clippy::too_many_arguments)]
     async fn class(
         &self,
         state: Data<&AppState>,

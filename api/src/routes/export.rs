@@ -33,6 +33,7 @@ pub enum SheetFile {
 
 #[derive(ApiResponse)]
 pub enum ExportResponse {
+    /// The file, with a suggested file name.
     #[oai(status = 200)]
     File(SheetFile, #[oai(header = "Content-Disposition")] String),
 }
@@ -75,6 +76,8 @@ impl ExportApi {
         method = "get",
         operation_id = "export_attendance"
     )]
+    // poem-openapi takes one argument per query parameter.
+    #[allow(clippy::too_many_arguments)]
     async fn attendance(
         &self,
         state: Data<&AppState>,
