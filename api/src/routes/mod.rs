@@ -1,5 +1,6 @@
 //! HTTP routes: one file per resource. Handlers parse, authorise and call a service.
 
+pub mod analytics;
 pub mod attendance;
 pub mod classes;
 pub mod corrections;
@@ -10,7 +11,7 @@ pub mod keys;
 pub mod student_photos;
 pub mod students;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Offset, Utc};
 use poem::{
     Endpoint, EndpointExt, Route,
     middleware::{Cors, Tracing},
@@ -31,6 +32,8 @@ pub enum ApiTags {
     Jobs,
     /// Attendance export.
     Export,
+    /// Attendance figures: per class and per student.
+    Analytics,
     /// Liveness and readiness.
     Health,
     /// API keys and their roles.
@@ -43,6 +46,7 @@ pub type Apis = (
     attendance::AttendanceApi,
     jobs::JobsApi,
     export::ExportApi,
+    analytics::AnalyticsApi,
     health::HealthApi,
     keys::KeysApi,
     corrections::CorrectionsApi,
@@ -58,6 +62,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             attendance::AttendanceApi,
             jobs::JobsApi,
             export::ExportApi,
+            analytics::AnalyticsApi,
             health::HealthApi,
             keys::KeysApi,
             corrections::CorrectionsApi,
@@ -101,6 +106,17 @@ pub(crate) fn parse_bound(
     value: Option<&str>,
     end_of_day: bool,
 ) -> Result<Option<DateTime<Utc>>, error::ApiError> {
+    parse_bound_in(field, value, end_of_day, Utc.fix())
+}
+
+/// [`parse_bound`] with a plain date's day taken in `offset` (reports read dates in
+/// their display time zone).
+pub(crate) fn parse_bound_in(
+    field: &str,
+    value: Option<&str>,
+    end_of_day: bool,
+    offset: FixedOffset,
+) -> Result<Option<DateTime<Utc>>, error::ApiError> {
     let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
         return Ok(None);
     };
@@ -113,7 +129,9 @@ pub(crate) fn parse_bound(
         } else {
             NaiveTime::MIN
         };
-        return Ok(Some(d.and_time(time).and_utc()));
+        if let Some(t) = d.and_time(time).and_local_timezone(offset).single() {
+            return Ok(Some(t.with_timezone(&Utc)));
+        }
     }
     Err(error::ApiError::bad_request(
         "invalid_timestamp",

@@ -1,97 +1,126 @@
-//! Attendance export: one row per student × session of a class in a date range.
+//! Attendance exports as CSV or XLSX: a class over a period (one row per student, one
+//! column per session, then attended, total and percentage; see
+//! [`super::attendance_table`] for what counts) and one session (one row per student).
 
+use models::attendance_record::{self, RecordSource};
+use models::student;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::HashMap;
-
-use chrono::{DateTime, SecondsFormat, Utc};
-use models::{attendance_record, student};
-use sea_orm::{ActiveEnum, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
 
-use super::{attendance, scope::Scope};
+use super::{
+    attendance_table::{self, Mark},
+    report_time::Period,
+    scope::Scope,
+    sheet::{Format, Sheet, Value},
+};
 use crate::error::ServiceError;
 
-/// CSV with a header row; sessions oldest first, students by roll number. A student
-/// without a record in a session (registered later, or the session is still being
-/// processed) gets an empty status.
-pub async fn attendance_csv(
+/// A rendered file.
+#[derive(Debug, Clone)]
+pub struct Export {
+    pub bytes: Vec<u8>,
+    pub format: Format,
+    pub file_name: String,
+}
+
+/// The class attendance sheet: `roll_no`, `name`, one column per completed session
+/// (headed by its local date, time and subject; cells `present`, `absent`,
+/// `unmatched` or blank), then `attended`, `total`, `percentage`.
+pub async fn class_attendance(
     db: &impl ConnectionTrait,
     scope: &Scope,
     class_id: Uuid,
-    from: Option<DateTime<Utc>>,
-    to: Option<DateTime<Utc>>,
-) -> Result<Vec<u8>, ServiceError> {
-    let class = scope.class(db, class_id).await?;
-    let mut sessions = attendance::list(
-        db,
-        scope,
-        &attendance::SessionFilter {
-            class_id: Some(class_id),
-            from,
-            to,
-        },
-    )
-    .await?;
-    sessions.reverse();
+    period: Period,
+    format: Format,
+) -> Result<Export, ServiceError> {
+    let table = attendance_table::load(db, scope, class_id, period).await?;
+    let mut header = vec!["roll_no".to_string(), "name".to_string()];
+    header.extend(table.sessions.iter().map(|s| table.heading(s)));
+    header.extend(["attended", "total", "percentage"].map(String::from));
+    let rows = table
+        .rows
+        .iter()
+        .map(|row| {
+            let mut cells = vec![
+                Value::text(&row.student.roll_no),
+                Value::text(&row.student.name),
+            ];
+            cells.extend(row.marks.iter().map(|&m| match m {
+                Mark::NoRecord => Value::Empty,
+                m => Value::text(m.label()),
+            }));
+            cells.push(Value::Int(row.tally.attended.into()));
+            cells.push(Value::Int(row.tally.total.into()));
+            cells.push(Value::percent(row.tally.percentage()));
+            cells
+        })
+        .collect();
+    let sheet = Sheet {
+        name: "Attendance".into(),
+        header,
+        rows,
+        frozen_columns: 2,
+    };
+    Ok(Export {
+        bytes: sheet.render(format)?,
+        format,
+        file_name: format!("attendance-{class_id}.{}", format.extension()),
+    })
+}
+
+/// One session: every student of its class by roll number with `status` (blank
+/// without a record), `distance` and `source` (`auto`/`manual`).
+pub async fn session(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    session_id: Uuid,
+    format: Format,
+) -> Result<Export, ServiceError> {
+    let session = scope.session(db, session_id).await?;
     let students = student::Entity::find()
-        .filter(student::Column::ClassId.eq(class_id))
+        .filter(student::Column::ClassId.eq(session.class_id))
         .order_by_asc(student::Column::RollNo)
         .all(db)
         .await?;
-    let session_ids: Vec<Uuid> = sessions.iter().map(|s| s.id).collect();
-    let records: HashMap<(Uuid, Uuid), attendance_record::Model> =
-        attendance_record::Entity::find()
-            .filter(attendance_record::Column::SessionId.is_in(session_ids))
-            .all(db)
-            .await?
-            .into_iter()
-            .map(|r| ((r.session_id, r.student_id), r))
-            .collect();
-
-    let mut out = csv::Writer::from_writer(Vec::new());
-    let write = |out: &mut csv::Writer<Vec<u8>>, row: &[&str]| {
-        out.write_record(row)
-            .map_err(|e| ServiceError::Internal(format!("CSV export: {e}")))
+    let records: HashMap<Uuid, attendance_record::Model> = attendance_record::Entity::find()
+        .filter(attendance_record::Column::SessionId.eq(session_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|r| (r.student_id, r))
+        .collect();
+    let rows = students
+        .iter()
+        .map(|s| {
+            let record = records.get(&s.id);
+            vec![
+                Value::text(&s.roll_no),
+                Value::text(&s.name),
+                record.map_or(Value::Empty, |r| Value::text(Mark::from(r.status).label())),
+                record
+                    .and_then(|r| r.distance)
+                    .map_or(Value::Empty, Value::Number),
+                record.map_or(Value::Empty, |r| {
+                    Value::text(match r.source {
+                        RecordSource::Auto => "auto",
+                        RecordSource::Manual => "manual",
+                    })
+                }),
+            ]
+        })
+        .collect();
+    let sheet = Sheet {
+        name: "Session".into(),
+        header: ["roll_no", "name", "status", "distance", "source"]
+            .map(String::from)
+            .to_vec(),
+        rows,
+        frozen_columns: 2,
     };
-    write(
-        &mut out,
-        &[
-            "class",
-            "session_id",
-            "taken_at",
-            "subject",
-            "student_id",
-            "roll_no",
-            "name",
-            "status",
-            "distance",
-            "source",
-        ],
-    )?;
-    for s in &sessions {
-        let taken_at = s.taken_at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        let session_id = s.id.to_string();
-        for st in &students {
-            let record = records.get(&(s.id, st.id));
-            let status = record.map(|r| r.status.to_value());
-            let distance = record.and_then(|r| r.distance).map(|d| format!("{d:.4}"));
-            let source = record.map(|r| r.source.to_value());
-            write(
-                &mut out,
-                &[
-                    &class.name,
-                    &session_id,
-                    &taken_at,
-                    s.subject.as_deref().unwrap_or(""),
-                    &st.id.to_string(),
-                    &st.roll_no,
-                    &st.name,
-                    status.as_deref().unwrap_or(""),
-                    distance.as_deref().unwrap_or(""),
-                    source.as_deref().unwrap_or(""),
-                ],
-            )?;
-        }
-    }
-    out.into_inner()
-        .map_err(|e| ServiceError::Internal(format!("CSV export: {e}")))
+    Ok(Export {
+        bytes: sheet.render(format)?,
+        format,
+        file_name: format!("session-{session_id}.{}", format.extension()),
+    })
 }

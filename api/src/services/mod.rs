@@ -1,15 +1,19 @@
 //! Service functions: plain arguments in, models or [`ServiceError`] out, no HTTP.
 //! Handlers parse and authorise, then call these; tests can call them directly.
 
+pub mod analytics;
 pub mod attendance;
+pub mod attendance_table;
 pub mod classes;
 pub mod corrections;
 pub mod export;
 pub mod intake;
 pub mod jobs;
 pub mod keys;
+pub mod report_time;
 pub mod scope;
 pub mod student_photos;
+pub mod sheet;
 pub mod students;
 
 use uuid::Uuid;

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod keys;
 mod outbox;
+mod reports;
 mod sessions;
 mod student_photos;
 mod students;

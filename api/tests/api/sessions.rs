@@ -176,7 +176,8 @@ async fn processed_session(db: Db) {
         .await;
     assert!(list.is_empty());
 
-    // Export: one row per student × session.
+    // Export: one row per student, one column per session (its date and time in
+    // India, +05:30), then attended, total and percentage.
     let resp = app
         .get(&format!(
             "/export/attendance?class_id={class_id}&from=2026-11-01&to=2026-11-30&format=csv"
@@ -194,20 +195,15 @@ async fn processed_session(db: Db) {
     let csv = resp.text().await.unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines.len(), 1 + 3, "{csv}");
-    assert!(lines[0].starts_with("class,session_id,taken_at"));
-    assert!(
-        lines[1].contains(",01,Barack Obama,present,0.3100,auto"),
-        "{}",
-        lines[1]
+    assert_eq!(
+        lines[0],
+        "roll_no,name,2026-11-20 15:30,attended,total,percentage"
     );
-    assert!(
-        lines[2].contains(",02,Joe Biden,absent,,auto"),
-        "{}",
-        lines[2]
-    );
+    assert_eq!(lines[1], "01,Barack Obama,present,1,1,100.0");
+    assert_eq!(lines[2], "02,Joe Biden,absent,0,1,0.0");
     let resp = app
         .get(&format!(
-            "/export/attendance?class_id={class_id}&format=xlsx"
+            "/export/attendance?class_id={class_id}&format=pdf"
         ))
         .send()
         .await
