@@ -7,6 +7,7 @@ pub mod export;
 pub mod intake;
 pub mod jobs;
 pub mod keys;
+pub mod provenance;
 pub mod scope;
 pub mod students;
 

@@ -166,7 +166,7 @@ async fn list_edit_delete_postgres() {
 }
 
 /// The real face engine, loaded once per test binary.
-fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
+pub(crate) fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
     static ENGINE: std::sync::OnceLock<std::sync::Arc<worker::engine::pipeline::FaceEngine>> =
         std::sync::OnceLock::new();
     ENGINE
@@ -189,7 +189,7 @@ fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
 }
 
 /// Runs the next queued job the way the worker service does.
-async fn run_next_job(app: &TestApp) {
+pub(crate) async fn run_next_job(app: &TestApp) {
     let queue = app.embedded.as_ref().expect("an embedded queue");
     let mut consumer = queue.consume(1).await.unwrap();
     let delivery = tokio::time::timeout(std::time::Duration::from_secs(10), consumer.next())
