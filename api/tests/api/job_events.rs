@@ -20,7 +20,7 @@ use crate::{
 /// Reads server-sent events from a response body.
 struct EventReader {
     body: futures::stream::BoxStream<'static, reqwest::Result<bytes::Bytes>>,
-    buffer: String,
+    buffer: Vec<u8>,
 }
 
 /// One event: its type and its data as JSON.
@@ -34,7 +34,7 @@ impl EventReader {
     fn new(resp: reqwest::Response) -> EventReader {
         EventReader {
             body: resp.bytes_stream().boxed(),
-            buffer: String::new(),
+            buffer: Vec::new(),
         }
     }
 
@@ -43,8 +43,9 @@ impl EventReader {
     async fn next(&mut self) -> Option<JobEvent> {
         tokio::time::timeout(Duration::from_secs(120), async {
             loop {
-                if let Some(end) = self.buffer.find("\n\n") {
-                    let block: String = self.buffer.drain(..end + 2).collect();
+                if let Some(end) = self.buffer.windows(2).position(|w| w == b"\n\n") {
+                    let raw: Vec<u8> = self.buffer.drain(..end + 2).collect();
+                    let block = String::from_utf8(raw).expect("events are UTF-8");
                     let mut kind = String::from("message");
                     let mut data = String::new();
                     for line in block.lines() {
@@ -61,9 +62,7 @@ impl EventReader {
                     return Some(JobEvent { kind, job });
                 }
                 match self.body.next().await {
-                    Some(chunk) => self
-                        .buffer
-                        .push_str(&String::from_utf8(chunk.unwrap().to_vec()).unwrap()),
+                    Some(chunk) => self.buffer.extend_from_slice(&chunk.unwrap()),
                     None => return None,
                 }
             }
