@@ -272,7 +272,6 @@ pub async fn insert_student(
             detector_score: Set(None),
             // Distinct times keep the photos in upload order.
             created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
-            sha256: Set(None),
         })
         .exec_without_returning(db)
         .await
