@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod error;
 pub mod metrics;
 pub mod outbox;
+pub mod provenance;
 pub mod routes;
 pub mod services;
 pub mod state;
@@ -74,7 +75,12 @@ pub async fn build(config: &Config) -> Result<Application, StartupError> {
     let queue = open_queue(&config.queue_url).await?;
     build_with(
         config,
-        AppState { db, blobs, queue },
+        AppState {
+            db,
+            blobs,
+            queue,
+            exif_utc_offset: config.exif_utc_offset,
+        },
         config.embedded_queue(),
     )
     .await

@@ -10,4 +10,6 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub blobs: Arc<dyn BlobStore>,
     pub queue: Arc<dyn JobQueue>,
+    /// The UTC offset of photos' EXIF times that carry none (`EXIF_UTC_OFFSET`).
+    pub exif_utc_offset: chrono::FixedOffset,
 }

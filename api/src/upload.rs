@@ -16,7 +16,10 @@ use image::{ImageFormat, ImageReader, Limits};
 use poem::{Body, Endpoint, IntoResponse, Request, Response, http::header::CONTENT_LENGTH};
 use poem_openapi::types::multipart::Upload;
 
-use crate::error::{ApiError, ErrorBody, ServiceError};
+use crate::{
+    error::{ApiError, ErrorBody, ServiceError},
+    provenance::{self, PhotoFacts},
+};
 
 /// Largest accepted photo.
 pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
@@ -34,6 +37,8 @@ pub struct ValidatedPhoto {
     pub format: ImageFormat,
     pub width: u32,
     pub height: u32,
+    /// SHA-256 and EXIF time, for the session's provenance checks.
+    pub facts: PhotoFacts,
 }
 
 impl ValidatedPhoto {
@@ -145,11 +150,13 @@ pub fn validate_image(bytes: Bytes) -> Result<ValidatedPhoto, ImageError> {
             "the JPEG data is truncated (no end-of-image marker)".into(),
         ));
     }
+    let facts = provenance::inspect(&bytes);
     Ok(ValidatedPhoto {
         bytes,
         format,
         width,
         height,
+        facts,
     })
 }
 

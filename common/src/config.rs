@@ -19,6 +19,7 @@ pub mod defaults {
     pub const JOB_MAX_ATTEMPTS: u32 = 5;
     pub const DATA_DIR: &str = "data";
     pub const FACE_MODEL: &str = "dlib-resnet";
+    pub const EXIF_UTC_OFFSET: &str = "+05:30";
 }
 
 /// The queue URL that selects the in-process queue.
@@ -62,6 +63,10 @@ pub struct Config {
     pub face_model: FaceModel,
     /// `DETECTOR`: `mtcnn` or `scrfd`; unset, the face model's default.
     pub detector: Detector,
+    /// `EXIF_UTC_OFFSET`: the UTC offset of a photo's EXIF `DateTimeOriginal` when the
+    /// photo has no `OffsetTimeOriginal` (EXIF times are local clock times). Default
+    /// `+05:30` (India).
+    pub exif_utc_offset: chrono::FixedOffset,
 }
 
 impl Default for Config {
@@ -180,6 +185,14 @@ impl Config {
                     reason: e.to_string(),
                 })?;
 
+        let exif_offset_raw = get("EXIF_UTC_OFFSET", defaults::EXIF_UTC_OFFSET)?;
+        let exif_utc_offset: chrono::FixedOffset =
+            exif_offset_raw.parse().map_err(|_| ConfigError::Invalid {
+                var: "EXIF_UTC_OFFSET",
+                value: exif_offset_raw.clone(),
+                reason: "expected a UTC offset such as +05:30 or -03:00".into(),
+            })?;
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -192,6 +205,7 @@ impl Config {
             data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
             face_model,
             detector,
+            exif_utc_offset,
         })
     }
 
@@ -220,6 +234,7 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.face_model, FaceModel::DlibResnet);
         assert_eq!(c.detector, Detector::Mtcnn);
+        assert_eq!(c.exif_utc_offset.local_minus_utc(), 5 * 3600 + 30 * 60);
         assert_eq!(c, Config::default());
     }
 
@@ -232,8 +247,10 @@ mod tests {
             ("JOB_MAX_ATTEMPTS", "3"),
             ("DEVICE", "cuda:0"),
             ("MODEL_DIR", ""),
+            ("EXIF_UTC_OFFSET", "-03:00"),
         ])
         .unwrap();
+        assert_eq!(c.exif_utc_offset.local_minus_utc(), -3 * 3600);
         assert!(!c.embedded_queue());
         assert_eq!(c.storage_url, "s3://photos?region=ap-south-1");
         assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
@@ -253,6 +270,7 @@ mod tests {
             ("BIND", "8080"),
             ("FACE_MODEL", "arcface"),
             ("DETECTOR", "retinaface"),
+            ("EXIF_UTC_OFFSET", "IST"),
         ] {
             let err = Config::from_pairs([(var, value)]).unwrap_err();
             match &err {

@@ -12,6 +12,7 @@ pub mod face_model;
 pub mod image_limits;
 pub mod job;
 pub mod queue;
+pub mod session_warning;
 pub mod shutdown;
 pub mod telemetry;
 
@@ -21,3 +22,4 @@ pub use error_chain::error_chain;
 pub use face_model::{Detector, FaceModel};
 pub use job::{JobKind, JobMessage, Lane};
 pub use queue::{Delivery, JobConsumer, JobQueue, QueueError, open_queue};
+pub use session_warning::{SessionWarning, SessionWarningCode};

@@ -1,6 +1,7 @@
 //! `/attendance/...` and `/faces/{id}/crop`
 
 use chrono::{DateTime, Utc};
+use common::SessionWarning;
 use models::{
     attendance_session::{self, SessionStatus},
     detected_face::{self, FaceBox},
@@ -33,7 +34,10 @@ use crate::{
 pub struct MarkForm {
     pub class_id: Uuid,
     pub subject: Option<String>,
-    /// When the lecture took place, RFC 3339; default now.
+    /// When the lecture took place, RFC 3339. Default: the first photo's EXIF
+    /// `DateTimeOriginal` (with its `OffsetTimeOriginal`, else the server's
+    /// `EXIF_UTC_OFFSET`, default +05:30), else the upload time. A photo whose EXIF time
+    /// is more than 12 hours from a given `taken_at` gives the session a warning.
     pub taken_at: Option<String>,
     /// 1–5 classroom photos (JPEG, PNG or WebP; ≤ 10 MB each).
     pub photos: Vec<Upload>,
@@ -99,15 +103,20 @@ pub struct SessionOut {
     pub taken_at: DateTime<Utc>,
     pub status: SessionStatusOut,
     pub created_at: DateTime<Utc>,
+    /// Provenance warnings: a photo already used in another session of the class, a
+    /// `taken_at` far from a photo's EXIF time. The session is processed regardless.
+    pub warnings: Vec<SessionWarning>,
 }
 
 impl From<attendance_session::Model> for SessionOut {
     fn from(m: attendance_session::Model) -> Self {
+        let warnings = m.warnings();
         SessionOut {
             id: m.id,
             class_id: m.class_id,
             subject: m.subject,
             taken_at: m.taken_at,
+            warnings,
             status: m.status.into(),
             created_at: m.created_at,
         }
@@ -238,6 +247,7 @@ impl AttendanceApi {
                 subject: form.subject,
                 taken_at,
                 created_by_key_id: Some(auth.0.key_id),
+                exif_utc_offset: state.exif_utc_offset,
             },
             photos,
         )

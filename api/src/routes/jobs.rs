@@ -1,15 +1,29 @@
-//! `/jobs/{id}`
+//! `/jobs/{id}` and its event stream `/jobs/{id}/events`
 
 use chrono::{DateTime, Utc};
 use common::job::result::JobResult;
 use common::{JobKind, Lane};
+use futures::{StreamExt, stream::BoxStream};
 use models::job::{self, JobStatus};
-use poem::web::Data;
-use poem_openapi::{Enum, Object, OpenApi, param::Path, payload::Json};
+use poem::web::{Data, sse::Event};
+use poem_openapi::{
+    ApiResponse, Enum, Object, OpenApi,
+    param::Path,
+    payload::{EventStream, Json},
+    types::ToJSON,
+};
 use uuid::Uuid;
 
 use super::{ApiTags, keys::KeyRefOut};
-use crate::{auth::ApiKeyAuth, error::ApiError, services::keys, state::AppState};
+use crate::{
+    auth::ApiKeyAuth,
+    error::ApiError,
+    services::{jobs, keys},
+    state::AppState,
+};
+
+/// Keeps idle connections (a job waiting in its queue) open through proxies.
+const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(15);
 
 #[derive(Debug, Clone, Copy, Enum)]
 #[oai(rename_all = "snake_case")]
@@ -82,6 +96,27 @@ impl From<job::Model> for JobOut {
     }
 }
 
+impl JobStatusOut {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum JobEventsResponse {
+    /// Server-sent events: the job now, then once per change of status, progress,
+    /// attempts or error. Each event's type is the job's status and its data the job
+    /// as `GET /jobs/{id}` answers it; the stream closes after the `succeeded` or
+    /// `failed` event.
+    #[oai(status = 200)]
+    Events(EventStream<BoxStream<'static, JobOut>>),
+}
+
 pub struct JobsApi;
 
 #[OpenApi(tag = "ApiTags::Jobs")]
@@ -100,5 +135,30 @@ impl JobsApi {
         let mut out = JobOut::from(job);
         out.created_by = created_by.map(Into::into);
         Ok(Json(out))
+    }
+
+    /// The job's status and progress as server-sent events, until it ends.
+    #[oai(path = "/jobs/:id/events", method = "get", operation_id = "job_events")]
+    async fn events(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<Uuid>,
+    ) -> Result<JobEventsResponse, ApiError> {
+        // The same visibility as `GET /jobs/{id}`, decided once before streaming.
+        let job = auth.0.scope.job(&state.db, id.0).await?;
+        let created_by = keys::job_creator(&state.db, &job).await?;
+        let stream = jobs::watch(state.db.clone(), job, jobs::WATCH_INTERVAL)
+            .map(move |row| {
+                let mut out = JobOut::from(row);
+                out.created_by = created_by.clone().map(Into::into);
+                out
+            })
+            .boxed();
+        Ok(JobEventsResponse::Events(
+            EventStream::new(stream)
+                .keep_alive(KEEP_ALIVE)
+                .to_event(|job| Event::message(job.to_json_string()).event_type(job.status.name())),
+        ))
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, FixedOffset, Utc};
 use common::{BlobStore, JobKind, JobQueue};
 use models::{
     attendance_audit, attendance_record,
@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::{
     Accepted, corrections, intake, jobs,
     keys::{self, KeyRef},
-    optional_text,
+    optional_text, provenance,
     scope::Scope,
 };
 use crate::{error::ServiceError, upload::ValidatedPhoto};
@@ -33,15 +33,18 @@ pub const MAX_PHOTOS: usize = 5;
 pub struct NewSession {
     pub class_id: Uuid,
     pub subject: Option<String>,
-    /// Defaults to now.
+    /// Defaults to the first photo's EXIF `DateTimeOriginal`, else now.
     pub taken_at: Option<DateTime<Utc>>,
     /// The API key taking attendance (kept for the audit trail).
     pub created_by_key_id: Option<Uuid>,
+    /// The UTC offset of EXIF times that carry none (`EXIF_UTC_OFFSET`).
+    pub exif_utc_offset: FixedOffset,
 }
 
 /// Accepts classroom photos for a class: checks the class (404) before storing
 /// anything, stores the photos, writes session, photo and job rows in one transaction,
-/// then publishes the job.
+/// then publishes the job. The session's `taken_at` and provenance warnings are decided
+/// here (`services::provenance`).
 pub async fn mark(
     db: &DatabaseConnection,
     scope: &Scope,
@@ -60,16 +63,33 @@ pub async fn mark(
     scope.class(db, new.class_id).await?;
 
     let session_id = Uuid::new_v4();
-    let placed = intake::place("sessions", session_id, photos);
     let now = Utc::now();
+    let provenance = provenance::assess(
+        db,
+        new.class_id,
+        &photos,
+        new.taken_at,
+        now,
+        new.exif_utc_offset,
+    )
+    .await?;
+    if !provenance.warnings.is_empty() {
+        tracing::info!(
+            %session_id,
+            warnings = provenance.warnings.len(),
+            "session accepted with provenance warnings"
+        );
+    }
+    let placed = intake::place("sessions", session_id, photos);
     let session_row = attendance_session::ActiveModel {
         id: Set(session_id),
         class_id: Set(new.class_id),
         subject: Set(subject),
-        taken_at: Set(new.taken_at.unwrap_or(now)),
+        taken_at: Set(provenance.taken_at),
         status: Set(SessionStatus::Pending),
         created_at: Set(now),
         created_by_key_id: Set(new.created_by_key_id),
+        warnings: Set(common::SessionWarning::to_stored(&provenance.warnings)),
     };
     let photo_rows: Vec<_> = placed
         .iter()
@@ -81,6 +101,7 @@ pub async fn mark(
             width: Set(i32::try_from(p.photo.width).ok()),
             height: Set(i32::try_from(p.photo.height).ok()),
             created_at: Set(now),
+            sha256: Set(Some(p.photo.facts.sha256.clone())),
         })
         .collect();
 

@@ -11,6 +11,7 @@ pub mod intake;
 pub mod jobs;
 pub mod keys;
 pub mod report_time;
+pub mod provenance;
 pub mod scope;
 pub mod student_photos;
 pub mod sheet;

@@ -211,6 +211,7 @@ pub async fn spawn_app(db: Db, queue: Queue) -> TestApp {
             .expect("database"),
         blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
         queue: job_queue,
+        exif_utc_offset: config.exif_utc_offset,
     };
     // Jobs are inspected by the tests, so no in-process worker consumes them.
     let app = api::build_with(&config, state, false)

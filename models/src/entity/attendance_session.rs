@@ -31,6 +31,16 @@ pub struct Model {
     /// The API key that took this attendance (audit); `None` for sessions from before
     /// keys were recorded. Keys are revoked, never deleted, so the id stays resolvable.
     pub created_by_key_id: Option<Uuid>,
+    /// Provenance warnings (a JSON list of `common::SessionWarning`); read them with
+    /// [`Model::warnings`].
+    pub warnings: Option<Json>,
+}
+
+impl Model {
+    /// The session's provenance warnings (empty when there are none).
+    pub fn warnings(&self) -> Vec<common::SessionWarning> {
+        common::SessionWarning::from_stored(self.warnings.as_ref())
+    }
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

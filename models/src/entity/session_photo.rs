@@ -14,6 +14,8 @@ pub struct Model {
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub created_at: DateTimeUtc,
+    /// SHA-256 of the photo's bytes (hex); `None` for photos from before it was kept.
+    pub sha256: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -299,6 +299,7 @@ pub async fn insert_session(
         status: Set(attendance_session::SessionStatus::Pending),
         created_at: Set(now),
         created_by_key_id: Set(None),
+        warnings: Set(None),
     })
     .exec_without_returning(db)
     .await
@@ -319,6 +320,7 @@ pub async fn insert_session(
             width: Set(None),
             height: Set(None),
             created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
+            sha256: Set(None),
         })
         .exec_without_returning(db)
         .await
