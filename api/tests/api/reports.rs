@@ -58,6 +58,7 @@ async fn insert_session(
         status: Set(status),
         created_at: Set(Utc::now()),
         created_by_key_id: Set(None),
+        ..Default::default()
     }
     .insert(db)
     .await
@@ -80,6 +81,7 @@ async fn insert_record(
         distance: Set((status == RecordStatus::Present).then_some(0.3125)),
         source: Set(source),
         updated_at: Set(Utc::now()),
+        ..Default::default()
     }
     .insert(db)
     .await
