@@ -19,6 +19,10 @@ pub mod defaults {
     pub const JOB_MAX_ATTEMPTS: u32 = 5;
     pub const DATA_DIR: &str = "data";
     pub const FACE_MODEL: &str = "dlib-resnet";
+    /// 2 GiB: a few thousand students with a few photos each.
+    pub const BATCH_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+    /// 8 GiB of photos once unpacked.
+    pub const BATCH_MAX_UNCOMPRESSED_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -62,6 +66,11 @@ pub struct Config {
     pub face_model: FaceModel,
     /// `DETECTOR`: `mtcnn` or `scrfd`; unset, the face model's default.
     pub detector: Detector,
+    /// `BATCH_MAX_BYTES`: largest registration batch upload (the ZIP as sent).
+    pub batch_max_bytes: u64,
+    /// `BATCH_MAX_UNCOMPRESSED_BYTES`: largest registration batch once unpacked,
+    /// declared or actual (zip bombs are refused).
+    pub batch_max_uncompressed_bytes: u64,
 }
 
 impl Default for Config {
@@ -180,6 +189,28 @@ impl Config {
                     reason: e.to_string(),
                 })?;
 
+        let bytes = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let raw = get(var, &default.to_string())?;
+            match raw.parse::<u64>() {
+                Ok(0) => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: "must be at least 1".into(),
+                }),
+                Ok(n) => Ok(n),
+                Err(e) => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: format!("expected a number of bytes: {e}"),
+                }),
+            }
+        };
+        let batch_max_bytes = bytes("BATCH_MAX_BYTES", defaults::BATCH_MAX_BYTES)?;
+        let batch_max_uncompressed_bytes = bytes(
+            "BATCH_MAX_UNCOMPRESSED_BYTES",
+            defaults::BATCH_MAX_UNCOMPRESSED_BYTES,
+        )?;
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -192,6 +223,8 @@ impl Config {
             data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
             face_model,
             detector,
+            batch_max_bytes,
+            batch_max_uncompressed_bytes,
         })
     }
 

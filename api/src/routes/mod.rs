@@ -1,6 +1,7 @@
 //! HTTP routes: one file per resource. Handlers parse, authorise and call a service.
 
 pub mod attendance;
+pub mod batches;
 pub mod classes;
 pub mod export;
 pub mod health;
@@ -15,7 +16,7 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{error, metrics, state::AppState, upload};
+use crate::{error, metrics, services::batches::BatchLimits, state::AppState, upload};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -43,6 +44,7 @@ pub type Apis = (
     export::ExportApi,
     health::HealthApi,
     keys::KeysApi,
+    batches::BatchesApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -56,6 +58,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             export::ExportApi,
             health::HealthApi,
             keys::KeysApi,
+            batches::BatchesApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),
@@ -67,7 +70,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 }
 
 /// The whole HTTP application with its middleware.
-pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
+pub fn app(state: AppState, cors_origins: &[String], batches: BatchLimits) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -80,7 +83,18 @@ pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
         .data(state)
-        .around(|ep, req| upload::limit_request_size(ep, req, upload::MAX_REQUEST_BYTES))
+        .data(batches)
+        .around(move |ep, req| {
+            // A registration batch streams to storage and has its own, larger limit.
+            let max = if req.method() == poem::http::Method::POST
+                && req.uri().path() == "/students/batches"
+            {
+                usize::try_from(batches.max_bytes).unwrap_or(usize::MAX)
+            } else {
+                upload::MAX_REQUEST_BYTES
+            };
+            upload::limit_request_size(ep, req, max)
+        })
         .around(error::json_errors)
         .with_if(!cors_origins.is_empty(), cors)
         .with(Tracing)

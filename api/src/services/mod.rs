@@ -2,6 +2,7 @@
 //! Handlers parse and authorise, then call these; tests can call them directly.
 
 pub mod attendance;
+pub mod batches;
 pub mod classes;
 pub mod export;
 pub mod intake;

@@ -5,6 +5,7 @@
 
 mod access;
 mod auth;
+mod batches;
 mod classes;
 mod e2e;
 mod health;

@@ -166,7 +166,7 @@ async fn list_edit_delete_postgres() {
 }
 
 /// The real face engine, loaded once per test binary.
-fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
+pub(crate) fn engine() -> std::sync::Arc<worker::engine::pipeline::FaceEngine> {
     static ENGINE: std::sync::OnceLock<std::sync::Arc<worker::engine::pipeline::FaceEngine>> =
         std::sync::OnceLock::new();
     ENGINE
@@ -201,6 +201,7 @@ async fn run_next_job(app: &TestApp) {
             db: app.state.db.clone(),
             blobs: app.state.blobs.clone(),
             engine: engine(),
+            queue: None,
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );
