@@ -110,7 +110,11 @@ async fn main() -> anyhow::Result<()> {
 
 /// Imports `dir` as a batch and follows it to the end; returns whether any student
 /// failed or any entry was refused.
-async fn run_import(config: &Config, dir: &std::path::Path, class: Option<&str>) -> anyhow::Result<bool> {
+async fn run_import(
+    config: &Config,
+    dir: &std::path::Path,
+    class: Option<&str>,
+) -> anyhow::Result<bool> {
     use api::services::{batches, scope::Scope};
     use models::class;
     use models::registration_batch::BatchStatus;
@@ -192,7 +196,10 @@ async fn run_import(config: &Config, dir: &std::path::Path, class: Option<&str>)
             c.failed,
             c.rejected + c.duplicates
         ));
-        if matches!(detail.batch.status, BatchStatus::Completed | BatchStatus::Failed) {
+        if matches!(
+            detail.batch.status,
+            BatchStatus::Completed | BatchStatus::Failed
+        ) {
             break detail;
         }
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;

@@ -91,9 +91,7 @@ impl JobKind {
     pub const fn lane(&self) -> Lane {
         match self {
             JobKind::Registration | JobKind::Attendance => Lane::Interactive,
-            JobKind::Reembed | JobKind::RegistrationBatch | JobKind::BulkRegistration => {
-                Lane::Bulk
-            }
+            JobKind::Reembed | JobKind::RegistrationBatch | JobKind::BulkRegistration => Lane::Bulk,
         }
     }
 

@@ -247,7 +247,11 @@ impl tokio::io::AsyncRead for Pattern {
         }
         let n = (self.len - self.sent).min(buf.remaining()).min(64 * 1024);
         let start = self.sent;
-        buf.put_slice(&(start..start + n).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+        buf.put_slice(
+            &(start..start + n)
+                .map(|i| (i % 251) as u8)
+                .collect::<Vec<_>>(),
+        );
         self.sent += n;
         std::task::Poll::Ready(Ok(()))
     }
@@ -310,7 +314,8 @@ async fn streamed_uploads_are_multipart_and_stream_back_to_a_file() {
         .unwrap();
     assert_eq!(store.get("batches/small.zip").await.unwrap(), pattern(1000));
 
-    // An upload that breaks off leaves no object (the multipart upload is aborted).
+    // An upload that breaks off leaves no object (the multipart upload is aborted;
+    // s3s-fs does not list multipart uploads, so that part is not checked here).
     let mut broken = Pattern {
         sent: 0,
         len,
@@ -326,14 +331,6 @@ async fn streamed_uploads_are_multipart_and_stream_back_to_a_file() {
         store.get("batches/broken.zip").await,
         Err(BlobError::NotFound(_))
     ));
-    let uploads = store
-        .client()
-        .list_multipart_uploads()
-        .bucket(store.bucket())
-        .send()
-        .await
-        .unwrap();
-    assert!(uploads.uploads().is_empty(), "{uploads:?}");
 
     remove_bucket(&store).await;
 }

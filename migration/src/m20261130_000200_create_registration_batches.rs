@@ -120,7 +120,11 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
-            .drop_table(Table::drop().table(RegistrationBatchItems::Table).to_owned())
+            .drop_table(
+                Table::drop()
+                    .table(RegistrationBatchItems::Table)
+                    .to_owned(),
+            )
             .await?;
         manager
             .drop_table(Table::drop().table(RegistrationBatches::Table).to_owned())

@@ -240,7 +240,15 @@ mod tests {
 
     #[test]
     fn content_refusals_say_why() {
-        assert!(judge_photo(b"PK\x03\x04rest").unwrap_err().starts_with("nested archive"));
-        assert!(judge_photo(b"hello").unwrap_err().starts_with("not an image"));
+        assert!(
+            judge_photo(b"PK\x03\x04rest")
+                .unwrap_err()
+                .starts_with("nested archive")
+        );
+        assert!(
+            judge_photo(b"hello")
+                .unwrap_err()
+                .starts_with("not an image")
+        );
     }
 }

@@ -70,7 +70,11 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 }
 
 /// The whole HTTP application with its middleware.
-pub fn app(state: AppState, cors_origins: &[String], batches: BatchLimits) -> impl Endpoint + use<> {
+pub fn app(
+    state: AppState,
+    cors_origins: &[String],
+    batches: BatchLimits,
+) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();

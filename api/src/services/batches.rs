@@ -119,7 +119,14 @@ pub async fn create(
     }
     tracing::info!(%batch_id, %job_id, size, "registration batch stored");
     if let Some(queue) = queue {
-        outbox::publish(db, queue.as_ref(), job_id, JobKind::RegistrationBatch, "request").await;
+        outbox::publish(
+            db,
+            queue.as_ref(),
+            job_id,
+            JobKind::RegistrationBatch,
+            "request",
+        )
+        .await;
     }
     Ok(Accepted {
         subject_id: batch_id,

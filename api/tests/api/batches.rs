@@ -36,7 +36,10 @@ const STUDENTS: [(&str, &str, &[&str]); 3] = [
     (
         "21CS003",
         "Kit Harington",
-        &["people/kit_harington/kit1.jpeg", "people/kit_harington/kit2.jpeg"],
+        &[
+            "people/kit_harington/kit1.jpeg",
+            "people/kit_harington/kit2.jpeg",
+        ],
     ),
 ];
 
@@ -64,7 +67,8 @@ fn batch_zip() -> Vec<u8> {
     for (roll, name, photos) in STUDENTS {
         csv.push_str(&format!("{roll},{name},\n"));
         for (i, photo) in photos.iter().enumerate() {
-            zip.start_file(format!("{roll}/{i}.jpg"), options()).unwrap();
+            zip.start_file(format!("{roll}/{i}.jpg"), options())
+                .unwrap();
             zip.write_all(&fixture(photo)).unwrap();
         }
     }
@@ -81,7 +85,9 @@ fn batch_zip() -> Vec<u8> {
     let inner = {
         let mut inner = ZipWriter::new(Cursor::new(Vec::new()));
         inner.start_file("x.jpg", options()).unwrap();
-        inner.write_all(&fixture("people/obama/obama3.jpg")).unwrap();
+        inner
+            .write_all(&fixture("people/obama/obama3.jpg"))
+            .unwrap();
         inner.finish().unwrap().into_inner()
     };
     zip.start_file("21CS003/inner.zip", options()).unwrap();
@@ -239,12 +245,15 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
         .find(|i| i["roll_no"] == "21CS009")
         .expect("21CS009 reported");
     assert_eq!(nobody["status"], "rejected");
-    assert!(nobody["reason"].as_str().unwrap().contains("no usable photo"));
+    assert!(
+        nobody["reason"]
+            .as_str()
+            .unwrap()
+            .contains("no usable photo")
+    );
 
     // The students are really registered, with the manifest's names, from the good photos.
-    let listed: Value = app
-        .get_json(&format!("/students?class_id={class}"))
-        .await;
+    let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
     let students: BTreeMap<String, (String, String)> = listed["items"]
         .as_array()
         .unwrap()
@@ -271,7 +280,10 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
         let detail: Value = app.get_json(&format!("/students/{student}")).await;
         let photos = detail["photos"].as_array().unwrap();
         assert_eq!(photos.len(), 2, "{detail:#}");
-        assert!(photos.iter().all(|p| p["verdict"] == "accepted"), "{detail:#}");
+        assert!(
+            photos.iter().all(|p| p["verdict"] == "accepted"),
+            "{detail:#}"
+        );
         assert_eq!(detail["registration_job"]["status"], "succeeded");
     }
     // The jobs rows say the same: bulk kind, bulk lane, succeeded.
@@ -282,7 +294,10 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
         .unwrap();
     assert_eq!(rows.len(), 3);
     assert!(rows.iter().all(|r| r.lane == Lane::Bulk));
-    assert!(rows.iter().all(|r| r.status == models::job::JobStatus::Succeeded));
+    assert!(
+        rows.iter()
+            .all(|r| r.status == models::job::JobStatus::Succeeded)
+    );
     let unpack: Value = app.get_json(&format!("/jobs/{job_id}")).await;
     assert_eq!(unpack["status"], "succeeded", "{unpack:#}");
 
@@ -362,7 +377,8 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
             .iter()
             .enumerate()
         {
-            zip.start_file(format!("21CS001/{i}.jpg"), options()).unwrap();
+            zip.start_file(format!("21CS001/{i}.jpg"), options())
+                .unwrap();
             zip.write_all(&fixture(photo)).unwrap();
         }
         zip.finish().unwrap().into_inner()
@@ -375,14 +391,13 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
     assert_eq!(body["counts"]["updated"], 1, "{body:#}");
     let item = &body["items"][0];
     assert_eq!(item["updated"], true);
-    assert_eq!(item["student_id"].as_str(), ids.get("21CS001").map(String::as_str));
-    let listed: Value = app
-        .get_json(&format!("/students?class_id={class}"))
-        .await;
+    assert_eq!(
+        item["student_id"].as_str(),
+        ids.get("21CS001").map(String::as_str)
+    );
+    let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
     assert_eq!(listed["total"], 3, "{listed:#}");
-    let obama: Value = app
-        .get_json(&format!("/students/{}", ids["21CS001"]))
-        .await;
+    let obama: Value = app.get_json(&format!("/students/{}", ids["21CS001"])).await;
     assert_eq!(obama["name"], "Barack H. Obama");
     assert_eq!(obama["status"], "active");
     assert_eq!(obama["photos"].as_array().unwrap().len(), 2, "{obama:#}");
@@ -414,8 +429,12 @@ fn stored_zip(size: usize) -> Vec<u8> {
 
 #[tokio::test]
 async fn batches_have_their_own_size_limit_not_the_60_mb_request_limit() {
-    let app = spawn_app_with(Db::Sqlite, Queue::Embedded, &[("BATCH_MAX_BYTES", "70000000")])
-        .await;
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Queue::Embedded,
+        &[("BATCH_MAX_BYTES", "70000000")],
+    )
+    .await;
     let class = app.create_class("CSE 3A").await;
     // 64 MB: over the request limit of every other route, under this batch limit.
     let big = stored_zip(64 << 20);
@@ -457,11 +476,12 @@ async fn an_archive_declaring_more_than_the_uncompressed_limit_is_refused_whole(
     let body: Value = app.get_json(&format!("/students/batches/{batch}")).await;
     assert_eq!(body["status"], "failed", "{body:#}");
     assert!(
-        body["error"].as_str().unwrap().contains("more than the batch limit"),
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("more than the batch limit"),
         "{body:#}"
     );
-    let listed: Value = app
-        .get_json(&format!("/students?class_id={class}"))
-        .await;
+    let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
     assert_eq!(listed["total"], 0);
 }

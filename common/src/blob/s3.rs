@@ -10,7 +10,10 @@ use aws_sdk_s3::{
     config::http::HttpResponse,
     error::{DisplayErrorContext, SdkError},
     primitives::ByteStream,
-    types::{BucketLocationConstraint, CompletedMultipartUpload, CompletedPart, CreateBucketConfiguration},
+    types::{
+        BucketLocationConstraint, CompletedMultipartUpload, CompletedPart,
+        CreateBucketConfiguration,
+    },
 };
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};

@@ -7,7 +7,6 @@
 //! finishing at the same moment on two workers are serialised: the second sees the
 //! first's outcome and only one of them completes the batch.
 
-
 use chrono::Utc;
 use models::registration_batch::{self, BatchStatus};
 use models::registration_batch_item::{self, ItemStatus};
@@ -54,7 +53,10 @@ pub fn report_url(batch_id: Uuid) -> String {
 /// locks the row on PostgreSQL; SQLite serialises writing transactions anyway).
 pub async fn lock_batch(db: &impl ConnectionTrait, batch_id: Uuid) -> Result<(), DbErr> {
     registration_batch::Entity::update_many()
-        .col_expr(registration_batch::Column::UpdatedAt, Expr::value(Utc::now()))
+        .col_expr(
+            registration_batch::Column::UpdatedAt,
+            Expr::value(Utc::now()),
+        )
         .filter(registration_batch::Column::Id.eq(batch_id))
         .exec(db)
         .await?;

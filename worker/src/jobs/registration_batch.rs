@@ -53,7 +53,12 @@ impl Job for RegistrationBatch {
     }
 
     async fn mark_subject_failed(db: &DatabaseTransaction, batch_id: Uuid) -> Result<(), DbErr> {
-        set_failed(db, batch_id, "the batch could not be unpacked (see its job's error)").await
+        set_failed(
+            db,
+            batch_id,
+            "the batch could not be unpacked (see its job's error)",
+        )
+        .await
     }
 }
 
@@ -97,18 +102,26 @@ async fn run(
         .one(&ctx.db)
         .await?
     else {
-        return Ok(Outcome::Skipped(format!("batch {batch_id} no longer exists")));
+        return Ok(Outcome::Skipped(format!(
+            "batch {batch_id} no longer exists"
+        )));
     };
 
     // Streamed from the store to disk: a batch of thousands of students never sits in
     // memory, here or in the API.
-    let dir = tempfile::tempdir().map_err(|e| JobError::retry("create a temporary directory", e))?;
+    let dir =
+        tempfile::tempdir().map_err(|e| JobError::retry("create a temporary directory", e))?;
     let local = dir.path().join("batch.zip");
     match ctx.blobs.get_to_file(&batch.blob_key, &local).await {
         Ok(_) => {}
         Err(common::BlobError::NotFound(_)) => {
-            return fail_batch(ctx, job, &batch, "the uploaded archive is missing from storage")
-                .await;
+            return fail_batch(
+                ctx,
+                job,
+                &batch,
+                "the uploaded archive is missing from storage",
+            )
+            .await;
         }
         Err(e) => return Err(JobError::retry("could not fetch the batch archive", e)),
     }
@@ -139,17 +152,18 @@ async fn run(
     for entry in listing.entries {
         let roll = (entry.components.len() == 2).then(|| entry.components[0].clone());
         if let Some(reason) = &entry.refused {
-            refusals.push(Refusal::rejected(roll.as_deref(), &entry.name, reason.clone()));
+            refusals.push(Refusal::rejected(
+                roll.as_deref(),
+                &entry.name,
+                reason.clone(),
+            ));
         } else if entry.components == [MANIFEST] {
             manifest_entry = Some(entry);
         } else {
             usable.push(entry);
         }
     }
-    let mut budget = Budget {
-        used: 0,
-        limit,
-    };
+    let mut budget = Budget { used: 0, limit };
     let manifest = match manifest_entry {
         Some(entry) => {
             let read = read_entries(&archive, vec![entry.clone()]).await?;
@@ -296,7 +310,11 @@ fn parse_manifest(bytes: &[u8], refusals: &mut Vec<Refusal>) -> Manifest {
     let headers: Vec<String> = match reader.headers() {
         Ok(h) => h.iter().map(|s| s.to_ascii_lowercase()).collect(),
         Err(e) => {
-            refusals.push(Refusal::rejected(None, MANIFEST, format!("unreadable CSV: {e}")));
+            refusals.push(Refusal::rejected(
+                None,
+                MANIFEST,
+                format!("unreadable CSV: {e}"),
+            ));
             return Manifest { plans };
         }
     };
@@ -315,7 +333,11 @@ fn parse_manifest(bytes: &[u8], refusals: &mut Vec<Refusal>) -> Manifest {
         let record = match record {
             Ok(r) => r,
             Err(e) => {
-                refusals.push(Refusal::rejected(None, &line, format!("unreadable line: {e}")));
+                refusals.push(Refusal::rejected(
+                    None,
+                    &line,
+                    format!("unreadable line: {e}"),
+                ));
                 continue;
             }
         };
@@ -451,7 +473,9 @@ fn resolve_class(
     match matching.as_slice() {
         [one] => Ok(one.id),
         [] => Err(format!("unknown class {wanted:?}")),
-        _ => Err(format!("class name {wanted:?} is ambiguous; use the class id")),
+        _ => Err(format!(
+            "class name {wanted:?} is ambiguous; use the class id"
+        )),
     }
 }
 
