@@ -10,6 +10,7 @@
 #
 #   bash scripts/bench_batch.sh               # 100 and 500 students
 #   SIZES="500" WORKERS=2 bash scripts/bench_batch.sh
+#   PROFILE=dev bash scripts/bench_batch.sh  # the dev build (its engine crates are optimised too)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,8 +23,9 @@ S3_KEY="${TEST_S3_ACCESS_KEY:-attendance}"
 S3_SECRET="${TEST_S3_SECRET_KEY:-attendance-secret}"
 export MODEL_DIR="${MODEL_DIR:-$PWD/data/models}"
 
-cargo build --release -p api -p worker --no-default-features
-BIN="${CARGO_TARGET_DIR:-target}/release"
+PROFILE="${PROFILE:-release}"
+cargo build --profile "$PROFILE" -p api -p worker --no-default-features
+BIN="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 
 work=$(mktemp -d)
 pids=()
