@@ -5,6 +5,7 @@ pub mod auth;
 pub mod database;
 pub mod embedded;
 pub mod error;
+pub mod import;
 pub mod metrics;
 pub mod outbox;
 pub mod provenance;
@@ -56,6 +57,7 @@ pub struct Application {
     addr: SocketAddr,
     state: AppState,
     cors_origins: Vec<String>,
+    batch_limits: services::batches::BatchLimits,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -129,6 +131,7 @@ pub async fn build_with(
         addr,
         state,
         cors_origins: config.cors_origins.clone(),
+        batch_limits: services::batches::BatchLimits::from_config(config),
         background,
     })
 }
@@ -148,7 +151,7 @@ impl Application {
 
     /// Serves until Ctrl-C / SIGTERM, then drains for up to 10 s.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let app = routes::app(self.state.clone(), &self.cors_origins);
+        let app = routes::app(self.state.clone(), &self.cors_origins, self.batch_limits);
         let result = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
             .await;

@@ -1,4 +1,5 @@
-//! `attendance-api`: `serve` (default), `migrate`, `keys create|list|revoke`.
+//! `attendance-api`: `serve` (default), `migrate`, `keys create|list|revoke`,
+//! `import DIR --class CLASS`.
 
 use anyhow::Context;
 use api::{
@@ -31,6 +32,15 @@ enum Command {
     Keys {
         #[command(subcommand)]
         command: KeysCommand,
+    },
+    /// Register a folder of students (one folder of photos per roll number, optional
+    /// students.csv) as one batch, with a progress bar until every student is done.
+    Import {
+        /// The folder to import.
+        dir: std::path::PathBuf,
+        /// Default class of the students: its id, or its exact name.
+        #[arg(long)]
+        class: Option<String>,
     },
 }
 
@@ -88,8 +98,133 @@ async fn main() -> anyhow::Result<()> {
             // Whoever runs the CLI has the database: the operator manages every key.
             run_keys(&db, command).await?;
         }
+        Command::Import { dir, class } => {
+            let failed = run_import(&config, &dir, class.as_deref()).await?;
+            if failed {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
+}
+
+/// Imports `dir` as a batch and follows it to the end; returns whether any student
+/// failed or any entry was refused.
+async fn run_import(
+    config: &Config,
+    dir: &std::path::Path,
+    class: Option<&str>,
+) -> anyhow::Result<bool> {
+    use api::services::{batches, scope::Scope};
+    use models::class;
+    use models::registration_batch::BatchStatus;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+
+    anyhow::ensure!(dir.is_dir(), "{} is not a folder", dir.display());
+    let db = api::database::connect_and_migrate(&config.database_url)
+        .await
+        .context("could not open the database")?;
+    let class_id = match class {
+        None => None,
+        Some(c) => match c.parse::<Uuid>() {
+            Ok(id) => Some(id),
+            Err(_) => {
+                let found = class::Entity::find()
+                    .filter(class::Column::Name.eq(c))
+                    .all(&db)
+                    .await?;
+                match found.as_slice() {
+                    [one] => Some(one.id),
+                    [] => anyhow::bail!("no class named {c:?}"),
+                    _ => anyhow::bail!("several classes are named {c:?}; give the class id"),
+                }
+            }
+        },
+    };
+    let blobs = common::open_blob_store(&config.storage_url)
+        .await
+        .context("could not open the blob store")?;
+    // With the embedded queue the running server's relay hands the job to its
+    // in-process worker; a queue opened here would swallow it.
+    let queue = if config.embedded_queue() {
+        None
+    } else {
+        Some(common::open_queue(&config.queue_url).await?)
+    };
+
+    let packed = tempfile::NamedTempFile::new()?;
+    let (src, out) = (dir.to_path_buf(), packed.path().to_path_buf());
+    let entries = tokio::task::spawn_blocking(move || api::import::zip_folder(&src, &out))
+        .await?
+        .with_context(|| format!("could not pack {}", dir.display()))?;
+    let mut file = tokio::fs::File::open(packed.path()).await?;
+    let accepted = batches::create(
+        &db,
+        &Scope::All,
+        &blobs,
+        queue.as_ref(),
+        batches::BatchLimits::from_config(config),
+        class_id,
+        &mut file,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let batch_id = accepted.subject_id;
+    eprintln!("batch {batch_id}: {entries} files uploaded");
+    if queue.is_none() {
+        eprintln!("QUEUE_URL=embedded: the running attendance-api server registers them");
+    }
+
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:40} {pos}/{len} students {msg}",
+        )
+        .expect("a valid template"),
+    );
+    let detail = loop {
+        let detail = batches::detail(&db, &Scope::All, batch_id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let c = detail.counts;
+        let students = c.queued + c.active + c.failed;
+        bar.set_length(students);
+        bar.set_position(c.active + c.failed);
+        bar.set_message(format!(
+            "({} active, {} failed, {} refused)",
+            c.active,
+            c.failed,
+            c.rejected + c.duplicates
+        ));
+        if matches!(
+            detail.batch.status,
+            BatchStatus::Completed | BatchStatus::Failed
+        ) {
+            break detail;
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    };
+    bar.finish();
+    if let Some(error) = &detail.batch.error {
+        eprintln!("batch refused: {error}");
+        return Ok(true);
+    }
+    for item in &detail.items {
+        if let Some(reason) = &item.reason {
+            eprintln!(
+                "{} {}: {} ({reason})",
+                item.roll_no.as_deref().unwrap_or("-"),
+                item.entry.as_deref().unwrap_or(""),
+                batches::item_status(item.status),
+            );
+        }
+    }
+    let c = detail.counts;
+    println!(
+        "batch {batch_id}: {} active, {} failed, {} refused, {} duplicates, {} updated; report: GET /students/batches/{batch_id}/report.csv",
+        c.active, c.failed, c.rejected, c.duplicates, c.updated
+    );
+    Ok(c.failed + c.rejected + c.duplicates > 0)
 }
 
 async fn run_keys(db: &sea_orm::DatabaseConnection, command: KeysCommand) -> anyhow::Result<()> {

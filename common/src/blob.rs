@@ -5,14 +5,15 @@ mod fs;
 mod key;
 mod s3;
 
-use std::sync::Arc;
+use std::{path::Path, sync::Arc};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 pub use fs::FsBlobStore;
 pub use key::validate_key;
-pub use s3::{S3BlobStore, S3Options};
+pub use s3::{MULTIPART_PART_BYTES, S3BlobStore, S3Options};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
@@ -57,6 +58,44 @@ pub trait BlobStore: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> Result<(), BlobError>;
     /// Readiness probe: the store is reachable and usable.
     async fn check(&self) -> Result<(), BlobError>;
+
+    /// Stores everything `reader` yields under `key`, as [`BlobStore::put`] does, and
+    /// returns the number of bytes. The filesystem and S3 stores stream (a temporary
+    /// file renamed into place; a multipart upload), so an upload of any size never
+    /// sits in memory; this default, for other implementations, reads it all first.
+    async fn put_stream(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        content_type: &str,
+    ) -> Result<u64, BlobError> {
+        let mut buf = Vec::new();
+        reader
+            .read_to_end(&mut buf)
+            .await
+            .map_err(|e| BlobError::unavailable(format!("read the upload for {key}"), e))?;
+        let len = buf.len() as u64;
+        self.put(key, Bytes::from(buf), content_type).await?;
+        Ok(len)
+    }
+
+    /// Copies an object into the local file `dest` (created or truncated) and returns
+    /// its size; [`BlobError::NotFound`] when absent. The filesystem and S3 stores
+    /// stream; this default reads the object whole.
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, BlobError> {
+        let bytes = self.get(key).await?;
+        let op = || format!("write {}", dest.display());
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?;
+        file.write_all(&bytes)
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?;
+        file.flush()
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?;
+        Ok(bytes.len() as u64)
+    }
 }
 
 /// Opens the store a `STORAGE_URL` names:

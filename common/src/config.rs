@@ -20,6 +20,10 @@ pub mod defaults {
     pub const DATA_DIR: &str = "data";
     pub const FACE_MODEL: &str = "dlib-resnet";
     pub const EXIF_UTC_OFFSET: &str = "+05:30";
+    /// 2 GiB: a few thousand students with a few photos each.
+    pub const BATCH_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+    /// 8 GiB of photos once unpacked.
+    pub const BATCH_MAX_UNCOMPRESSED_BYTES: u64 = 8 * 1024 * 1024 * 1024;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -67,6 +71,11 @@ pub struct Config {
     /// photo has no `OffsetTimeOriginal` (EXIF times are local clock times). Default
     /// `+05:30` (India).
     pub exif_utc_offset: chrono::FixedOffset,
+    /// `BATCH_MAX_BYTES`: largest registration batch upload (the ZIP as sent).
+    pub batch_max_bytes: u64,
+    /// `BATCH_MAX_UNCOMPRESSED_BYTES`: largest registration batch once unpacked,
+    /// declared or actual (zip bombs are refused).
+    pub batch_max_uncompressed_bytes: u64,
 }
 
 impl Default for Config {
@@ -192,6 +201,27 @@ impl Config {
                 value: exif_offset_raw.clone(),
                 reason: "expected a UTC offset such as +05:30 or -03:00".into(),
             })?;
+        let bytes = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let raw = get(var, &default.to_string())?;
+            match raw.parse::<u64>() {
+                Ok(0) => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: "must be at least 1".into(),
+                }),
+                Ok(n) => Ok(n),
+                Err(e) => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: format!("expected a number of bytes: {e}"),
+                }),
+            }
+        };
+        let batch_max_bytes = bytes("BATCH_MAX_BYTES", defaults::BATCH_MAX_BYTES)?;
+        let batch_max_uncompressed_bytes = bytes(
+            "BATCH_MAX_UNCOMPRESSED_BYTES",
+            defaults::BATCH_MAX_UNCOMPRESSED_BYTES,
+        )?;
 
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
@@ -206,6 +236,8 @@ impl Config {
             face_model,
             detector,
             exif_utc_offset,
+            batch_max_bytes,
+            batch_max_uncompressed_bytes,
         })
     }
 

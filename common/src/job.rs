@@ -51,6 +51,14 @@ pub enum JobKind {
     /// (after `FACE_MODEL` changed). Bulk: never in front of a teacher's session.
     #[sea_orm(string_value = "reembed")]
     Reembed,
+    /// A registration batch's ZIP → one student (rows + photos) and one
+    /// `bulk_registration` job per roll number, and a report line per refused entry.
+    #[sea_orm(string_value = "registration_batch")]
+    RegistrationBatch,
+    /// One student of a registration batch: the same work as `registration`, on the
+    /// bulk lane, and the batch's outcome updated in the same transaction.
+    #[sea_orm(string_value = "bulk_registration")]
+    BulkRegistration,
 }
 
 /// Separate queues so that an overnight batch never delays a teacher waiting on a photo.
@@ -71,13 +79,19 @@ pub enum Lane {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 3] = [JobKind::Registration, JobKind::Attendance, JobKind::Reembed];
+    pub const ALL: [JobKind; 5] = [
+        JobKind::Registration,
+        JobKind::Attendance,
+        JobKind::Reembed,
+        JobKind::RegistrationBatch,
+        JobKind::BulkRegistration,
+    ];
 
     /// The queue this kind is published to.
     pub const fn lane(&self) -> Lane {
         match self {
             JobKind::Registration | JobKind::Attendance => Lane::Interactive,
-            JobKind::Reembed => Lane::Bulk,
+            JobKind::Reembed | JobKind::RegistrationBatch | JobKind::BulkRegistration => Lane::Bulk,
         }
     }
 
@@ -87,6 +101,8 @@ impl JobKind {
             JobKind::Registration => "registration",
             JobKind::Attendance => "attendance",
             JobKind::Reembed => "reembed",
+            JobKind::RegistrationBatch => "registration_batch",
+            JobKind::BulkRegistration => "bulk_registration",
         }
     }
 
@@ -218,6 +234,8 @@ mod tests {
         assert_eq!(JobKind::Attendance.lane(), Lane::Interactive);
         assert_eq!(JobKind::Registration.lane(), Lane::Interactive);
         assert_eq!(JobKind::Reembed.lane(), Lane::Bulk);
+        assert_eq!(JobKind::RegistrationBatch.lane(), Lane::Bulk);
+        assert_eq!(JobKind::BulkRegistration.lane(), Lane::Bulk);
         assert_eq!(Lane::Interactive.queue_name(), "jobs.interactive");
         assert_eq!(Lane::Bulk.queue_name(), "jobs.bulk");
         assert_eq!(Lane::parse("bulk"), Some(Lane::Bulk));

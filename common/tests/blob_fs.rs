@@ -117,3 +117,34 @@ async fn relative_roots_and_failing_check() {
         Err(BlobError::InvalidUrl { .. })
     ));
 }
+
+#[tokio::test]
+async fn streamed_puts_write_atomically_and_copy_back_to_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FsBlobStore::open(dir.path().join("blobs")).await.unwrap();
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut reader = &data[..];
+    let n = store
+        .put_stream("batches/a.zip", &mut reader, "application/zip")
+        .await
+        .unwrap();
+    assert_eq!(n, data.len() as u64);
+    assert!(store.get("batches/a.zip").await.unwrap() == data);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("blobs/batches"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["a.zip"]);
+
+    let copy = dir.path().join("copy.zip");
+    assert_eq!(
+        store.get_to_file("batches/a.zip", &copy).await.unwrap(),
+        data.len() as u64
+    );
+    assert!(std::fs::read(&copy).unwrap() == data);
+    assert!(matches!(
+        store.get_to_file("batches/none.zip", &copy).await,
+        Err(BlobError::NotFound(_))
+    ));
+}

@@ -19,6 +19,7 @@ mod m20261125_000009_create_jobs;
 mod m20261125_000010_create_api_keys;
 mod m20261129_205700_add_key_scope_and_session_creator;
 mod m20261130_000100_add_corrections;
+mod m20261130_000200_create_registration_batches;
 mod m20261130_000500_add_photo_provenance;
 
 pub struct Migrator;
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000010_create_api_keys::Migration),
             Box::new(m20261129_205700_add_key_scope_and_session_creator::Migration),
             Box::new(m20261130_000100_add_corrections::Migration),
+            Box::new(m20261130_000200_create_registration_batches::Migration),
             Box::new(m20261130_000500_add_photo_provenance::Migration),
         ]
     }

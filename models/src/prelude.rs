@@ -10,6 +10,8 @@ pub use crate::entity::class::Entity as Class;
 pub use crate::entity::detected_face::Entity as DetectedFace;
 pub use crate::entity::face_embedding::Entity as FaceEmbedding;
 pub use crate::entity::job::{Entity as Job, JobStatus};
+pub use crate::entity::registration_batch::{BatchStatus, Entity as RegistrationBatch};
+pub use crate::entity::registration_batch_item::{Entity as RegistrationBatchItem, ItemStatus};
 pub use crate::entity::session_photo::Entity as SessionPhoto;
 pub use crate::entity::student::{Entity as Student, StudentStatus};
 pub use crate::entity::student_photo::{Entity as StudentPhoto, PhotoVerdict};

@@ -1,6 +1,7 @@
 //! The worker: the face engine (detection, alignment, embedding, matching) and the
 //! job handlers that carry photos from storage through the engine into records.
 
+pub mod batch_archive;
 pub mod drawing;
 pub mod engine;
 pub mod evaluation;

@@ -357,7 +357,12 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
     let engine = load_engine(&config).await?;
     schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
     let worker = Worker::new(
-        JobContext { db, blobs, engine },
+        JobContext {
+            db,
+            blobs,
+            engine,
+            queue: Some(Arc::clone(&queue)),
+        },
         WorkerOptions::from_config(&config),
     );
     worker.run_until(queue.as_ref(), shutdown_signal()).await
@@ -391,7 +396,13 @@ pub fn spawn_in_process(
                 }
             };
             schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
-            let worker = Worker::new(JobContext { db, blobs, engine }, options);
+            let ctx = JobContext {
+                db,
+                blobs,
+                engine,
+                queue: Some(Arc::clone(&queue)),
+            };
+            let worker = Worker::new(ctx, options);
             if let Err(e) = worker
                 .run_until(queue.as_ref(), std::future::pending())
                 .await

@@ -2,6 +2,7 @@
 
 pub mod analytics;
 pub mod attendance;
+pub mod batches;
 pub mod classes;
 pub mod corrections;
 pub mod export;
@@ -18,7 +19,7 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{error, metrics, state::AppState, upload};
+use crate::{error, metrics, services::batches::BatchLimits, state::AppState, upload};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -51,6 +52,7 @@ pub type Apis = (
     keys::KeysApi,
     corrections::CorrectionsApi,
     student_photos::StudentPhotosApi,
+    batches::BatchesApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -67,6 +69,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             keys::KeysApi,
             corrections::CorrectionsApi,
             student_photos::StudentPhotosApi,
+            batches::BatchesApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),
@@ -78,7 +81,11 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 }
 
 /// The whole HTTP application with its middleware.
-pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
+pub fn app(
+    state: AppState,
+    cors_origins: &[String],
+    batches: BatchLimits,
+) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -91,7 +98,18 @@ pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
         .data(state)
-        .around(|ep, req| upload::limit_request_size(ep, req, upload::MAX_REQUEST_BYTES))
+        .data(batches)
+        .around(move |ep, req| {
+            // A registration batch streams to storage and has its own, larger limit.
+            let max = if req.method() == poem::http::Method::POST
+                && req.uri().path() == "/students/batches"
+            {
+                usize::try_from(batches.max_bytes).unwrap_or(usize::MAX)
+            } else {
+                upload::MAX_REQUEST_BYTES
+            };
+            upload::limit_request_size(ep, req, max)
+        })
         .around(error::json_errors)
         .with_if(!cors_origins.is_empty(), cors)
         .with(Tracing)

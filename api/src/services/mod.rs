@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod attendance;
 pub mod attendance_table;
+pub mod batches;
 pub mod classes;
 pub mod corrections;
 pub mod export;

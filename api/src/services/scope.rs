@@ -4,7 +4,7 @@
 //! not revealed. Lists are filtered with [`Scope::class_ids`].
 
 use common::JobKind;
-use models::{attendance_session, class, detected_face, job, student};
+use models::{attendance_session, class, detected_face, job, registration_batch, student};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     sea_query::SelectStatement,
@@ -136,11 +136,25 @@ impl Scope {
                 .one(db)
                 .await?
                 .map(|s| s.class_id),
-            // Both are about one student: visible to the student's department.
-            JobKind::Registration | JobKind::Reembed => student::Entity::find_by_id(j.subject_id)
-                .one(db)
-                .await?
-                .map(|s| s.class_id),
+            // All about one student: visible to the student's department.
+            JobKind::Registration | JobKind::Reembed | JobKind::BulkRegistration => {
+                student::Entity::find_by_id(j.subject_id)
+                    .one(db)
+                    .await?
+                    .map(|s| s.class_id)
+            }
+            // A batch belongs to a department rather than a class.
+            JobKind::RegistrationBatch => {
+                let batch = registration_batch::Entity::find_by_id(j.subject_id)
+                    .one(db)
+                    .await?;
+                let visible = batch.is_some_and(|b| b.department.is_some_and(|d| self.sees(&d)));
+                return if visible {
+                    Ok(j)
+                } else {
+                    Err(ServiceError::NotFound("job"))
+                };
+            }
         };
         let class_id = class_id.ok_or(ServiceError::NotFound("job"))?;
         self.through_class(db, class_id, "job").await?;

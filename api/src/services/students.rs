@@ -257,10 +257,10 @@ pub async fn detail(
         .order_by_asc(student_photo::Column::Id)
         .all(db)
         .await?;
-    // A student's id is only ever the subject of registration jobs.
+    // A student's registration: a single one, or as part of a batch (bulk lane).
     let registration_job = jobs::latest_for_subject(db, id)
         .await?
-        .filter(|j| j.kind == JobKind::Registration);
+        .filter(|j| matches!(j.kind, JobKind::Registration | JobKind::BulkRegistration));
     let checks: HashMap<Uuid, PhotoCheck> = match registration_job
         .as_ref()
         .and_then(|j| j.result.as_ref())

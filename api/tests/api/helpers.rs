@@ -164,6 +164,11 @@ impl Drop for TestApp {
 }
 
 pub async fn spawn_app(db: Db, queue: Queue) -> TestApp {
+    spawn_app_with(db, queue, &[]).await
+}
+
+/// [`spawn_app`] with extra configuration variables (e.g. `BATCH_MAX_BYTES`).
+pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> TestApp {
     common::telemetry::init("api-tests");
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
@@ -197,13 +202,19 @@ pub async fn spawn_app(db: Db, queue: Queue) -> TestApp {
                 .expect("a valid URL"),
         ),
     };
-    let config = Config::from_pairs([
-        ("DATABASE_URL", database_url.as_str()),
-        ("QUEUE_URL", queue_url.as_str()),
-        ("STORAGE_URL", &format!("file://{}", blob_dir.display())),
-        ("BIND", "127.0.0.1:0"),
-        ("DATA_DIR", &data_dir.display().to_string()),
-    ])
+    let storage_url = format!("file://{}", blob_dir.display());
+    let data_dir_text = data_dir.display().to_string();
+    let config = Config::from_pairs(
+        [
+            ("DATABASE_URL", database_url.as_str()),
+            ("QUEUE_URL", queue_url.as_str()),
+            ("STORAGE_URL", storage_url.as_str()),
+            ("BIND", "127.0.0.1:0"),
+            ("DATA_DIR", data_dir_text.as_str()),
+        ]
+        .into_iter()
+        .chain(extra.iter().copied()),
+    )
     .expect("valid test config");
     let state = AppState {
         db: api::database::connect_and_migrate(&config.database_url)
@@ -442,6 +453,7 @@ pub async fn run_next_job(app: &TestApp) {
             db: app.state.db.clone(),
             blobs: app.state.blobs.clone(),
             engine: engine(),
+            queue: None,
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

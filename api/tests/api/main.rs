@@ -5,6 +5,7 @@
 
 mod access;
 mod auth;
+mod batches;
 mod classes;
 mod corrections;
 mod e2e;

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::io::AsyncWriteExt;
+use tokio::io::AsyncRead;
 
 use super::{BlobError, BlobStore, validate_key};
 
@@ -40,18 +40,21 @@ impl FsBlobStore {
     }
 }
 
-#[async_trait]
-impl BlobStore for FsBlobStore {
-    async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
+impl FsBlobStore {
+    /// Writes what `reader` yields to a temporary sibling of `key`'s file and renames it
+    /// over the target, so that readers see the old or the new file and a crash never
+    /// leaves a truncated photo behind. Returns the bytes written.
+    async fn write_atomically(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+    ) -> Result<u64, BlobError> {
         let path = self.path_of(key)?;
         let dir = path.parent().expect("a joined key has a parent");
         let op = |what: &str| format!("{what} {}", path.display());
         tokio::fs::create_dir_all(dir)
             .await
             .map_err(|e| BlobError::unavailable(op("create directory for"), e))?;
-
-        // Write a temporary sibling and rename it over the target, so that readers see
-        // the old or the new file and a crash never leaves a truncated photo behind.
         let file_name = path.file_name().expect("a key has a file name");
         let tmp = dir.join(format!(
             ".{}.{}.tmp",
@@ -60,15 +63,49 @@ impl BlobStore for FsBlobStore {
         ));
         let write = async {
             let mut file = tokio::fs::File::create(&tmp).await?;
-            file.write_all(&bytes).await?;
+            let len = tokio::io::copy(reader, &mut file).await?;
             file.sync_all().await?;
-            tokio::fs::rename(&tmp, &path).await
+            tokio::fs::rename(&tmp, &path).await?;
+            Ok::<u64, std::io::Error>(len)
         };
-        if let Err(e) = write.await {
-            let _ = tokio::fs::remove_file(&tmp).await;
-            return Err(BlobError::unavailable(op("write"), e));
+        match write.await {
+            Ok(len) => Ok(len),
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&tmp).await;
+                Err(BlobError::unavailable(op("write"), e))
+            }
         }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FsBlobStore {
+    async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), BlobError> {
+        self.write_atomically(key, &mut &bytes[..]).await?;
         Ok(())
+    }
+
+    async fn put_stream(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        _content_type: &str,
+    ) -> Result<u64, BlobError> {
+        self.write_atomically(key, reader).await
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, BlobError> {
+        let path = self.path_of(key)?;
+        match tokio::fs::copy(&path, dest).await {
+            Ok(len) => Ok(len),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !path.exists() => {
+                Err(BlobError::NotFound(key.to_string()))
+            }
+            Err(e) => Err(BlobError::unavailable(
+                format!("copy {} to {}", path.display(), dest.display()),
+                e,
+            )),
+        }
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {

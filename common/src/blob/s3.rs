@@ -1,6 +1,6 @@
 //! S3 (and S3-compatible: MinIO, s3s-fs, ...) blob store.
 
-use std::time::Duration;
+use std::{path::Path, time::Duration};
 
 use async_trait::async_trait;
 use aws_config::{BehaviorVersion, Region, retry::RetryConfig, timeout::TimeoutConfig};
@@ -10,15 +10,34 @@ use aws_sdk_s3::{
     config::http::HttpResponse,
     error::{DisplayErrorContext, SdkError},
     primitives::ByteStream,
-    types::{BucketLocationConstraint, CreateBucketConfiguration},
+    types::{
+        BucketLocationConstraint, CompletedMultipartUpload, CompletedPart,
+        CreateBucketConfiguration,
+    },
 };
 use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use super::{BlobError, BlobStore, validate_key};
 
 /// Used when neither the URL nor the environment names a region; S3-compatible servers
 /// generally accept any region.
 const DEFAULT_REGION: &str = "us-east-1";
+
+/// Part size of streamed uploads: above S3's 5 MiB minimum, and the most a streamed
+/// upload holds in memory at once.
+pub const MULTIPART_PART_BYTES: usize = 8 * 1024 * 1024;
+
+/// Fills `buf` (cleared first) with up to `MULTIPART_PART_BYTES` from `reader`.
+async fn read_part(
+    reader: &mut (dyn AsyncRead + Send + Unpin),
+    buf: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    buf.clear();
+    let mut limited = reader.take(MULTIPART_PART_BYTES as u64);
+    limited.read_to_end(buf).await?;
+    Ok(())
+}
 
 /// What an `s3://` storage URL says.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -250,6 +269,142 @@ impl BlobStore for S3BlobStore {
             .await
             .map_err(|e| sdk_error(format!("put {}/{object_key}", self.bucket), e))?;
         Ok(())
+    }
+
+    /// One part in memory at a time: a `put_object` when the whole upload fits in
+    /// one part, else a multipart upload (aborted on any failure, so no parts linger).
+    async fn put_stream(
+        &self,
+        key: &str,
+        reader: &mut (dyn AsyncRead + Send + Unpin),
+        content_type: &str,
+    ) -> Result<u64, BlobError> {
+        let object_key = self.object_key(key)?;
+        let op = |what: &str| format!("{what} {}/{object_key}", self.bucket);
+        let mut buf = Vec::with_capacity(MULTIPART_PART_BYTES);
+        read_part(reader, &mut buf)
+            .await
+            .map_err(|e| BlobError::unavailable(op("read the upload for"), e))?;
+        if buf.len() < MULTIPART_PART_BYTES {
+            let len = buf.len() as u64;
+            self.put(key, Bytes::from(buf), content_type).await?;
+            return Ok(len);
+        }
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(&object_key)
+            .content_type(content_type)
+            .send()
+            .await
+            .map_err(|e| sdk_error(op("start multipart upload of"), e))?;
+        let upload_id = upload
+            .upload_id()
+            .ok_or_else(|| {
+                BlobError::unavailable(op("start multipart upload of"), "no upload id returned")
+            })?
+            .to_string();
+        let parts = async {
+            let mut parts = Vec::new();
+            let mut total = 0u64;
+            while !buf.is_empty() {
+                let number = parts.len() as i32 + 1;
+                total += buf.len() as u64;
+                let body = ByteStream::from(std::mem::take(&mut buf));
+                let part = self
+                    .client
+                    .upload_part()
+                    .bucket(&self.bucket)
+                    .key(&object_key)
+                    .upload_id(&upload_id)
+                    .part_number(number)
+                    .body(body)
+                    .send()
+                    .await
+                    .map_err(|e| sdk_error(op(&format!("upload part {number} of")), e))?;
+                parts.push(
+                    CompletedPart::builder()
+                        .part_number(number)
+                        .set_e_tag(part.e_tag().map(str::to_string))
+                        .build(),
+                );
+                buf = Vec::with_capacity(MULTIPART_PART_BYTES);
+                read_part(reader, &mut buf)
+                    .await
+                    .map_err(|e| BlobError::unavailable(op("read the upload for"), e))?;
+            }
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&object_key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts))
+                        .build(),
+                )
+                .send()
+                .await
+                .map_err(|e| sdk_error(op("complete multipart upload of"), e))?;
+            Ok::<u64, BlobError>(total)
+        }
+        .await;
+        if parts.is_err() {
+            let abort = self
+                .client
+                .abort_multipart_upload()
+                .bucket(&self.bucket)
+                .key(&object_key)
+                .upload_id(&upload_id)
+                .send()
+                .await;
+            if let Err(e) = abort {
+                tracing::warn!(key = %object_key, error = %DisplayErrorContext(&e), "could not abort a failed multipart upload");
+            }
+        }
+        parts
+    }
+
+    async fn get_to_file(&self, key: &str, dest: &Path) -> Result<u64, BlobError> {
+        let object_key = self.object_key(key)?;
+        let op = || format!("get {}/{object_key} into {}", self.bucket, dest.display());
+        let mut output = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&object_key)
+            .send()
+            .await
+        {
+            Ok(output) => output,
+            Err(e)
+                if e.as_service_error().is_some_and(|s| s.is_no_such_key())
+                    || status_of(&e) == Some(404) =>
+            {
+                return Err(BlobError::NotFound(key.to_string()));
+            }
+            Err(e) => return Err(sdk_error(op(), e)),
+        };
+        let mut file = tokio::fs::File::create(dest)
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?;
+        let mut total = 0u64;
+        while let Some(chunk) = output
+            .body
+            .try_next()
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?
+        {
+            total += chunk.len() as u64;
+            file.write_all(&chunk)
+                .await
+                .map_err(|e| BlobError::unavailable(op(), e))?;
+        }
+        file.flush()
+            .await
+            .map_err(|e| BlobError::unavailable(op(), e))?;
+        Ok(total)
     }
 
     async fn get(&self, key: &str) -> Result<Bytes, BlobError> {

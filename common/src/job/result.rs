@@ -19,6 +19,8 @@ pub enum JobResult {
     Attendance(AttendanceResult),
     #[cfg_attr(feature = "openapi", oai(mapping = "reembed"))]
     Reembed(ReembedResult),
+    #[cfg_attr(feature = "openapi", oai(mapping = "registration_batch"))]
+    RegistrationBatch(BatchUnpackResult),
     /// The job's student or session was deleted before it ran: nothing was done.
     #[cfg_attr(feature = "openapi", oai(mapping = "skipped"))]
     Skipped(SkippedResult),
@@ -52,6 +54,29 @@ impl From<AttendanceResult> for JobResult {
 impl From<ReembedResult> for JobResult {
     fn from(r: ReembedResult) -> Self {
         JobResult::Reembed(r)
+    }
+}
+
+/// A registration batch unpacked: how many students were queued for registration
+/// (on the bulk lane) and how many entries were refused. Per-student outcomes are at
+/// `GET /students/batches/{batch_id}`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct BatchUnpackResult {
+    pub batch_id: Uuid,
+    /// Students whose registration was queued.
+    pub students: u32,
+    /// Of those, students that existed already (updated, not duplicated).
+    pub updated: u32,
+    /// Entries and manifest lines refused (each with its reason in the batch report).
+    pub rejected: u32,
+    /// Why the archive as a whole was refused, when it was.
+    pub error: Option<String>,
+}
+
+impl From<BatchUnpackResult> for JobResult {
+    fn from(r: BatchUnpackResult) -> Self {
+        JobResult::RegistrationBatch(r)
     }
 }
 

@@ -8,6 +8,8 @@ pub mod class;
 pub mod detected_face;
 pub mod face_embedding;
 pub mod job;
+pub mod registration_batch;
+pub mod registration_batch_item;
 pub mod session_photo;
 pub mod student;
 pub mod student_photo;

@@ -12,16 +12,19 @@
 //! a redelivery rewrites the same rows (handlers are idempotent).
 
 pub mod attendance;
+pub mod batch_completion;
+pub mod bulk_registration;
 pub mod crops;
 pub mod reembed;
 pub mod registration;
+pub mod registration_batch;
 
 use std::{future::Future, marker::PhantomData, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use chrono::Utc;
 use common::job::result::{JobResult, SkippedResult};
-use common::{BlobError, BlobStore, JobKind};
+use common::{BlobError, BlobStore, JobKind, JobQueue};
 use models::job::{self, JobStatus};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
@@ -180,15 +183,25 @@ pub fn handler(kind: JobKind) -> &'static dyn Handler {
         JobKind::Registration => &Registered::<registration::Registration>(PhantomData),
         JobKind::Attendance => &Registered::<attendance::Attendance>(PhantomData),
         JobKind::Reembed => &Registered::<reembed::Reembed>(PhantomData),
+        JobKind::RegistrationBatch => {
+            &Registered::<registration_batch::RegistrationBatch>(PhantomData)
+        }
+        JobKind::BulkRegistration => {
+            &Registered::<bulk_registration::BulkRegistration>(PhantomData)
+        }
     }
 }
 
-/// What every handler needs: the database, the photos, the engine (loaded once).
+/// What every handler needs: the database, the photos, the engine (loaded once), and
+/// the queue for jobs that fan out into further jobs.
 #[derive(Clone)]
 pub struct JobContext {
     pub db: DatabaseConnection,
     pub blobs: Arc<dyn BlobStore>,
     pub engine: Arc<FaceEngine>,
+    /// Where fanned-out jobs are published after their rows commit; `None` leaves them
+    /// to the API's outbox relay (which publishes every `queued` row it finds).
+    pub queue: Option<Arc<dyn JobQueue>>,
 }
 
 /// Reports a job's progress (0..=1) on its row while it runs. Best effort: a failed

@@ -285,23 +285,44 @@ async fn run(
     job: &job::Model,
     progress: &Progress<'_>,
 ) -> Result<Outcome<RegistrationResult>, JobError> {
+    let Some(prepared) = prepare(ctx, job, progress).await? else {
+        return Ok(Outcome::Skipped(format!(
+            "student {} no longer exists",
+            job.subject_id
+        )));
+    };
+    let txn = ctx.db.begin().await?;
+    let result = write(&txn, job, prepared).await?;
+    txn.commit().await?;
+    Ok(Outcome::Completed(result))
+}
+
+/// What a registration decided, before anything is written.
+pub(crate) struct Prepared {
+    student: student::Model,
+    photos: Vec<student_photo::Model>,
+    model: String,
+    decision: Decision,
+}
+
+/// The reading and deciding part of a registration (storage, engine, classmates);
+/// `None` when the student no longer exists.
+pub(crate) async fn prepare(
+    ctx: &JobContext,
+    job: &job::Model,
+    progress: &Progress<'_>,
+) -> Result<Option<Prepared>, JobError> {
     let student_id = job.subject_id;
     tracing::Span::current().record("student_id", tracing::field::display(student_id));
     let Some(student) = student::Entity::find_by_id(student_id).one(&ctx.db).await? else {
         tracing::warn!(%student_id, "student no longer exists; nothing to register");
-        return Ok(Outcome::Skipped(format!(
-            "student {student_id} no longer exists"
-        )));
+        return Ok(None);
     };
     let photos = load_photos(&ctx.db, student_id).await?;
     let seen = look_at_all(ctx, &photos, progress).await?;
     let model = ctx.engine.model_name();
     let classmates = load_classmates(ctx, &student, model).await?;
-    let Decision {
-        mut result,
-        mut status,
-        embeddings,
-    } = decide(
+    let mut decision = decide(
         student_id,
         student.status,
         model,
@@ -311,23 +332,47 @@ async fn run(
     );
     // Faces enrolled from sessions are in the gallery too: with one of them the student
     // stays matchable even when every uploaded photo is rejected.
-    if status == StudentStatus::Failed && has_enrolled_faces(&ctx.db, student_id).await? {
-        status = StudentStatus::Active;
-        result.status = RegisteredStatus::Active;
+    if decision.status == StudentStatus::Failed && has_enrolled_faces(&ctx.db, student_id).await? {
+        decision.status = StudentStatus::Active;
+        decision.result.status = RegisteredStatus::Active;
     }
-    if !result.possible_duplicates.is_empty() {
+    if !decision.result.possible_duplicates.is_empty() {
         tracing::warn!(
-            count = result.possible_duplicates.len(),
+            count = decision.result.possible_duplicates.len(),
             "registration looks like another active student"
         );
     }
+    Ok(Some(Prepared {
+        student,
+        photos,
+        model: model.to_string(),
+        decision,
+    }))
+}
 
-    let txn = ctx.db.begin().await?;
+/// Writes a prepared registration and marks the job `succeeded`, in the caller's
+/// transaction (a batch's student adds its batch outcome to the same transaction).
+pub(crate) async fn write(
+    txn: &DatabaseTransaction,
+    job: &job::Model,
+    prepared: Prepared,
+) -> Result<RegistrationResult, JobError> {
+    let Prepared {
+        student,
+        photos,
+        model,
+        decision:
+            Decision {
+                result,
+                status,
+                embeddings,
+            },
+    } = prepared;
     let now = Utc::now();
     write_photos(
-        &txn,
-        student_id,
-        model,
+        txn,
+        student.id,
+        &model,
         &photos,
         &result.photos,
         &embeddings,
@@ -336,16 +381,15 @@ async fn run(
     let mut row = student.into_active_model();
     row.status = Set(status);
     row.updated_at = Set(now);
-    student::Entity::update(row).exec(&txn).await?;
-    super::complete(&txn, job, &result.clone().into()).await?;
-    txn.commit().await?;
+    student::Entity::update(row).exec(txn).await?;
+    super::complete(txn, job, &result.clone().into()).await?;
     tracing::info!(
         accepted = result.accepted,
         rejected = result.rejected,
         ?status,
         "registration done"
     );
-    Ok(Outcome::Completed(result))
+    Ok(result)
 }
 
 /// Rewrites `model`'s embeddings of the student's `photos` from scratch (a re-run gives
@@ -521,7 +565,7 @@ fn result_box(bbox: [f32; 4]) -> result::FaceBox {
 
 /// A registration that failed for good leaves the student `failed` (unless an admin
 /// already set them `inactive`).
-async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<(), DbErr> {
+pub(crate) async fn mark_failed(db: &impl ConnectionTrait, student_id: Uuid) -> Result<(), DbErr> {
     student::Entity::update_many()
         .col_expr(
             student::Column::Status,

@@ -197,6 +197,7 @@ pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContex
         db: db.clone(),
         blobs: blobs.clone(),
         engine: engine(),
+        queue: None,
     }
 }
 
@@ -210,6 +211,7 @@ pub fn context_with(
         db: db.clone(),
         blobs: blobs.clone(),
         engine,
+        queue: None,
     }
 }
 
