@@ -19,6 +19,10 @@ pub mod defaults {
     pub const JOB_MAX_ATTEMPTS: u32 = 5;
     pub const DATA_DIR: &str = "data";
     pub const FACE_MODEL: &str = "dlib-resnet";
+    pub const WEBHOOK_ALLOW_PRIVATE: bool = false;
+    /// First retry of a failed webhook delivery after about this long, doubling up to
+    /// an hour between attempts, for 24 hours.
+    pub const WEBHOOK_RETRY_BASE_MS: u64 = 10_000;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -62,6 +66,16 @@ pub struct Config {
     pub face_model: FaceModel,
     /// `DETECTOR`: `mtcnn` or `scrfd`; unset, the face model's default.
     pub detector: Detector,
+    /// `PUBLIC_URL`: the API's address as outside systems reach it, for links in
+    /// webhook payloads; unset, `http://{BIND}`.
+    pub public_url: String,
+    /// `WEBHOOK_ALLOW_PRIVATE`: `true` lets webhooks reach private, loopback and
+    /// link-local addresses (refused by default: a subscription must not become a way
+    /// into the internal network).
+    pub webhook_allow_private: bool,
+    /// `WEBHOOK_RETRY_BASE_MS`: the wait before the first retry of a failed webhook
+    /// delivery (doubled at each retry, with jitter).
+    pub webhook_retry_base: std::time::Duration,
 }
 
 impl Default for Config {
@@ -180,6 +194,46 @@ impl Config {
                     reason: e.to_string(),
                 })?;
 
+        let public_url = get("PUBLIC_URL", &format!("http://{bind}"))?
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "PUBLIC_URL",
+                value: public_url,
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
+        let allow_raw = get(
+            "WEBHOOK_ALLOW_PRIVATE",
+            &defaults::WEBHOOK_ALLOW_PRIVATE.to_string(),
+        )?;
+        let webhook_allow_private = match allow_raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "WEBHOOK_ALLOW_PRIVATE",
+                    value: allow_raw,
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
+        let base_raw = get(
+            "WEBHOOK_RETRY_BASE_MS",
+            &defaults::WEBHOOK_RETRY_BASE_MS.to_string(),
+        )?;
+        let webhook_retry_base = match base_raw.parse::<u64>() {
+            Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "WEBHOOK_RETRY_BASE_MS",
+                    value: base_raw,
+                    reason: "expected a number of milliseconds, at least 1".into(),
+                });
+            }
+        };
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -192,6 +246,9 @@ impl Config {
             data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
             face_model,
             detector,
+            public_url,
+            webhook_allow_private,
+            webhook_retry_base,
         })
     }
 
@@ -220,6 +277,9 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.face_model, FaceModel::DlibResnet);
         assert_eq!(c.detector, Detector::Mtcnn);
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert!(!c.webhook_allow_private);
+        assert_eq!(c.webhook_retry_base, std::time::Duration::from_secs(10));
         assert_eq!(c, Config::default());
     }
 
@@ -244,6 +304,21 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_and_the_public_url() {
+        let c = Config::from_pairs([
+            ("BIND", "0.0.0.0:9000"),
+            ("WEBHOOK_ALLOW_PRIVATE", "TRUE"),
+            ("WEBHOOK_RETRY_BASE_MS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, "http://0.0.0.0:9000");
+        assert!(c.webhook_allow_private);
+        assert_eq!(c.webhook_retry_base, std::time::Duration::from_millis(100));
+        let c = Config::from_pairs([("PUBLIC_URL", "https://attendance.example.edu/")]).unwrap();
+        assert_eq!(c.public_url, "https://attendance.example.edu");
+    }
+
+    #[test]
     fn invalid_values_name_the_variable() {
         for (var, value) in [
             ("JOB_MAX_ATTEMPTS", "many"),
@@ -253,6 +328,10 @@ mod tests {
             ("BIND", "8080"),
             ("FACE_MODEL", "arcface"),
             ("DETECTOR", "retinaface"),
+            ("PUBLIC_URL", "attendance.example.edu"),
+            ("WEBHOOK_ALLOW_PRIVATE", "sometimes"),
+            ("WEBHOOK_RETRY_BASE_MS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "soon"),
         ] {
             let err = Config::from_pairs([(var, value)]).unwrap_err();
             match &err {

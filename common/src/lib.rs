@@ -14,6 +14,7 @@ pub mod job;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;
+pub mod webhook_address;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
 pub use config::{Config, ConfigError};

@@ -18,6 +18,7 @@ mod m20261125_000008_create_attendance_records;
 mod m20261125_000009_create_jobs;
 mod m20261125_000010_create_api_keys;
 mod m20261129_205700_add_key_scope_and_session_creator;
+mod m20261130_000300_create_webhooks;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000009_create_jobs::Migration),
             Box::new(m20261125_000010_create_api_keys::Migration),
             Box::new(m20261129_205700_add_key_scope_and_session_creator::Migration),
+            Box::new(m20261130_000300_create_webhooks::Migration),
         ]
     }
 }

@@ -7,6 +7,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod students;
+pub mod webhooks;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 use poem::{
@@ -15,7 +16,7 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{error, metrics, state::AppState, upload};
+use crate::{error, metrics, services::webhooks::WebhookPolicy, state::AppState, upload};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -33,6 +34,8 @@ pub enum ApiTags {
     Health,
     /// API keys and their roles.
     Keys,
+    /// Signed webhooks: subscriptions and their delivery log.
+    Webhooks,
 }
 
 pub type Apis = (
@@ -43,6 +46,7 @@ pub type Apis = (
     export::ExportApi,
     health::HealthApi,
     keys::KeysApi,
+    webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -56,6 +60,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             export::ExportApi,
             health::HealthApi,
             keys::KeysApi,
+            webhooks::WebhooksApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),
@@ -67,7 +72,11 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
 }
 
 /// The whole HTTP application with its middleware.
-pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
+pub fn app(
+    state: AppState,
+    cors_origins: &[String],
+    webhook_policy: WebhookPolicy,
+) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
     let docs = api.swagger_ui();
@@ -80,6 +89,7 @@ pub fn app(state: AppState, cors_origins: &[String]) -> impl Endpoint + use<> {
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
         .data(state)
+        .data(webhook_policy)
         .around(|ep, req| upload::limit_request_size(ep, req, upload::MAX_REQUEST_BYTES))
         .around(error::json_errors)
         .with_if(!cors_origins.is_empty(), cors)

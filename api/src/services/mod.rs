@@ -9,6 +9,7 @@ pub mod jobs;
 pub mod keys;
 pub mod scope;
 pub mod students;
+pub mod webhooks;
 
 use uuid::Uuid;
 

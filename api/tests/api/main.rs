@@ -14,3 +14,4 @@ mod outbox;
 mod sessions;
 mod students;
 mod uploads;
+mod webhooks;

@@ -201,6 +201,7 @@ async fn run_next_job(app: &TestApp) {
             db: app.state.db.clone(),
             blobs: app.state.blobs.clone(),
             engine: engine(),
+            public_url: "http://127.0.0.1:8080".into(),
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -10,3 +10,6 @@ pub mod job;
 pub mod session_photo;
 pub mod student;
 pub mod student_photo;
+pub mod webhook;
+pub mod webhook_attempt;
+pub mod webhook_delivery;

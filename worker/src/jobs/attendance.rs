@@ -217,10 +217,25 @@ async fn run(
         )
         .await?;
     }
+    let (subject, taken_at) = (session.subject.clone(), session.taken_at);
     let mut row = session.into_active_model();
     row.status = Set(SessionStatus::Completed);
     attendance_session::Entity::update(row).exec(&txn).await?;
     super::complete(&txn, job, &result.clone().into()).await?;
+    // In the completing transaction: the event exists exactly when the records do.
+    crate::webhooks::events::session_completed(
+        &txn,
+        &ctx.public_url,
+        crate::webhooks::events::CompletedSession {
+            session_id,
+            job_id: job.id,
+            class: class.as_ref(),
+            subject: subject.as_deref(),
+            taken_at,
+        },
+        &result,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(
         faces = found.len(),

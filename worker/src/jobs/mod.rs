@@ -189,6 +189,8 @@ pub struct JobContext {
     pub db: DatabaseConnection,
     pub blobs: Arc<dyn BlobStore>,
     pub engine: Arc<FaceEngine>,
+    /// `PUBLIC_URL`, for the links in webhook payloads.
+    pub public_url: String,
 }
 
 /// Reports a job's progress (0..=1) on its row while it runs. Best effort: a failed

@@ -197,6 +197,7 @@ pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContex
         db: db.clone(),
         blobs: blobs.clone(),
         engine: engine(),
+        public_url: "http://127.0.0.1:8080".into(),
     }
 }
 
@@ -210,6 +211,7 @@ pub fn context_with(
         db: db.clone(),
         blobs: blobs.clone(),
         engine,
+        public_url: "http://127.0.0.1:8080".into(),
     }
 }
 
