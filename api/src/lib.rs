@@ -58,6 +58,7 @@ pub struct Application {
     state: AppState,
     cors_origins: Vec<String>,
     batch_limits: services::batches::BatchLimits,
+    webhook_policy: services::webhooks::WebhookPolicy,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -132,6 +133,9 @@ pub async fn build_with(
         state,
         cors_origins: config.cors_origins.clone(),
         batch_limits: services::batches::BatchLimits::from_config(config),
+        webhook_policy: services::webhooks::WebhookPolicy {
+            allow_private: config.webhook_allow_private,
+        },
         background,
     })
 }
@@ -151,9 +155,23 @@ impl Application {
 
     /// Serves until Ctrl-C / SIGTERM, then drains for up to 10 s.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let app = routes::app(self.state.clone(), &self.cors_origins, self.batch_limits);
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then drains for up to 10 s and stops the
+    /// background tasks (the relay, the in-process worker).
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send,
+    ) -> std::io::Result<()> {
+        let app = routes::app(
+            self.state.clone(),
+            &self.cors_origins,
+            self.batch_limits,
+            self.webhook_policy,
+        );
         let result = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
+            .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
         for task in self.background {
             task.abort();

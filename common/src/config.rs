@@ -24,6 +24,10 @@ pub mod defaults {
     pub const BATCH_MAX_BYTES: u64 = 2 * 1024 * 1024 * 1024;
     /// 8 GiB of photos once unpacked.
     pub const BATCH_MAX_UNCOMPRESSED_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+    pub const WEBHOOK_ALLOW_PRIVATE: bool = false;
+    /// First retry of a failed webhook delivery after about this long, doubling up to
+    /// an hour between attempts, for 24 hours.
+    pub const WEBHOOK_RETRY_BASE_MS: u64 = 10_000;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -76,6 +80,16 @@ pub struct Config {
     /// `BATCH_MAX_UNCOMPRESSED_BYTES`: largest registration batch once unpacked,
     /// declared or actual (zip bombs are refused).
     pub batch_max_uncompressed_bytes: u64,
+    /// `PUBLIC_URL`: the API's address as outside systems reach it, for links in
+    /// webhook payloads; unset, `http://{BIND}`.
+    pub public_url: String,
+    /// `WEBHOOK_ALLOW_PRIVATE`: `true` lets webhooks reach private, loopback and
+    /// link-local addresses (refused by default: a subscription must not become a way
+    /// into the internal network).
+    pub webhook_allow_private: bool,
+    /// `WEBHOOK_RETRY_BASE_MS`: the wait before the first retry of a failed webhook
+    /// delivery (doubled at each retry, with jitter).
+    pub webhook_retry_base: std::time::Duration,
 }
 
 impl Default for Config {
@@ -222,6 +236,45 @@ impl Config {
             "BATCH_MAX_UNCOMPRESSED_BYTES",
             defaults::BATCH_MAX_UNCOMPRESSED_BYTES,
         )?;
+        let public_url = get("PUBLIC_URL", &format!("http://{bind}"))?
+            .trim_end_matches('/')
+            .to_string();
+        if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+            return Err(ConfigError::Invalid {
+                var: "PUBLIC_URL",
+                value: public_url,
+                reason: "expected an http:// or https:// URL".into(),
+            });
+        }
+        let allow_raw = get(
+            "WEBHOOK_ALLOW_PRIVATE",
+            &defaults::WEBHOOK_ALLOW_PRIVATE.to_string(),
+        )?;
+        let webhook_allow_private = match allow_raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "WEBHOOK_ALLOW_PRIVATE",
+                    value: allow_raw,
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
+        let base_raw = get(
+            "WEBHOOK_RETRY_BASE_MS",
+            &defaults::WEBHOOK_RETRY_BASE_MS.to_string(),
+        )?;
+        let webhook_retry_base = match base_raw.parse::<u64>() {
+            Ok(ms) if ms > 0 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "WEBHOOK_RETRY_BASE_MS",
+                    value: base_raw,
+                    reason: "expected a number of milliseconds, at least 1".into(),
+                });
+            }
+        };
 
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
@@ -238,6 +291,9 @@ impl Config {
             exif_utc_offset,
             batch_max_bytes,
             batch_max_uncompressed_bytes,
+            public_url,
+            webhook_allow_private,
+            webhook_retry_base,
         })
     }
 
@@ -267,6 +323,9 @@ mod tests {
         assert_eq!(c.face_model, FaceModel::DlibResnet);
         assert_eq!(c.detector, Detector::Mtcnn);
         assert_eq!(c.exif_utc_offset.local_minus_utc(), 5 * 3600 + 30 * 60);
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert!(!c.webhook_allow_private);
+        assert_eq!(c.webhook_retry_base, std::time::Duration::from_secs(10));
         assert_eq!(c, Config::default());
     }
 
@@ -293,6 +352,21 @@ mod tests {
     }
 
     #[test]
+    fn webhook_settings_and_the_public_url() {
+        let c = Config::from_pairs([
+            ("BIND", "0.0.0.0:9000"),
+            ("WEBHOOK_ALLOW_PRIVATE", "TRUE"),
+            ("WEBHOOK_RETRY_BASE_MS", "100"),
+        ])
+        .unwrap();
+        assert_eq!(c.public_url, "http://0.0.0.0:9000");
+        assert!(c.webhook_allow_private);
+        assert_eq!(c.webhook_retry_base, std::time::Duration::from_millis(100));
+        let c = Config::from_pairs([("PUBLIC_URL", "https://attendance.example.edu/")]).unwrap();
+        assert_eq!(c.public_url, "https://attendance.example.edu");
+    }
+
+    #[test]
     fn invalid_values_name_the_variable() {
         for (var, value) in [
             ("JOB_MAX_ATTEMPTS", "many"),
@@ -303,6 +377,10 @@ mod tests {
             ("FACE_MODEL", "arcface"),
             ("DETECTOR", "retinaface"),
             ("EXIF_UTC_OFFSET", "IST"),
+            ("PUBLIC_URL", "attendance.example.edu"),
+            ("WEBHOOK_ALLOW_PRIVATE", "sometimes"),
+            ("WEBHOOK_RETRY_BASE_MS", "0"),
+            ("WEBHOOK_RETRY_BASE_MS", "soon"),
         ] {
             let err = Config::from_pairs([(var, value)]).unwrap_err();
             match &err {

@@ -15,6 +15,7 @@ pub mod queue;
 pub mod session_warning;
 pub mod shutdown;
 pub mod telemetry;
+pub mod webhook_address;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
 pub use config::{Config, ConfigError};

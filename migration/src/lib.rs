@@ -21,6 +21,7 @@ mod m20261129_205700_add_key_scope_and_session_creator;
 mod m20261130_000100_add_corrections;
 mod m20261130_000200_create_registration_batches;
 mod m20261130_000500_add_photo_provenance;
+mod m20261130_000300_create_webhooks;
 
 pub struct Migrator;
 
@@ -42,6 +43,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000100_add_corrections::Migration),
             Box::new(m20261130_000200_create_registration_batches::Migration),
             Box::new(m20261130_000500_add_photo_provenance::Migration),
+            Box::new(m20261130_000300_create_webhooks::Migration),
         ]
     }
 }

@@ -8,5 +8,6 @@
 pub mod entity;
 pub mod prelude;
 pub mod vector;
+pub mod webhook_events;
 
 pub use entity::*;

@@ -15,3 +15,6 @@ pub use crate::entity::registration_batch_item::{Entity as RegistrationBatchItem
 pub use crate::entity::session_photo::Entity as SessionPhoto;
 pub use crate::entity::student::{Entity as Student, StudentStatus};
 pub use crate::entity::student_photo::{Entity as StudentPhoto, PhotoVerdict};
+pub use crate::entity::webhook::Entity as Webhook;
+pub use crate::entity::webhook_attempt::Entity as WebhookAttempt;
+pub use crate::entity::webhook_delivery::{DeliveryStatus, Entity as WebhookDelivery};

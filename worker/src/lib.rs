@@ -10,3 +10,4 @@ pub mod jobs;
 pub mod reembedding;
 pub mod schema;
 pub mod service;
+pub mod webhooks;

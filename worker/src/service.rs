@@ -28,6 +28,7 @@ use crate::engine::EngineError;
 use crate::engine::pipeline::FaceEngine;
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
 use crate::schema::{SchemaError, SchemaWait};
+use crate::webhooks::{Dispatcher, DispatcherOptions};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -236,7 +237,7 @@ impl Worker {
             JobError::Retry { .. } => format!("{readable} (gave up after {attempt} attempts)"),
         };
         tracing::error!(error = %error_text, "job failed");
-        match mark_failed(&self.ctx.db, message, &error_text).await {
+        match mark_failed(&self.ctx, message, &error_text).await {
             Ok(()) => settle(delivery.dead_letter(&error_text).await, "dead-letter"),
             Err(e) if attempt < self.options.max_attempts => {
                 // The failure could not be recorded (database down): try the whole job
@@ -290,25 +291,23 @@ async fn mark_retrying(
     Ok(())
 }
 
-/// Marks the job (and its student or session) `failed`, in one transaction.
-async fn mark_failed(
-    db: &DatabaseConnection,
-    message: &JobMessage,
-    error: &str,
-) -> Result<(), DbErr> {
-    let txn = db.begin().await?;
+/// Marks the job (and its student or session) `failed` and raises `job.failed`, in one
+/// transaction.
+async fn mark_failed(ctx: &JobContext, message: &JobMessage, error: &str) -> Result<(), DbErr> {
+    let txn = ctx.db.begin().await?;
     let Some(row) = job::Entity::find_by_id(message.job_id).one(&txn).await? else {
         return Ok(());
     };
     let now = Utc::now();
     let subject_id = row.subject_id;
+    crate::webhooks::events::job_failed(&txn, &ctx.public_url, &row, error).await?;
     let mut active = row.into_active_model();
     active.status = Set(JobStatus::Failed);
     active.error = Set(Some(error.to_string()));
     active.finished_at = Set(Some(now));
     active.updated_at = Set(now);
     job::Entity::update(active).exec(&txn).await?;
-    jobs::mark_subject_failed(message.kind, &txn, subject_id).await?;
+    jobs::mark_subject_failed(message.kind, &txn, &ctx.public_url, subject_id).await?;
     txn.commit().await
 }
 
@@ -356,16 +355,35 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
     }
     let engine = load_engine(&config).await?;
     schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
+    let dispatcher = Dispatcher::new(db.clone(), DispatcherOptions::from_config(&config));
     let worker = Worker::new(
         JobContext {
             db,
             blobs,
             engine,
             queue: Some(Arc::clone(&queue)),
+            public_url: config.public_url.clone(),
         },
         WorkerOptions::from_config(&config),
     );
-    worker.run_until(queue.as_ref(), shutdown_signal()).await
+    // One signal stops both loops; each finishes what it is sending first.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop.send(true);
+    };
+    let (_, result, ()) = tokio::join!(
+        signal,
+        worker.run_until(queue.as_ref(), until_stopped()),
+        dispatcher.run_until(until_stopped()),
+    );
+    result
 }
 
 /// The same loop inside the API process (embedded mode). Returns at once: the engine is
@@ -380,35 +398,44 @@ pub fn spawn_in_process(
 ) -> Result<JoinHandle<()>, ServiceError> {
     let config = config.clone();
     let options = WorkerOptions::from_config(&config);
+    let dispatcher = Dispatcher::new(db.clone(), DispatcherOptions::from_config(&config));
     let span = tracing::info_span!("in_process_worker");
+    // Webhooks are sent while the engine loads; both run in this one task, so that
+    // aborting the handle stops both.
     Ok(tokio::spawn(
         async move {
-            let engine = loop {
-                match load_engine(&config).await {
-                    Ok(engine) => break engine,
-                    Err(e) => {
-                        tracing::error!(
-                            error = %error_chain(&e),
-                            "face engine not available; jobs wait in the queue; retrying in 60 s"
-                        );
-                        tokio::time::sleep(Duration::from_secs(60)).await;
+            let jobs = async {
+                let engine = loop {
+                    match load_engine(&config).await {
+                        Ok(engine) => break engine,
+                        Err(e) => {
+                            tracing::error!(
+                                error = %error_chain(&e),
+                                "face engine not available; jobs wait in the queue; retrying in 60 s"
+                            );
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
                     }
+                };
+                schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
+                let worker = Worker::new(
+                    JobContext {
+                        db: db.clone(),
+                        blobs,
+                        engine,
+                        queue: Some(Arc::clone(&queue)),
+                        public_url: config.public_url.clone(),
+                    },
+                    options,
+                );
+                if let Err(e) = worker
+                    .run_until(queue.as_ref(), std::future::pending())
+                    .await
+                {
+                    tracing::error!(error = %error_chain(&e), "in-process worker stopped");
                 }
             };
-            schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
-            let ctx = JobContext {
-                db,
-                blobs,
-                engine,
-                queue: Some(Arc::clone(&queue)),
-            };
-            let worker = Worker::new(ctx, options);
-            if let Err(e) = worker
-                .run_until(queue.as_ref(), std::future::pending())
-                .await
-            {
-                tracing::error!(error = %error_chain(&e), "in-process worker stopped");
-            }
+            tokio::join!(dispatcher.run_until(std::future::pending()), jobs);
         }
         .instrument(span),
     ))

@@ -11,6 +11,7 @@ pub mod jobs;
 pub mod keys;
 pub mod student_photos;
 pub mod students;
+pub mod webhooks;
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Offset, Utc};
 use poem::{
@@ -19,7 +20,12 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
-use crate::{error, metrics, services::batches::BatchLimits, state::AppState, upload};
+use crate::{
+    error, metrics,
+    services::{batches::BatchLimits, webhooks::WebhookPolicy},
+    state::AppState,
+    upload,
+};
 
 #[derive(Tags)]
 pub enum ApiTags {
@@ -39,6 +45,8 @@ pub enum ApiTags {
     Health,
     /// API keys and their roles.
     Keys,
+    /// Signed webhooks: subscriptions and their delivery log.
+    Webhooks,
 }
 
 pub type Apis = (
@@ -53,6 +61,7 @@ pub type Apis = (
     corrections::CorrectionsApi,
     student_photos::StudentPhotosApi,
     batches::BatchesApi,
+    webhooks::WebhooksApi,
 );
 
 /// The OpenAPI service (the document it generates needs no running server).
@@ -70,6 +79,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             corrections::CorrectionsApi,
             student_photos::StudentPhotosApi,
             batches::BatchesApi,
+            webhooks::WebhooksApi,
         ),
         "Attendance API",
         env!("CARGO_PKG_VERSION"),
@@ -85,6 +95,7 @@ pub fn app(
     state: AppState,
     cors_origins: &[String],
     batches: BatchLimits,
+    webhook_policy: WebhookPolicy,
 ) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
@@ -99,6 +110,7 @@ pub fn app(
         .nest("/", api)
         .data(state)
         .data(batches)
+        .data(webhook_policy)
         .around(move |ep, req| {
             // A registration batch streams to storage and has its own, larger limit.
             let max = if req.method() == poem::http::Method::POST

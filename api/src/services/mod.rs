@@ -17,6 +17,7 @@ pub mod scope;
 pub mod student_photos;
 pub mod sheet;
 pub mod students;
+pub mod webhooks;
 
 use uuid::Uuid;
 

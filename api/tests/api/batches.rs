@@ -162,6 +162,7 @@ async fn work_until_done(app: &TestApp, batch: Uuid) -> Vec<(JobKind, Lane)> {
             blobs: app.state.blobs.clone(),
             engine: crate::helpers::engine(),
             queue: Some(queue.clone()),
+            public_url: "http://127.0.0.1:8080".into(),
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -454,6 +454,7 @@ pub async fn run_next_job(app: &TestApp) {
             blobs: app.state.blobs.clone(),
             engine: engine(),
             queue: None,
+            public_url: "http://127.0.0.1:8080".into(),
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -20,3 +20,4 @@ mod sessions;
 mod student_photos;
 mod students;
 mod uploads;
+mod webhooks;

@@ -13,3 +13,6 @@ pub mod registration_batch_item;
 pub mod session_photo;
 pub mod student;
 pub mod student_photo;
+pub mod webhook;
+pub mod webhook_attempt;
+pub mod webhook_delivery;

@@ -74,7 +74,11 @@ impl Job for Attendance {
         run(ctx, job, progress).await
     }
 
-    async fn mark_subject_failed(db: &DatabaseTransaction, session_id: Uuid) -> Result<(), DbErr> {
+    async fn mark_subject_failed(
+        db: &DatabaseTransaction,
+        _public_url: &str,
+        session_id: Uuid,
+    ) -> Result<(), DbErr> {
         mark_failed(db, session_id).await
     }
 }
@@ -236,10 +240,30 @@ async fn run(
         )
         .await?;
     }
+    let (subject, taken_at, warnings) = (
+        session.subject.clone(),
+        session.taken_at,
+        session.warnings(),
+    );
     let mut row = session.into_active_model();
     row.status = Set(SessionStatus::Completed);
     attendance_session::Entity::update(row).exec(&txn).await?;
     super::complete(&txn, job, &result.clone().into()).await?;
+    // In the completing transaction: the event exists exactly when the records do.
+    crate::webhooks::events::session_completed(
+        &txn,
+        &ctx.public_url,
+        crate::webhooks::events::CompletedSession {
+            session_id,
+            job_id: job.id,
+            class: class.as_ref(),
+            subject: subject.as_deref(),
+            taken_at,
+            warnings,
+        },
+        &result,
+    )
+    .await?;
     txn.commit().await?;
     tracing::info!(
         faces = found.len(),

@@ -94,14 +94,13 @@ pub async fn counts(db: &impl ConnectionTrait, batch_id: Uuid) -> Result<BatchCo
     Ok(counts)
 }
 
-/// Completes the batch if it is unpacked and no student is still queued; returns the
-/// completion payload the first time only (the status moves to `completed` here, under
-/// the lock taken by [`lock_batch`], which the caller must hold).
-///
-/// This is where the `registration.batch.completed` webhook is to be fanned out, in
-/// the same transaction, from the returned payload.
+/// Completes the batch if it is unpacked and no student is still queued, and raises
+/// `registration.batch.completed` in the same transaction; returns the completion
+/// payload the first time only (the status moves to `completed` here, under the lock
+/// taken by [`lock_batch`], which the caller must hold).
 pub async fn finish_if_done(
     db: &impl ConnectionTrait,
+    public_url: &str,
     batch_id: Uuid,
 ) -> Result<Option<BatchCompleted>, DbErr> {
     let Some(batch) = registration_batch::Entity::find_by_id(batch_id)
@@ -136,6 +135,7 @@ pub async fn finish_if_done(
         counts,
         report_url: report_url(batch_id),
     };
+    crate::webhooks::events::batch_completed(db, public_url, &completed).await?;
     tracing::info!(%batch_id, counts = ?completed.counts, "registration batch completed");
     Ok(Some(completed))
 }

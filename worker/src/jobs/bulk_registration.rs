@@ -47,12 +47,13 @@ impl Job for BulkRegistration {
                         )),
                     ),
                 };
-                settle(&txn, job.id, status, reason).await?;
+                settle(&txn, &ctx.public_url, job.id, status, reason).await?;
                 Outcome::Completed(result)
             }
             None => {
                 settle(
                     &txn,
+                    &ctx.public_url,
                     job.id,
                     ItemStatus::Failed,
                     Some("the student was deleted before registration".into()),
@@ -65,7 +66,11 @@ impl Job for BulkRegistration {
         Ok(outcome)
     }
 
-    async fn mark_subject_failed(db: &DatabaseTransaction, student_id: Uuid) -> Result<(), DbErr> {
+    async fn mark_subject_failed(
+        db: &DatabaseTransaction,
+        public_url: &str,
+        student_id: Uuid,
+    ) -> Result<(), DbErr> {
         registration::mark_failed(db, student_id).await?;
         // The job id is not passed here: the student's queued outcome is the one.
         let item = registration_batch_item::Entity::find()
@@ -78,6 +83,7 @@ impl Job for BulkRegistration {
         {
             settle(
                 db,
+                public_url,
                 job_id,
                 ItemStatus::Failed,
                 Some("the registration job failed (see its job for the error)".into()),
@@ -92,6 +98,7 @@ impl Job for BulkRegistration {
 /// the batch if it was the last one, in the caller's transaction.
 async fn settle(
     db: &impl ConnectionTrait,
+    public_url: &str,
     job_id: Uuid,
     status: ItemStatus,
     reason: Option<String>,
@@ -118,8 +125,7 @@ async fn settle(
         .filter(registration_batch_item::Column::Id.eq(item.id))
         .exec(db)
         .await?;
-    // The lead's webhook fan-out goes here, from the returned payload.
-    let _completed = finish_if_done(db, item.batch_id).await?;
+    finish_if_done(db, public_url, item.batch_id).await?;
     Ok(())
 }
 

@@ -125,8 +125,10 @@ pub trait Job: Send + Sync + 'static {
 
     /// Marks the subject of a job that failed for good (the student, the session…)
     /// as failed, in the caller's transaction alongside the job row.
+    /// `public_url` is for the links of the webhook events this may raise.
     fn mark_subject_failed(
         db: &DatabaseTransaction,
+        public_url: &str,
         subject_id: Uuid,
     ) -> impl Future<Output = Result<(), DbErr>> + Send;
 }
@@ -147,6 +149,7 @@ pub trait Handler: Send + Sync {
     fn mark_subject_failed<'a>(
         &self,
         db: &'a DatabaseTransaction,
+        public_url: &'a str,
         subject_id: Uuid,
     ) -> BoxFuture<'a, Result<(), DbErr>>;
 }
@@ -170,9 +173,10 @@ impl<J: Job> Handler for Registered<J> {
     fn mark_subject_failed<'a>(
         &self,
         db: &'a DatabaseTransaction,
+        public_url: &'a str,
         subject_id: Uuid,
     ) -> BoxFuture<'a, Result<(), DbErr>> {
-        Box::pin(J::mark_subject_failed(db, subject_id))
+        Box::pin(J::mark_subject_failed(db, public_url, subject_id))
     }
 }
 
@@ -202,6 +206,8 @@ pub struct JobContext {
     /// Where fanned-out jobs are published after their rows commit; `None` leaves them
     /// to the API's outbox relay (which publishes every `queued` row it finds).
     pub queue: Option<Arc<dyn JobQueue>>,
+    /// `PUBLIC_URL`, for the links in webhook payloads.
+    pub public_url: String,
 }
 
 /// Reports a job's progress (0..=1) on its row while it runs. Best effort: a failed
@@ -244,9 +250,10 @@ pub async fn run(
 pub async fn mark_subject_failed(
     kind: JobKind,
     db: &DatabaseTransaction,
+    public_url: &str,
     subject_id: Uuid,
 ) -> Result<(), DbErr> {
-    handler(kind).mark_subject_failed(db, subject_id).await
+    handler(kind).mark_subject_failed(db, public_url, subject_id).await
 }
 
 /// Marks a job `succeeded` with its result; call inside the transaction that writes the

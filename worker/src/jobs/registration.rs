@@ -275,7 +275,11 @@ impl Job for Registration {
         run(ctx, job, progress).await
     }
 
-    async fn mark_subject_failed(db: &DatabaseTransaction, student_id: Uuid) -> Result<(), DbErr> {
+    async fn mark_subject_failed(
+        db: &DatabaseTransaction,
+        _public_url: &str,
+        student_id: Uuid,
+    ) -> Result<(), DbErr> {
         mark_failed(db, student_id).await
     }
 }

@@ -52,7 +52,11 @@ impl Job for RegistrationBatch {
         run(ctx, job, progress).await
     }
 
-    async fn mark_subject_failed(db: &DatabaseTransaction, batch_id: Uuid) -> Result<(), DbErr> {
+    async fn mark_subject_failed(
+        db: &DatabaseTransaction,
+        _public_url: &str,
+        batch_id: Uuid,
+    ) -> Result<(), DbErr> {
         set_failed(
             db,
             batch_id,
@@ -250,8 +254,8 @@ async fn run(
         error: None,
     };
     super::complete(&txn, job, &result.clone().into()).await?;
-    // The lead's webhook fan-out goes here too (a batch with no student to register).
-    let _completed = finish_if_done(&txn, batch_id).await?;
+    // A batch with no student to register completes here.
+    finish_if_done(&txn, &ctx.public_url, batch_id).await?;
     txn.commit().await?;
     tracing::info!(%batch_id, students, updated, rejected, "registration batch unpacked");
     Ok(Outcome::Completed(result))

@@ -198,6 +198,7 @@ pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContex
         blobs: blobs.clone(),
         engine: engine(),
         queue: None,
+        public_url: "http://127.0.0.1:8080".into(),
     }
 }
 
@@ -212,6 +213,7 @@ pub fn context_with(
         blobs: blobs.clone(),
         engine,
         queue: None,
+        public_url: "http://127.0.0.1:8080".into(),
     }
 }
 
