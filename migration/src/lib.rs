@@ -20,8 +20,8 @@ mod m20261125_000010_create_api_keys;
 mod m20261129_205700_add_key_scope_and_session_creator;
 mod m20261130_000100_add_corrections;
 mod m20261130_000200_create_registration_batches;
-mod m20261130_000500_add_photo_provenance;
 mod m20261130_000300_create_webhooks;
+mod m20261130_000500_add_photo_provenance;
 
 pub struct Migrator;
 

@@ -11,11 +11,11 @@ pub mod export;
 pub mod intake;
 pub mod jobs;
 pub mod keys;
-pub mod report_time;
 pub mod provenance;
+pub mod report_time;
 pub mod scope;
-pub mod student_photos;
 pub mod sheet;
+pub mod student_photos;
 pub mod students;
 pub mod webhooks;
 

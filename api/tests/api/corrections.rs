@@ -77,6 +77,8 @@ async fn process_again(app: &TestApp, job_id: Uuid) {
         db: app.state.db.clone(),
         blobs: app.state.blobs.clone(),
         engine: engine(),
+        queue: None,
+        public_url: "http://127.0.0.1:8080".into(),
     };
     let progress = worker::jobs::Progress::new(&app.state.db, job_id);
     let outcome = worker::jobs::run(JobKind::Attendance, &ctx, &row, &progress).await;

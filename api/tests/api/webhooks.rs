@@ -222,6 +222,7 @@ impl Running {
                 .expect("database"),
             blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
             queue: Arc::new(EmbeddedQueue::new()),
+            exif_utc_offset: config.exif_utc_offset,
         };
         let app = api::build_with(&config, state, worker)
             .await

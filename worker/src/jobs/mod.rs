@@ -253,7 +253,9 @@ pub async fn mark_subject_failed(
     public_url: &str,
     subject_id: Uuid,
 ) -> Result<(), DbErr> {
-    handler(kind).mark_subject_failed(db, public_url, subject_id).await
+    handler(kind)
+        .mark_subject_failed(db, public_url, subject_id)
+        .await
 }
 
 /// Marks a job `succeeded` with its result; call inside the transaction that writes the

@@ -53,6 +53,7 @@ impl Job for Reembed {
     /// `unmatched` until a later run succeeds.
     async fn mark_subject_failed(
         _db: &DatabaseTransaction,
+        _public_url: &str,
         _student_id: Uuid,
     ) -> Result<(), DbErr> {
         Ok(())

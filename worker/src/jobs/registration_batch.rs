@@ -550,6 +550,7 @@ async fn queue_student(
             face_box: Set(None),
             detector_score: Set(None),
             created_at: Set(now),
+            source_face_id: Set(None),
         });
     }
 
@@ -560,20 +561,21 @@ async fn queue_student(
         let mut old_keys = Vec::new();
         match &existing {
             Some(current) => {
-                old_keys = student_photo::Entity::find()
+                // The batch's photos replace the uploaded ones (their embeddings go with
+                // them); faces enrolled by hand from sessions stay in the gallery.
+                let old: Vec<student_photo::Model> = student_photo::Entity::find()
                     .filter(student_photo::Column::StudentId.eq(student_id))
+                    .filter(student_photo::Column::SourceFaceId.is_null())
                     .all(&txn)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.blob_key)
-                    .collect();
-                // The batch's photos replace the old ones (their embeddings go with them).
+                    .await?;
+                let old_ids: Vec<Uuid> = old.iter().map(|p| p.id).collect();
+                old_keys = old.into_iter().map(|p| p.blob_key).collect();
                 face_embedding::Entity::delete_many()
-                    .filter(face_embedding::Column::StudentId.eq(student_id))
+                    .filter(face_embedding::Column::PhotoId.is_in(old_ids.clone()))
                     .exec(&txn)
                     .await?;
                 student_photo::Entity::delete_many()
-                    .filter(student_photo::Column::StudentId.eq(student_id))
+                    .filter(student_photo::Column::Id.is_in(old_ids))
                     .exec(&txn)
                     .await?;
                 let mut row: student::ActiveModel = current.clone().into();
