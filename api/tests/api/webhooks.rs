@@ -870,3 +870,88 @@ async fn subscriptions_are_validated_and_scoped() {
         .unwrap();
     assert_eq!(row.status, models::webhook_delivery::DeliveryStatus::Failed);
 }
+
+/// A real batch: a ZIP with one good student (two photos) and one entry that is not an
+/// image, unpacked and registered by the in-process worker. `registration.batch.completed`
+/// arrives once the last student is settled, signed, with the batch's counts and links,
+/// after the receiver failed the first delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_batch_raises_registration_batch_completed() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, url) = database(Db::Sqlite, &dir).await;
+    let app = Running::start(&url, dir.path(), true, "100").await;
+    let receiver = Receiver::start(1).await;
+    let (_hook, secret) = app
+        .subscribe(
+            &app.admin_key,
+            &receiver.url,
+            &["registration.batch.completed"],
+        )
+        .await;
+    let class = app.create_class("CSE 2A", TEST_DEPARTMENT).await;
+
+    let options = zip::write::SimpleFileOptions::default();
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (i, photo) in ["people/obama/obama1.jpg", "people/obama/obama2.jpg"]
+        .iter()
+        .enumerate()
+    {
+        zip.start_file(format!("21CS001/{i}.jpg"), options).unwrap();
+        zip.write_all(&fixture(photo)).unwrap();
+    }
+    zip.start_file("21CS002/notes.jpg", options).unwrap();
+    zip.write_all(b"not a photo").unwrap();
+    let bytes = zip.finish().unwrap().into_inner();
+    let form = Form::new()
+        .text("class_id", class.clone())
+        .part("file", Part::bytes(bytes).file_name("batch.zip"));
+    let resp = app
+        .client
+        .post(app.url("/students/batches"))
+        .bearer_auth(&app.admin_key)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
+    let batch = resp.json::<Value>().await.unwrap()["batch_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let ok = receiver
+        .wait_for_successes(1, Duration::from_secs(180))
+        .await;
+    let delivered = &ok[0];
+    assert_eq!(delivered.event, "registration.batch.completed");
+    assert_signed(delivered, &secret);
+    let event = body(delivered);
+    let data = &event["data"];
+    assert_eq!(data["batch_id"], batch.as_str());
+    assert_eq!(data["class_id"], class.as_str());
+    assert_eq!(data["department"], TEST_DEPARTMENT);
+    assert_eq!(data["counts"]["active"], 1, "{event}");
+    // Refused: the entry that is not an image, and so its student, left without photos.
+    assert_eq!(data["counts"]["rejected"], 2, "{event}");
+    assert_eq!(data["counts"]["queued"], 0, "{event}");
+    assert_eq!(
+        data["report_url"],
+        format!("https://attendance.example.edu/students/batches/{batch}/report.csv")
+    );
+    // The batch the event describes is really completed, with the same counts.
+    let shown = app
+        .get(&app.admin_key, &format!("/students/batches/{batch}"))
+        .await;
+    assert_eq!(shown["status"], "completed", "{shown}");
+    for (outcome, n) in data["counts"].as_object().unwrap() {
+        assert_eq!(&shown["counts"][outcome], n, "{outcome}: {shown}");
+    }
+    // The failed first attempt was retried, and nothing more arrives after the success.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = receiver.requests();
+    assert_eq!(all.len(), 2, "{all:#?}");
+    assert_eq!(all[0].delivery, all[1].delivery);
+    assert_eq!(receiver.successes().len(), 1);
+    app.stop().await;
+}
