@@ -486,3 +486,85 @@ async fn an_archive_declaring_more_than_the_uncompressed_limit_is_refused_whole(
     let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
     assert_eq!(listed["total"], 0);
 }
+
+/// `attendance-api import DIR --class NAME`, the real binary, beside a running server
+/// (embedded queue: the server's relay picks the batch up and its in-process worker
+/// registers the students): two students' folders and a symbolic link. The command
+/// follows the batch to its end, reports the refused link and exits 1; the students are
+/// really registered with the folder's roll numbers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_command_registers_a_folder_and_reports_what_it_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pg, url) = crate::webhooks::database(Db::Sqlite, &dir).await;
+    let app = crate::webhooks::Running::start(&url, dir.path(), true, "1000").await;
+    let class = app.create_class("CSE 2B", "CSE").await;
+
+    let folder = dir.path().join("import");
+    for (roll, photos) in [
+        (
+            "21CS101",
+            ["people/obama/obama1.jpg", "people/obama/obama2.jpg"],
+        ),
+        (
+            "21CS102",
+            ["people/biden/biden1.jpg", "people/biden/biden2.jpg"],
+        ),
+    ] {
+        std::fs::create_dir_all(folder.join(roll)).unwrap();
+        for (i, photo) in photos.iter().enumerate() {
+            std::fs::write(folder.join(roll).join(format!("{i}.jpg")), fixture(photo)).unwrap();
+        }
+    }
+    std::os::unix::fs::symlink("/etc/passwd", folder.join("21CS102").join("link.jpg")).unwrap();
+
+    let output = tokio::time::timeout(
+        Duration::from_secs(300),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_attendance-api"))
+            .arg("import")
+            .arg(&folder)
+            .args(["--class", "CSE 2B"])
+            .current_dir(dir.path())
+            .env("DATABASE_URL", &url)
+            .env("QUEUE_URL", "embedded")
+            .env(
+                "STORAGE_URL",
+                format!("file://{}", dir.path().join("blobs").display()),
+            )
+            .env("DATA_DIR", dir.path().join("data"))
+            .output(),
+    )
+    .await
+    .expect("the import finishes")
+    .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert_eq!(output.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(stdout.contains("2 active"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+
+    let listed = app
+        .get(&app.admin_key, &format!("/students?class_id={class}"))
+        .await;
+    let mut students: Vec<(String, String)> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["roll_no"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    students.sort();
+    assert_eq!(
+        students,
+        [
+            ("21CS101".to_string(), "active".to_string()),
+            ("21CS102".to_string(), "active".to_string())
+        ]
+    );
+    app.stop().await;
+}

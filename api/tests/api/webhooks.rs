@@ -187,9 +187,9 @@ fn model_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"))
 }
 
-struct Running {
+pub(crate) struct Running {
     base: String,
-    admin_key: String,
+    pub(crate) admin_key: String,
     client: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
@@ -198,7 +198,12 @@ struct Running {
 impl Running {
     /// Starts the application on `database_url` and `dir` (blobs, data); with
     /// `worker`, its in-process worker (jobs and webhook dispatcher) runs.
-    async fn start(database_url: &str, dir: &Path, worker: bool, retry_base_ms: &str) -> Running {
+    pub(crate) async fn start(
+        database_url: &str,
+        dir: &Path,
+        worker: bool,
+        retry_base_ms: &str,
+    ) -> Running {
         common::telemetry::init("api-tests");
         let blob_dir = dir.join("blobs");
         let data_dir = dir.join("data");
@@ -250,7 +255,7 @@ impl Running {
     }
 
     /// Stops serving and the background tasks (worker, dispatcher), and waits.
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         drop(std::mem::take(&mut self.client));
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
@@ -284,7 +289,7 @@ impl Running {
             .unwrap()
     }
 
-    async fn get(&self, key: &str, path: &str) -> Value {
+    pub(crate) async fn get(&self, key: &str, path: &str) -> Value {
         let resp = self
             .client
             .get(self.url(path))
@@ -309,7 +314,7 @@ impl Running {
         )
     }
 
-    async fn create_class(&self, name: &str, department: &str) -> String {
+    pub(crate) async fn create_class(&self, name: &str, department: &str) -> String {
         let resp = self
             .post_json(
                 &self.admin_key,
@@ -394,7 +399,7 @@ impl Running {
     }
 }
 
-async fn database(db: Db, dir: &TempDir) -> (Option<PgDatabase>, String) {
+pub(crate) async fn database(db: Db, dir: &TempDir) -> (Option<PgDatabase>, String) {
     match db {
         Db::Sqlite => (
             None,
