@@ -67,7 +67,8 @@ for n in $SIZES; do
   export STORAGE_URL="s3://$bucket?region=us-east-1&endpoint=$S3&access_key=$S3_KEY&secret_key=$S3_SECRET"
   export DATA_DIR="$work/$run" RUST_LOG=warn
   # A signed CreateBucket (curl's SigV4), as the S3 server wants.
-  curl -sf -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_KEY:$S3_SECRET" "$S3/$bucket" >/dev/null
+  curl -sf -X PUT --aws-sigv4 "aws:amz:us-east-1:s3" --user "$S3_KEY:$S3_SECRET" \
+    -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" "$S3/$bucket" >/dev/null
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   BIND="127.0.0.1:$port" "$BIN/attendance-api" serve >"$work/api-$n.log" 2>&1 &
   api=$!; pids+=("$api")
