@@ -91,17 +91,14 @@ pub async fn register(
     };
     let photo_rows: Vec<_> = placed
         .iter()
-        .map(|p| student_photo::ActiveModel {
-            id: Set(p.id),
-            student_id: Set(student_id),
-            blob_key: Set(p.key.clone()),
-            content_type: Set(p.photo.content_type().to_string()),
-            verdict: Set(PhotoVerdict::Pending),
-            reason: Set(None),
-            face_box: Set(None),
-            detector_score: Set(None),
-            created_at: Set(now),
-            source_face_id: Set(None),
+        .map(|p| {
+            student_photo::ActiveModel::pending(
+                p.id,
+                student_id,
+                p.key.clone(),
+                p.photo.content_type(),
+                now,
+            )
         })
         .collect();
 

@@ -66,3 +66,28 @@ impl Related<super::face_embedding::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl ActiveModel {
+    /// A newly uploaded photo, not yet judged (its registration job decides).
+    pub fn pending(
+        id: Uuid,
+        student_id: Uuid,
+        blob_key: String,
+        content_type: &str,
+        created_at: DateTimeUtc,
+    ) -> ActiveModel {
+        use sea_orm::ActiveValue::Set;
+        ActiveModel {
+            id: Set(id),
+            student_id: Set(student_id),
+            blob_key: Set(blob_key),
+            content_type: Set(content_type.to_string()),
+            verdict: Set(PhotoVerdict::Pending),
+            reason: Set(None),
+            face_box: Set(None),
+            detector_score: Set(None),
+            created_at: Set(created_at),
+            source_face_id: Set(None),
+        }
+    }
+}

@@ -24,7 +24,7 @@ use models::job::{self, JobStatus};
 use models::registration_batch::{self, BatchStatus};
 use models::registration_batch_item::{self, ItemStatus};
 use models::student::{self, StudentStatus};
-use models::student_photo::{self, PhotoVerdict};
+use models::student_photo;
 use models::{class, face_embedding};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait,
@@ -540,18 +540,13 @@ async fn queue_student(
             return Err(JobError::retry("could not store a batch photo", e));
         }
         stored.push(key.clone());
-        rows.push(student_photo::ActiveModel {
-            id: Set(id),
-            student_id: Set(student_id),
-            blob_key: Set(key),
-            content_type: Set(content_type.to_string()),
-            verdict: Set(PhotoVerdict::Pending),
-            reason: Set(None),
-            face_box: Set(None),
-            detector_score: Set(None),
-            created_at: Set(now),
-            source_face_id: Set(None),
-        });
+        rows.push(student_photo::ActiveModel::pending(
+            id,
+            student_id,
+            key,
+            content_type,
+            now,
+        ));
     }
 
     let job_id = Uuid::new_v4();
