@@ -38,6 +38,9 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// A parameter is out of range or malformed (400).
+    #[error("{message}")]
+    BadRequest { code: &'static str, message: String },
     /// The request is well-formed but its content is not acceptable (422).
     #[error("{message}")]
     Invalid { code: &'static str, message: String },
@@ -63,6 +66,13 @@ pub enum ServiceError {
 impl ServiceError {
     pub fn invalid(code: &'static str, message: impl Into<String>) -> ServiceError {
         ServiceError::Invalid {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(code: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::BadRequest {
             code,
             message: message.into(),
         }
@@ -152,6 +162,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict { code, message } => {
                 ApiError::Conflict(ErrorBody::new(code, message))
             }
+            ServiceError::BadRequest { code, message } => ApiError::bad_request(code, message),
             ServiceError::Invalid { code, message } => {
                 ApiError::Unprocessable(ErrorBody::new(code, message))
             }
@@ -170,6 +181,16 @@ impl From<ServiceError> for ApiError {
                 // A race that slipped past the service's own checks.
                 Some(SqlErr::UniqueConstraintViolation(_)) => {
                     ApiError::Conflict(ErrorBody::new("conflict", "conflicts with existing data"))
+                }
+                // A row this one refers to was deleted meanwhile (e.g. the class), or
+                // a row being deleted is still referred to.
+                Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
+                    tracing::info!(detail, "foreign-key violation answered as 409");
+                    ApiError::Conflict(ErrorBody::new(
+                        "conflict",
+                        "a record this request refers to was changed or removed meanwhile; \
+                         reload and try again",
+                    ))
                 }
                 _ if db_unavailable(&e) => {
                     tracing::warn!(error = %e, "database unavailable");
@@ -230,24 +251,69 @@ fn is_json(resp: &Response) -> bool {
 /// Middleware: every error that did not come from an [`ApiError`] (poem's own 404/405,
 /// poem-openapi's parse and auth errors) gets the same JSON error body.
 pub async fn json_errors<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {
-    match next.call(req).await {
-        Ok(resp) => Ok(resp.into_response()),
-        Err(err) => {
-            let message = err.to_string();
-            let resp = err.into_response();
-            if is_json(&resp) {
-                return Ok(resp);
-            }
-            let status = resp.status();
-            let message = if status.is_server_error() {
-                tracing::error!(%status, error = %message, "unhandled error");
-                "internal server error".to_string()
-            } else {
-                message
-            };
-            Ok(ErrorBody::new(code_for(status), message)
-                .with_status(status)
-                .into_response())
-        }
+    Ok(match next.call(req).await {
+        Ok(resp) => resp.into_response(),
+        Err(err) => error_response(err),
+    })
+}
+
+/// What a handler's panic answers (`CatchPanic`): a JSON 500; the panic is logged.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %message, "handler panicked");
+    ApiError::internal().into_response()
+}
+
+/// The JSON error answer for a poem error (see [`json_errors`]).
+pub fn error_response(err: poem::Error) -> Response {
+    let message = err.to_string();
+    let resp = err.into_response();
+    if is_json(&resp) {
+        return resp;
+    }
+    let status = resp.status();
+    let message = if status.is_server_error() {
+        tracing::error!(%status, error = %message, "unhandled error");
+        "internal server error".to_string()
+    } else {
+        message
+    };
+    ErrorBody::new(code_for(status), message)
+        .with_status(status)
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use poem::{EndpointExt, Route, handler, http::Uri, middleware::CatchPanic};
+
+    use super::*;
+
+    #[handler]
+    fn boom() -> &'static str {
+        panic!("a bug")
+    }
+
+    /// The application wraps its routes the same way (`routes::app`).
+    #[tokio::test]
+    async fn a_panicking_handler_is_a_json_500_not_a_dropped_connection() {
+        let app = Route::new()
+            .at("/", poem::get(boom))
+            .with(CatchPanic::new().with_handler(panic_response));
+        let resp = app
+            .call(Request::builder().uri(Uri::from_static("/")).finish())
+            .await
+            .expect("an answer")
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(is_json(&resp));
+        let body: serde_json::Value =
+            serde_json::from_slice(&resp.into_body().into_vec().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["code"], "internal");
+        assert_eq!(body["error"]["message"], "internal server error");
     }
 }

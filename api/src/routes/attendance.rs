@@ -9,7 +9,7 @@ use models::{
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Multipart, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::{Binary, Json},
     types::multipart::Upload,
 };
@@ -231,6 +231,11 @@ impl AttendanceApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
+        /// Optional: the same key (1–255 printable ASCII) sent again within 24 hours
+        /// with the same request answers the first response instead of uploading
+        /// twice; with a different request it is a 422.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         form: MarkForm,
     ) -> Result<MarkResponse, ApiError> {
         let taken_at = parse_taken_at(form.taken_at.as_deref())?;

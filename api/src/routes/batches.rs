@@ -6,7 +6,7 @@ use models::registration_batch_item;
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Multipart, Object, OpenApi,
-    param::Path,
+    param::{Header, Path},
     payload::{Binary, Json},
     types::multipart::Upload,
 };
@@ -197,6 +197,11 @@ impl BatchesApi {
         state: Data<&AppState>,
         limits: Data<&BatchLimits>,
         auth: ApiKeyAuth,
+        /// Optional: the same key (1–255 printable ASCII) sent again within 24 hours
+        /// with the same request answers the first response instead of uploading
+        /// twice; with a different request it is a 422.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         form: BatchForm,
     ) -> Result<BatchUploadResponse, ApiError> {
         let mut reader = form.file.into_async_read();

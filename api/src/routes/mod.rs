@@ -16,12 +16,12 @@ pub mod webhooks;
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveTime, Offset, Utc};
 use poem::{
     Endpoint, EndpointExt, Route,
-    middleware::{Cors, Tracing},
+    middleware::{CatchPanic, Cors, Tracing},
 };
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::{
-    error, metrics,
+    error, idempotency, metrics, nul_bytes, response_headers,
     services::{batches::BatchLimits, webhooks::WebhookPolicy},
     state::AppState,
     upload,
@@ -108,6 +108,14 @@ pub fn app(
         .nest("/docs", docs)
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
+        // A handler's panic is a JSON 500, never a dropped connection (and releases
+        // the request's Idempotency-Key like any 5xx).
+        .with(CatchPanic::new().with_handler(error::panic_response))
+        .around(idempotency::idempotent_uploads)
+        .around(nul_bytes::reject_nul_bytes)
+        // Each `around` nests the type twice over; boxing keeps it within the compiler's
+        // depth limit.
+        .boxed()
         .data(state)
         .data(batches)
         .data(webhook_policy)
@@ -123,6 +131,8 @@ pub fn app(
             upload::limit_request_size(ep, req, max)
         })
         .around(error::json_errors)
+        .boxed()
+        .around(response_headers::security_headers)
         .with_if(!cors_origins.is_empty(), cors)
         .with(Tracing)
         .around(metrics::track)

@@ -7,7 +7,7 @@ use models::student_photo::PhotoVerdict;
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Multipart, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
     types::multipart::Upload,
 };
@@ -241,6 +241,11 @@ impl StudentsApi {
         &self,
         state: Data<&AppState>,
         auth: ApiKeyAuth,
+        /// Optional: the same key (1–255 printable ASCII) sent again within 24 hours
+        /// with the same request answers the first response instead of uploading
+        /// twice; with a different request it is a 422.
+        #[oai(name = "Idempotency-Key")]
+        _idempotency_key: Header<Option<String>>,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
         let photos =

@@ -8,6 +8,7 @@ pub mod batches;
 pub mod classes;
 pub mod corrections;
 pub mod export;
+pub mod idempotency;
 pub mod intake;
 pub mod jobs;
 pub mod keys;
@@ -21,11 +22,57 @@ pub mod webhooks;
 
 use uuid::Uuid;
 
+use crate::error::ServiceError;
+
 /// What an accepted upload answers: the row it created and the job working on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Accepted {
     pub subject_id: Uuid,
     pub job_id: Uuid,
+}
+
+/// A listing's validated `page` (1-based) and `per_page`, and the row offset they make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Paging {
+    pub page: u64,
+    pub per_page: u64,
+    pub offset: u64,
+}
+
+impl Paging {
+    /// Out of range (`page` 0, `per_page` outside 1..=`max`, an offset past what the
+    /// database takes) is a 400 naming the parameter, not a clamp nor an overflow.
+    pub fn new(
+        page: Option<u64>,
+        per_page: Option<u64>,
+        default_per_page: u64,
+        max_per_page: u64,
+    ) -> Result<Paging, ServiceError> {
+        let page = page.unwrap_or(1);
+        if page == 0 {
+            return Err(ServiceError::bad_request(
+                "invalid_page",
+                "page must be at least 1",
+            ));
+        }
+        let per_page = per_page.unwrap_or(default_per_page);
+        if !(1..=max_per_page).contains(&per_page) {
+            return Err(ServiceError::bad_request(
+                "invalid_per_page",
+                format!("per_page must be between 1 and {max_per_page}"),
+            ));
+        }
+        // SQL offsets are signed 64-bit.
+        let offset = (page - 1)
+            .checked_mul(per_page)
+            .filter(|o| i64::try_from(*o).is_ok())
+            .ok_or_else(|| ServiceError::bad_request("invalid_page", "page is too large"))?;
+        Ok(Paging {
+            page,
+            per_page,
+            offset,
+        })
+    }
 }
 
 /// One page of a listing.
@@ -44,6 +91,13 @@ pub(crate) fn required_text(
     max_len: usize,
 ) -> Result<String, crate::error::ServiceError> {
     let v = value.trim();
+    // PostgreSQL refuses NUL in text; a multipart field can carry one.
+    if v.contains('\0') {
+        return Err(crate::error::ServiceError::bad_request(
+            "nul_byte",
+            format!("{field} must not contain a NUL character"),
+        ));
+    }
     if v.is_empty() {
         return Err(crate::error::ServiceError::invalid(
             "invalid_field",

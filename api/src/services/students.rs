@@ -20,7 +20,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, intake, jobs, required_text, scope::Scope, student_photos};
+use super::{Accepted, Page, Paging, intake, jobs, required_text, scope::Scope, student_photos};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
@@ -159,11 +159,11 @@ pub async fn list(
     scope: &Scope,
     filter: StudentFilter,
 ) -> Result<Page<student::Model>, ServiceError> {
-    let page = Ord::max(filter.page.unwrap_or(1), 1);
-    let per_page = filter
-        .per_page
-        .unwrap_or(DEFAULT_PER_PAGE)
-        .clamp(1, MAX_PER_PAGE);
+    let Paging {
+        page,
+        per_page,
+        offset,
+    } = Paging::new(filter.page, filter.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
     let mut query = student::Entity::find();
     if let Some(class_id) = filter.class_id {
         query = query.filter(student::Column::ClassId.eq(class_id));
@@ -198,7 +198,7 @@ pub async fn list(
         .order_by_asc(student::Column::RollNo);
     let total = query.clone().count(db).await?;
     let items = query
-        .offset((page - 1) * per_page)
+        .offset(offset)
         .limit(per_page)
         .all(db)
         .await?;

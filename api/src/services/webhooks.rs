@@ -203,12 +203,18 @@ pub async fn deliveries(
     id: Uuid,
     limit: u64,
 ) -> Result<Vec<DeliveryLog>, ServiceError> {
+    if !(1..=MAX_DELIVERIES).contains(&limit) {
+        return Err(ServiceError::bad_request(
+            "invalid_limit",
+            format!("limit must be between 1 and {MAX_DELIVERIES}"),
+        ));
+    }
     let hook = find(db, scope, id).await?;
     let deliveries = webhook_delivery::Entity::find()
         .filter(webhook_delivery::Column::WebhookId.eq(hook.id))
         .order_by_desc(webhook_delivery::Column::CreatedAt)
         .order_by_desc(webhook_delivery::Column::Id)
-        .limit(limit.clamp(1, MAX_DELIVERIES))
+        .limit(limit)
         .all(db)
         .await?;
     let ids: Vec<Uuid> = deliveries.iter().map(|d| d.id).collect();

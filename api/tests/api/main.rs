@@ -6,11 +6,13 @@
 mod access;
 mod auth;
 mod batches;
+mod clean_answers;
 mod classes;
 mod corrections;
 mod e2e;
 mod health;
 mod helpers;
+mod idempotency;
 mod job_events;
 mod keys;
 mod outbox;

@@ -7,6 +7,7 @@ pub mod attendance_session;
 pub mod class;
 pub mod detected_face;
 pub mod face_embedding;
+pub mod idempotency_key;
 pub mod job;
 pub mod registration_batch;
 pub mod registration_batch_item;
