@@ -5,7 +5,7 @@
 use common::{BlobError, QueueError};
 use poem::{Endpoint, IntoResponse, Request, Response, http::StatusCode};
 use poem_openapi::{ApiResponse, Object, payload::Json};
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 #[derive(Debug, Clone, Object)]
 pub struct ErrorDetail {
@@ -83,6 +83,26 @@ impl ServiceError {
             code,
             message: message.into(),
         }
+    }
+}
+
+/// True for a foreign-key violation. sea-orm recognises PostgreSQL's and SQLite's
+/// primary code (787), but SQLite reports a parent row deleted under a child as 1811
+/// (SQLITE_CONSTRAINT_TRIGGER) with the same message.
+fn foreign_key_violation(err: &DbErr) -> bool {
+    if matches!(
+        err.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    ) {
+        return true;
+    }
+    match err {
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            matches!(&**e, sea_orm::sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sea_orm::sqlx::sqlite::SqliteError>().is_some()
+                    && db.message().contains("FOREIGN KEY constraint failed"))
+        }
+        _ => false,
     }
 }
 
@@ -184,8 +204,8 @@ impl From<ServiceError> for ApiError {
                 }
                 // A row this one refers to was deleted meanwhile (e.g. the class), or
                 // a row being deleted is still referred to.
-                Some(SqlErr::ForeignKeyConstraintViolation(detail)) => {
-                    tracing::info!(detail, "foreign-key violation answered as 409");
+                _ if foreign_key_violation(&e) => {
+                    tracing::info!(error = %e, "foreign-key violation answered as 409");
                     ApiError::Conflict(ErrorBody::new(
                         "conflict",
                         "a record this request refers to was changed or removed meanwhile; \

@@ -79,18 +79,22 @@ pub async fn idempotent_uploads<E: Endpoint>(next: E, mut req: Request) -> poem:
     let spooled = match spool(req.take_body(), &head).await {
         Ok(s) => s,
         // Over the size limit (the limit middleware answers 413) or the client went away.
-        Err(e) => return Err(poem::Error::from_string(e.to_string(), StatusCode::BAD_REQUEST)),
+        Err(e) => {
+            return Err(poem::Error::from_string(
+                e.to_string(),
+                StatusCode::BAD_REQUEST,
+            ));
+        }
     };
-    let (file, fingerprint) =
-        match fingerprint(spooled, content_type.as_deref(), &head).await {
-            Ok(f) => f,
-            Err(e) => {
-                return Err(poem::Error::from_string(
-                    e.to_string(),
-                    StatusCode::BAD_REQUEST,
-                ));
-            }
-        };
+    let (file, fingerprint) = match fingerprint(spooled, content_type.as_deref(), &head).await {
+        Ok(f) => f,
+        Err(e) => {
+            return Err(poem::Error::from_string(
+                e.to_string(),
+                StatusCode::BAD_REQUEST,
+            ));
+        }
+    };
 
     let deadline = tokio::time::Instant::now() + WAIT_FOR_FIRST;
     loop {
@@ -112,9 +116,7 @@ pub async fn idempotent_uploads<E: Endpoint>(next: E, mut req: Request) -> poem:
             }
             Ok(Reservation::InProgress) => return Ok(in_progress()),
             Err(e) => {
-                return Ok(
-                    ApiError::from(crate::error::ServiceError::Database(e)).into_response()
-                );
+                return Ok(ApiError::from(crate::error::ServiceError::Database(e)).into_response());
             }
         }
     }
@@ -308,9 +310,12 @@ mod tests {
     }
 
     async fn print(body: &'static [u8], content_type: &str) -> String {
-        let spooled = spool(Body::from_bytes(Bytes::from_static(body)), "POST /attendance/mark")
-            .await
-            .unwrap();
+        let spooled = spool(
+            Body::from_bytes(Bytes::from_static(body)),
+            "POST /attendance/mark",
+        )
+        .await
+        .unwrap();
         fingerprint(spooled, Some(content_type), "POST /attendance/mark")
             .await
             .unwrap()

@@ -3,10 +3,7 @@
 //! would store a string no other client expects). Multipart text fields are checked
 //! where they are read (`services::required_text`).
 
-use poem::{
-    Body, Endpoint, IntoResponse, Request, Response,
-    http::header::CONTENT_TYPE,
-};
+use poem::{Body, Endpoint, IntoResponse, Request, Response, http::header::CONTENT_TYPE};
 use serde_json::Value;
 
 use crate::error::ApiError;
@@ -14,7 +11,11 @@ use crate::error::ApiError;
 /// Middleware; runs inside the request-size limit, which bounds the JSON it reads.
 pub async fn reject_nul_bytes<E: Endpoint>(next: E, mut req: Request) -> poem::Result<Response> {
     // `%00` is the only way a NUL reaches a URI (a raw one is refused by the parser).
-    if req.uri().path_and_query().is_some_and(|p| p.as_str().contains("%00")) {
+    if req
+        .uri()
+        .path_and_query()
+        .is_some_and(|p| p.as_str().contains("%00"))
+    {
         return Ok(refuse("the path or query"));
     }
     let is_json = req

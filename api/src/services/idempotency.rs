@@ -8,7 +8,8 @@
 use chrono::{DateTime, Duration, Utc};
 use models::idempotency_key::{self, Entity as IdempotencyKeys};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
+    ActiveValue::Set,
+    ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter,
     sea_query::{Expr, OnConflict},
 };
 use uuid::Uuid;

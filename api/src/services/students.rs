@@ -197,11 +197,7 @@ pub async fn list(
         .order_by_asc(student::Column::ClassId)
         .order_by_asc(student::Column::RollNo);
     let total = query.clone().count(db).await?;
-    let items = query
-        .offset(offset)
-        .limit(per_page)
-        .all(db)
-        .await?;
+    let items = query.offset(offset).limit(per_page).all(db).await?;
     Ok(Page {
         items,
         page,

@@ -18,8 +18,12 @@ use crate::helpers::{Db, Queue, error_code, fixture, spawn_app, spawn_app_with};
 #[tokio::test]
 async fn paging_out_of_range_is_a_400() {
     // Private webhook addresses allowed: the subscription below points at this machine.
-    let app =
-        spawn_app_with(Db::Postgres, Queue::Embedded, &[("WEBHOOK_ALLOW_PRIVATE", "true")]).await;
+    let app = spawn_app_with(
+        Db::Postgres,
+        Queue::Embedded,
+        &[("WEBHOOK_ALLOW_PRIVATE", "true")],
+    )
+    .await;
     for (query, code) in [
         ("page=0", "invalid_page"),
         ("page=9223372036854775809", "invalid_page"),
@@ -41,9 +45,7 @@ async fn paging_out_of_range_is_a_400() {
         .unwrap();
     assert_eq!(resp.status(), 400);
     // In range still works, including a page past the end.
-    let page: Value = app
-        .get_json("/students?page=1000000&per_page=200")
-        .await;
+    let page: Value = app.get_json("/students?page=1000000&per_page=200").await;
     assert_eq!(page["items"], json!([]));
     assert_eq!(page["page"], 1000000);
 
@@ -102,9 +104,10 @@ async fn a_foreign_key_race_is_a_409(db: Db) {
     .await
     .expect_err("no such class");
     for err in [delete_err, insert_err] {
+        let shown = format!("{err:?}");
         match ApiError::from(ServiceError::Database(err)) {
             ApiError::Conflict(body) => assert_eq!(body.0.error.code, "conflict"),
-            other => panic!("not a 409: {other:?}"),
+            other => panic!("not a 409: {other:?} ({shown})"),
         }
     }
 }
@@ -124,7 +127,11 @@ async fn nul_characters_are_a_400_on_postgres() {
     let app = spawn_app(Db::Postgres, Queue::Embedded).await;
     let class_id = app.create_class("CSE 2A").await;
 
-    for path in ["/students?q=a%00b", "/classes/a%00b", "/attendance/sessions?from=%00"] {
+    for path in [
+        "/students?q=a%00b",
+        "/classes/a%00b",
+        "/attendance/sessions?from=%00",
+    ] {
         let resp = app.get(path).send().await.unwrap();
         assert_eq!(resp.status(), 400, "{path}");
         assert_eq!(error_code(resp).await, "nul_byte", "{path}");
@@ -170,7 +177,9 @@ async fn every_answer_says_nosniff_and_personal_ones_no_store() {
         app.get("/students"),
         app.get(&format!("/classes/{class_id}")),
         app.get("/attendance/sessions"),
-        app.get(&format!("/export/attendance?class_id={class_id}&format=csv")),
+        app.get(&format!(
+            "/export/attendance?class_id={class_id}&format=csv"
+        )),
         app.get(&format!("/faces/{}/crop", Uuid::new_v4())),
         app.get(&format!("/jobs/{}", Uuid::new_v4())),
         app.get("/no/such/route"),
@@ -180,13 +189,21 @@ async fn every_answer_says_nosniff_and_personal_ones_no_store() {
     for req in personal {
         let resp = req.send().await.unwrap();
         let what = format!("{} {}", resp.url().path(), resp.status());
-        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{what}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{what}"
+        );
         assert_eq!(resp.headers()["cache-control"], "no-store", "{what}");
     }
     for path in ["/healthz", "/openapi.json"] {
         let resp = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(resp.status(), 200, "{path}");
-        assert_eq!(resp.headers()["x-content-type-options"], "nosniff", "{path}");
+        assert_eq!(
+            resp.headers()["x-content-type-options"],
+            "nosniff",
+            "{path}"
+        );
         assert!(resp.headers().get("cache-control").is_none(), "{path}");
     }
 }

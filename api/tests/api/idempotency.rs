@@ -8,10 +8,13 @@ use api::{
 };
 use chrono::{Duration, Utc};
 use reqwest::multipart::{Form, Part};
+use sea_orm::EntityTrait;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::helpers::{Db, Queue, TestApp, empty_photo, error_code, fixture, run_next_job, spawn_app};
+use crate::helpers::{
+    Db, Queue, TestApp, empty_photo, error_code, fixture, run_next_job, spawn_app,
+};
 
 /// A fresh form each time: reqwest picks a new random boundary, as a retrying client would.
 fn mark_form(class_id: Uuid, subject: &str, photo: Vec<u8>) -> Form {
@@ -22,7 +25,12 @@ fn mark_form(class_id: Uuid, subject: &str, photo: Vec<u8>) -> Form {
         .part("photos", Part::bytes(photo).file_name("class.png"))
 }
 
-async fn mark(app: &TestApp, key: &str, idempotency_key: Option<&str>, form: Form) -> reqwest::Response {
+async fn mark(
+    app: &TestApp,
+    key: &str,
+    idempotency_key: Option<&str>,
+    form: Form,
+) -> reqwest::Response {
     let mut req = app
         .client
         .post(app.url("/attendance/mark"))
@@ -50,11 +58,27 @@ async fn same_key_twice_is_one_session(db: Db) {
     let class_id = app.create_class("CSE 2A").await;
     let key = app.admin_key.clone();
 
-    let (first, replayed) =
-        accepted(mark(&app, &key, Some("mark-2026-11-20-p1"), mark_form(class_id, "Idem", empty_photo())).await).await;
+    let (first, replayed) = accepted(
+        mark(
+            &app,
+            &key,
+            Some("mark-2026-11-20-p1"),
+            mark_form(class_id, "Idem", empty_photo()),
+        )
+        .await,
+    )
+    .await;
     assert!(!replayed);
-    let (second, replayed) =
-        accepted(mark(&app, &key, Some("mark-2026-11-20-p1"), mark_form(class_id, "Idem", empty_photo())).await).await;
+    let (second, replayed) = accepted(
+        mark(
+            &app,
+            &key,
+            Some("mark-2026-11-20-p1"),
+            mark_form(class_id, "Idem", empty_photo()),
+        )
+        .await,
+    )
+    .await;
     assert!(replayed, "the second answer is marked as a replay");
     assert_eq!(first, second, "the same session and job");
     assert_eq!(sessions_and_jobs(&app).await, (1, 1));
@@ -82,8 +106,16 @@ async fn same_key_twice_is_one_session(db: Db) {
 
     // Another key holder with the same key: its own, independent upload.
     let teacher = app.key(Role::Teacher).await;
-    let (theirs, replayed) =
-        accepted(mark(&app, &teacher, Some("mark-2026-11-20-p1"), mark_form(class_id, "Idem", empty_photo())).await).await;
+    let (theirs, replayed) = accepted(
+        mark(
+            &app,
+            &teacher,
+            Some("mark-2026-11-20-p1"),
+            mark_form(class_id, "Idem", empty_photo()),
+        )
+        .await,
+    )
+    .await;
     assert!(!replayed);
     assert_ne!(theirs["session_id"], first["session_id"]);
     assert_eq!(sessions_and_jobs(&app).await, (2, 2));
@@ -108,11 +140,26 @@ async fn a_retried_mark_gives_one_column_in_the_export() {
     let class_id = app.create_class("CSE 2A").await;
     let key = app.admin_key.clone();
     for _ in 0..2 {
-        accepted(mark(&app, &key, Some("retry-me"), mark_form(class_id, "Idem", empty_photo())).await).await;
+        accepted(
+            mark(
+                &app,
+                &key,
+                Some("retry-me"),
+                mark_form(class_id, "Idem", empty_photo()),
+            )
+            .await,
+        )
+        .await;
     }
-    run_next_job(&app).await;
+    // Every job queued runs, so a second session would be a second column.
+    let (_, jobs) = sessions_and_jobs(&app).await;
+    for _ in 0..jobs {
+        run_next_job(&app).await;
+    }
     let resp = app
-        .get(&format!("/export/attendance?class_id={class_id}&format=csv"))
+        .get(&format!(
+            "/export/attendance?class_id={class_id}&format=csv"
+        ))
         .send()
         .await
         .unwrap();
@@ -132,7 +179,14 @@ async fn concurrent_requests_with_one_key_make_one_session() {
     let class_id = app.create_class("CSE 2A").await;
     let key = app.admin_key.clone();
     let photo = fixture("groups/obama_biden_side_by_side.jpg");
-    let sends = (0..4).map(|_| mark(&app, &key, Some("same-moment"), mark_form(class_id, "Idem", photo.clone())));
+    let sends = (0..4).map(|_| {
+        mark(
+            &app,
+            &key,
+            Some("same-moment"),
+            mark_form(class_id, "Idem", photo.clone()),
+        )
+    });
     let answers = futures::future::join_all(sends).await;
     let mut sessions = Vec::new();
     for resp in answers {
@@ -177,17 +231,63 @@ async fn a_registration_retried_with_its_key_is_one_student() {
 }
 
 #[tokio::test]
+async fn a_batch_retried_with_its_key_is_one_batch() {
+    use std::io::Write;
+    let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
+    let class_id = app.create_class("CSE 2A").await;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    zip.start_file("21CS001/0.jpg", zip::write::SimpleFileOptions::default())
+        .unwrap();
+    zip.write_all(&fixture("people/obama/obama3.jpg")).unwrap();
+    let zip = zip.finish().unwrap().into_inner();
+    let send = || {
+        let form = Form::new()
+            .text("class_id", class_id.to_string())
+            .part("file", Part::bytes(zip.clone()).file_name("batch.zip"));
+        app.post("/students/batches")
+            .header("Idempotency-Key", "batch-night-1")
+            .multipart(form)
+            .send()
+    };
+    let (first, _) = accepted(send().await.unwrap()).await;
+    let (second, replayed) = accepted(send().await.unwrap()).await;
+    assert!(replayed);
+    assert_eq!(first, second);
+    let batches = models::registration_batch::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1);
+    assert_eq!(app.row_counts().await[4], 1, "one job");
+}
+
+#[tokio::test]
 async fn keys_must_be_1_to_255_printable_ascii() {
     let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
     let class_id = app.create_class("CSE 2A").await;
     let key = app.admin_key.clone();
     for bad in ["".to_string(), "k".repeat(256), "tab\there".to_string()] {
-        let resp = mark(&app, &key, Some(&bad), mark_form(class_id, "Idem", empty_photo())).await;
+        let resp = mark(
+            &app,
+            &key,
+            Some(&bad),
+            mark_form(class_id, "Idem", empty_photo()),
+        )
+        .await;
         assert_eq!(resp.status(), 400, "{bad:?}");
         assert_eq!(error_code(resp).await, "invalid_idempotency_key");
     }
     assert_eq!(sessions_and_jobs(&app).await, (0, 0));
-    accepted(mark(&app, &key, Some(&"k".repeat(255)), mark_form(class_id, "Idem", empty_photo())).await).await;
+    accepted(
+        mark(
+            &app,
+            &key,
+            Some(&"k".repeat(255)),
+            mark_form(class_id, "Idem", empty_photo()),
+        )
+        .await,
+    )
+    .await;
 }
 
 /// The store itself, on the real database: a 5xx releases the key, an answer older
@@ -197,7 +297,9 @@ async fn the_store_keeps_answers_for_a_day(db: Db) {
     let db = &app.state.db;
     let holder = Uuid::new_v4();
     let now = Utc::now();
-    let r = |key: &'static str, print: &'static str, at| idempotency::reserve(db, holder, key, print, at);
+    let r = |key: &'static str, print: &'static str, at| {
+        idempotency::reserve(db, holder, key, print, at)
+    };
 
     assert_eq!(r("a", "p1", now).await.unwrap(), Reservation::Reserved);
     assert_eq!(r("a", "p1", now).await.unwrap(), Reservation::InProgress);
@@ -210,7 +312,9 @@ async fn the_store_keeps_answers_for_a_day(db: Db) {
         content_type: Some("application/json; charset=utf-8".into()),
         body: r#"{"session_id":"x"}"#.into(),
     };
-    idempotency::complete(db, holder, "a", &answer).await.unwrap();
+    idempotency::complete(db, holder, "a", &answer)
+        .await
+        .unwrap();
     // Releasing a completed key does nothing.
     idempotency::release(db, holder, "a").await.unwrap();
     assert_eq!(

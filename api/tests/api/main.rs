@@ -6,8 +6,8 @@
 mod access;
 mod auth;
 mod batches;
-mod clean_answers;
 mod classes;
+mod clean_answers;
 mod corrections;
 mod e2e;
 mod health;
