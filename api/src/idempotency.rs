@@ -122,6 +122,12 @@ pub async fn idempotent_uploads<E: Endpoint>(next: E, mut req: Request) -> poem:
     }
 
     req.set_body(Body::from_async_read(file));
+    let mut guard = Held {
+        db: state.db.clone(),
+        holder,
+        key: key.clone(),
+        done: false,
+    };
     let mut resp = match next.call(req).await {
         Ok(resp) => resp.into_response(),
         Err(err) => error_response(err),
@@ -131,6 +137,7 @@ pub async fn idempotent_uploads<E: Endpoint>(next: E, mut req: Request) -> poem:
         if let Err(e) = idempotency::release(&state.db, holder, &key).await {
             tracing::warn!(error = %e, "could not release an Idempotency-Key after a 5xx");
         }
+        guard.done = true;
         return Ok(resp);
     }
     let body = resp.take_body().into_bytes().await.unwrap_or_default();
@@ -143,12 +150,39 @@ pub async fn idempotent_uploads<E: Endpoint>(next: E, mut req: Request) -> poem:
             .map(str::to_owned),
         body: String::from_utf8_lossy(&body).into_owned(),
     };
-    if let Err(e) = idempotency::complete(&state.db, holder, &key, &stored).await {
-        // The upload itself succeeded; a retry with the key then waits for the lease.
-        tracing::warn!(error = %e, "could not store the answer for an Idempotency-Key");
+    match idempotency::complete(&state.db, holder, &key, &stored).await {
+        Ok(()) => guard.done = true,
+        // The upload itself succeeded; the key is released (by the guard) rather than
+        // left pending, so a retry is not refused for the lease's length.
+        Err(e) => tracing::warn!(error = %e, "could not store the answer for an Idempotency-Key"),
     }
     resp.set_body(body);
     Ok(resp)
+}
+
+/// A reserved key whose answer is not stored yet: released when dropped, i.e. when the
+/// request was abandoned (the client went away and the handler was cancelled) or its
+/// answer could not be stored, so a retry runs instead of waiting for
+/// [`idempotency::PENDING_LEASE`].
+struct Held {
+    db: sea_orm::DatabaseConnection,
+    holder: Uuid,
+    key: String,
+    done: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        let (db, holder, key) = (self.db.clone(), self.holder, std::mem::take(&mut self.key));
+        tokio::spawn(async move {
+            if let Err(e) = idempotency::release(&db, holder, &key).await {
+                tracing::warn!(%holder, error = %e, "could not release an Idempotency-Key");
+            }
+        });
+    }
 }
 
 /// 1..=255 printable ASCII characters.

@@ -261,6 +261,40 @@ async fn a_batch_retried_with_its_key_is_one_batch() {
     assert_eq!(app.row_counts().await[4], 1, "one job");
 }
 
+/// A 5xx is not kept: once storage is back, the retry with the same key is processed.
+#[tokio::test]
+async fn a_server_error_is_not_replayed() {
+    let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
+    let class_id = app.create_class("CSE 2A").await;
+    let key = app.admin_key.clone();
+    // Storage breaks: the blob directory is replaced by a file.
+    let parked = app.blob_dir.with_extension("parked");
+    std::fs::rename(&app.blob_dir, &parked).unwrap();
+    std::fs::write(&app.blob_dir, b"not a directory").unwrap();
+    let resp = mark(
+        &app,
+        &key,
+        Some("after-outage"),
+        mark_form(class_id, "Idem", empty_photo()),
+    )
+    .await;
+    assert!(resp.status().is_server_error(), "{}", resp.status());
+    assert_eq!(sessions_and_jobs(&app).await, (0, 0));
+
+    std::fs::remove_file(&app.blob_dir).unwrap();
+    std::fs::rename(&parked, &app.blob_dir).unwrap();
+    let resp = mark(
+        &app,
+        &key,
+        Some("after-outage"),
+        mark_form(class_id, "Idem", empty_photo()),
+    )
+    .await;
+    let (_, replayed) = accepted(resp).await;
+    assert!(!replayed);
+    assert_eq!(sessions_and_jobs(&app).await, (1, 1));
+}
+
 #[tokio::test]
 async fn keys_must_be_1_to_255_printable_ascii() {
     let app = spawn_app(Db::Sqlite, Queue::Embedded).await;
