@@ -173,9 +173,8 @@ async fn a_retried_mark_gives_one_column_in_the_export() {
     );
 }
 
-#[tokio::test]
-async fn concurrent_requests_with_one_key_make_one_session() {
-    let app = spawn_app(Db::Postgres, Queue::Embedded).await;
+async fn concurrent_requests_with_one_key_make_one_session(db: Db) {
+    let app = spawn_app(db, Queue::Embedded).await;
     let class_id = app.create_class("CSE 2A").await;
     let key = app.admin_key.clone();
     let photo = fixture("groups/obama_biden_side_by_side.jpg");
@@ -202,6 +201,16 @@ async fn concurrent_requests_with_one_key_make_one_session() {
     assert!(!sessions.is_empty());
     assert!(sessions.iter().all(|s| *s == sessions[0]), "{sessions:?}");
     assert_eq!(sessions_and_jobs(&app).await, (1, 1));
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_session_postgres() {
+    concurrent_requests_with_one_key_make_one_session(Db::Postgres).await;
+}
+
+#[tokio::test]
+async fn concurrent_requests_with_one_key_make_one_session_sqlite() {
+    concurrent_requests_with_one_key_make_one_session(Db::Sqlite).await;
 }
 
 #[tokio::test]
