@@ -22,7 +22,12 @@ pub async fn reject_nul_bytes<E: Endpoint>(next: E, mut req: Request) -> poem::R
         .headers()
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/json"));
+        // `application/json` and `application/*+json`, with or without parameters.
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|essence| {
+            let essence = essence.trim();
+            essence.eq_ignore_ascii_case("application/json") || essence.ends_with("+json")
+        });
     if is_json {
         let bytes = req.take_body().into_bytes().await?;
         // Malformed JSON is left to the handler's own 400.

@@ -283,9 +283,9 @@ impl StudentsApi {
         q: Query<Option<String>>,
         /// Only students that need photos (`true`), or only those that do not (`false`).
         needs_photos: Query<Option<bool>>,
-        /// 1-based page number.
+        /// 1-based page number (0, or a page past any possible offset: 400).
         page: Query<Option<u64>>,
-        /// Items per page (default 50, at most 200).
+        /// Items per page: 1 to 200, default 50 (outside that range: 400).
         per_page: Query<Option<u64>>,
     ) -> Result<Json<StudentPage>, ApiError> {
         let page = students::list(

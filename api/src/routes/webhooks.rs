@@ -265,7 +265,7 @@ impl WebhooksApi {
         state: Data<&AppState>,
         auth: ApiKeyAuth,
         id: Path<Uuid>,
-        /// At most this many (default 50, at most 200).
+        /// At most this many: 1 to 200, default 50 (outside that range: 400).
         limit: Query<Option<u64>>,
     ) -> Result<Json<Vec<DeliveryOut>>, ApiError> {
         auth.0.require(Role::DepartmentAdmin)?;
