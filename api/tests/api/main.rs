@@ -9,6 +9,7 @@ mod batches;
 mod classes;
 mod corrections;
 mod e2e;
+mod face_cap;
 mod health;
 mod helpers;
 mod job_events;
