@@ -40,7 +40,7 @@ for photo in 12mp.jpg 100mp.jpg 100mp.png; do
   read -r size working faces < <(python3 -c '
 import json, sys
 o = json.load(open(sys.argv[1]))
-print(f"{o[\"width\"]}x{o[\"height\"]} {o[\"working_width\"]}x{o[\"working_height\"]} {len(o[\"faces\"])}")
+print("%dx%d %dx%d %d" % (o["width"], o["height"], o["working_width"], o["working_height"], len(o["faces"])))
 ' "$work/out.json")
   rss_mb=$((rss_kb * 1024 / 1000000))
   printf '%-10s %-12s %-12s %6s %12s %8s\n' "$photo" "$size" "$working" "$faces" "$rss_mb" "$wall"
