@@ -1,6 +1,7 @@
 //! Faces per photo are capped (`MAX_FACES_PER_PHOTO`): past the cap the photo is still
 //! processed on its largest faces, and the session says so in its warnings.
 
+use common::JobQueue;
 use models::detected_face;
 use reqwest::multipart::{Form, Part};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -97,7 +98,7 @@ async fn a_photo_over_the_cap_is_matched_on_its_largest_faces(db: Db) {
     assert_eq!(faces.len(), CAP, "{detail:#}");
     for f in faces {
         let b = &f["box"];
-        let got = [b["x1"], b["y1"], b["x2"], b["y2"]].map(|v| v.as_f64().unwrap() as f32);
+        let got = [&b["x1"], &b["y1"], &b["x2"], &b["y2"]].map(|v| v.as_f64().unwrap() as f32);
         assert!(
             largest
                 .iter()
