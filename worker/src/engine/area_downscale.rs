@@ -95,8 +95,8 @@ impl RowDownscaler {
         self.reduced.fill(0.0);
         for (px, col) in rgb.chunks_exact(3).zip(&self.columns) {
             let at = col.first * 3;
-            for c in 0..3 {
-                let v = f32::from(px[c]);
+            for (c, &v) in px.iter().enumerate() {
+                let v = f32::from(v);
                 self.reduced[at + c] += v * col.w0;
                 if col.w1 > 0.0 {
                     self.reduced[at + 3 + c] += v * col.w1;
