@@ -393,6 +393,21 @@ mod tests {
     }
 
     #[test]
+    fn faces_no_student_accepts_stay_unknown_among_matched_ones() {
+        // Strangers (far from everyone) around two students' faces: they are left out of
+        // the assignment, and the others are paired as if they were not there.
+        let g = Gallery::new(
+            vec![("a", vec![at(0.0)]), ("b", vec![at(0.7)])],
+            rule(0.45, 0.0, 0.0),
+        );
+        let got = g.assign(&[at(5.0), at(0.05), at(9.0), at(0.3), at(-4.0)]);
+        let keys: Vec<_> = got.iter().map(|m| m.map(|(k, _)| k)).collect();
+        assert_eq!(keys, [None, Some("a"), None, Some("b"), None]);
+        assert!((got[3].unwrap().1 - 0.4).abs() < 1e-6);
+        assert_eq!(g.assign(&[at(5.0), at(9.0)]), vec![None, None]);
+    }
+
+    #[test]
     fn empty_gallery_or_no_faces() {
         let g: Gallery<&str> = Gallery::new(vec![("a", vec![])], DecisionRule::DEFAULT);
         assert!(g.is_empty());
