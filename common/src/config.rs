@@ -28,6 +28,12 @@ pub mod defaults {
     /// First retry of a failed webhook delivery after about this long, doubling up to
     /// an hour between attempts, for 24 hours.
     pub const WEBHOOK_RETRY_BASE_MS: u64 = 10_000;
+    // Bounded memory per photo (issue 9).
+    /// 16 MP: a 12 MP classroom photo is worked on at full size, so its 20 px faces stay
+    /// detectable; larger photos are decoded reduced to this many pixels.
+    pub const MAX_WORKING_PIXELS: u64 = 16_000_000;
+    /// Faces matched per photo; beyond it the largest are kept and the session warns.
+    pub const MAX_FACES_PER_PHOTO: usize = 300;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -90,6 +96,12 @@ pub struct Config {
     /// `WEBHOOK_RETRY_BASE_MS`: the wait before the first retry of a failed webhook
     /// delivery (doubled at each retry, with jitter).
     pub webhook_retry_base: std::time::Duration,
+    // Bounded memory per photo (issue 9).
+    /// `MAX_WORKING_PIXELS`: photos with more pixels are decoded reduced to about this
+    /// many before detection (boxes are still reported in the photo's own pixels).
+    pub max_working_pixels: u64,
+    /// `MAX_FACES_PER_PHOTO`: faces matched per photo; the largest are kept.
+    pub max_faces_per_photo: usize,
 }
 
 impl Default for Config {
@@ -276,6 +288,30 @@ impl Config {
             }
         };
 
+        // Bounded memory per photo (issue 9).
+        let count = |var: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
+            let raw = get(var, &default.to_string())?;
+            match raw.parse::<u64>() {
+                Ok(n) if n >= min => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: format!("expected a whole number, at least {min}"),
+                }),
+            }
+        };
+        // Below 1 MP MTCNN would miss most classroom faces.
+        let max_working_pixels = count(
+            "MAX_WORKING_PIXELS",
+            defaults::MAX_WORKING_PIXELS,
+            1_000_000,
+        )?;
+        let max_faces_per_photo = count(
+            "MAX_FACES_PER_PHOTO",
+            defaults::MAX_FACES_PER_PHOTO as u64,
+            1,
+        )? as usize;
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -294,6 +330,8 @@ impl Config {
             public_url,
             webhook_allow_private,
             webhook_retry_base,
+            max_working_pixels,
+            max_faces_per_photo,
         })
     }
 
@@ -326,7 +364,28 @@ mod tests {
         assert_eq!(c.public_url, "http://127.0.0.1:8080");
         assert!(!c.webhook_allow_private);
         assert_eq!(c.webhook_retry_base, std::time::Duration::from_secs(10));
+        assert_eq!(c.max_working_pixels, 16_000_000);
+        assert_eq!(c.max_faces_per_photo, 300);
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn photo_limits_are_read_and_checked() {
+        let c = Config::from_pairs([
+            ("MAX_WORKING_PIXELS", "12000000"),
+            ("MAX_FACES_PER_PHOTO", "3"),
+        ])
+        .unwrap();
+        assert_eq!(c.max_working_pixels, 12_000_000);
+        assert_eq!(c.max_faces_per_photo, 3);
+        for (var, value) in [
+            ("MAX_WORKING_PIXELS", "999999"),
+            ("MAX_WORKING_PIXELS", "big"),
+            ("MAX_FACES_PER_PHOTO", "0"),
+        ] {
+            let err = Config::from_pairs([(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

@@ -2,9 +2,10 @@
 //! decodes one) must agree on, so that every photo the API accepts is one the worker
 //! will decode. Here rather than in the engine so that the API need not link it.
 
-/// Largest photo in pixels (width × height): bounds decode memory and time, and lets
-/// decompression bombs be refused before their pixels are allocated.
-pub const MAX_IMAGE_PIXELS: u64 = 40_000_000;
+/// Largest photo in pixels (width × height): phones make 50–200 MP pictures, and the
+/// worker decodes big ones reduced (`MAX_WORKING_PIXELS`), so memory stays bounded; the
+/// cap still lets decompression bombs be refused before their pixels are allocated.
+pub const MAX_IMAGE_PIXELS: u64 = 100_000_000;
 
 /// A complete JPEG ends with the EOI marker `FF D9`; some writers append padding, so
 /// the marker is looked for in the last KiB.

@@ -1,5 +1,6 @@
-//! Warnings about where a session's photos came from (provenance), written by the API
-//! when it accepts the photos and kept with the session (`attendance_sessions.warnings`).
+//! Warnings about a session's photos, kept with the session (`attendance_sessions.warnings`):
+//! where they came from (provenance), written by the API when it accepts the photos, and
+//! what the worker could not fully process (too many faces), merged in by the job.
 //! One definition for the stored JSON, the session detail and the webhook payload.
 //!
 //! The JSON is a list of flat objects: `[{"code": "duplicate_photo", "message": …,
@@ -21,6 +22,8 @@ pub enum SessionWarningCode {
     /// The `taken_at` given with the upload and the photo's EXIF time differ by more
     /// than 12 hours.
     TakenAtMismatch,
+    /// A photo had more faces than `MAX_FACES_PER_PHOTO`: only the largest were matched.
+    FacesOverCap,
 }
 
 /// One warning on a session; the session was still processed.
@@ -66,6 +69,21 @@ impl SessionWarning {
             .collect()
     }
 
+    /// The photo-has-too-many-faces warning for the `photo`-th photo (1-based).
+    pub fn faces_over_cap(photo: u32, faces: usize, cap: usize) -> SessionWarning {
+        SessionWarning {
+            code: SessionWarningCode::FacesOverCap,
+            message: format!(
+                "photo {photo} has {faces} faces; only the {cap} largest were matched"
+            ),
+            photo: Some(photo),
+            earlier_session_id: None,
+            sha256: None,
+            exif_taken_at: None,
+            given_taken_at: None,
+        }
+    }
+
     /// The JSON stored in `attendance_sessions.warnings`: `None` when there are none.
     pub fn to_stored(warnings: &[SessionWarning]) -> Option<serde_json::Value> {
         (!warnings.is_empty())
@@ -97,5 +115,17 @@ mod tests {
         assert_eq!(SessionWarning::from_stored(Some(&mixed)), vec![w]);
         assert!(SessionWarning::to_stored(&[]).is_none());
         assert!(SessionWarning::from_stored(None).is_empty());
+    }
+
+    #[test]
+    fn the_faces_over_cap_warning_reads_well() {
+        let w = SessionWarning::faces_over_cap(2, 412, 300);
+        assert_eq!(
+            w.message,
+            "photo 2 has 412 faces; only the 300 largest were matched"
+        );
+        let stored = SessionWarning::to_stored(std::slice::from_ref(&w)).unwrap();
+        assert_eq!(stored[0]["code"], "faces_over_cap");
+        assert_eq!(stored[0]["photo"], 2);
     }
 }

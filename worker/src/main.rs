@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use common::{Detector, FaceModel};
 use worker::engine::matching::distance;
-use worker::engine::pipeline::load_image;
+use worker::engine::pipeline::{PhotoLimits, load_image};
 use worker::engine::{EngineError, FaceEngine, model_files};
 use worker::evaluation::{Split, embed_people, scan_people};
 use worker::schema::SchemaWait;
@@ -76,6 +76,18 @@ enum Command {
         /// Also write a copy of the photo with the boxes and landmarks drawn.
         #[arg(long)]
         draw: Option<PathBuf>,
+    },
+    /// What an attendance job does with one photo, without a database: decode (reduced
+    /// above MAX_WORKING_PIXELS), detect, keep the largest MAX_FACES_PER_PHOTO faces,
+    /// embed and crop them. JSON with the sizes and the boxes in the photo's pixels.
+    ProcessPhoto {
+        #[command(flatten)]
+        pipeline: PipelineArgs,
+        image: PathBuf,
+        #[arg(long, env = "MAX_WORKING_PIXELS", default_value_t = common::config::defaults::MAX_WORKING_PIXELS)]
+        max_working_pixels: u64,
+        #[arg(long, env = "MAX_FACES_PER_PHOTO", default_value_t = common::config::defaults::MAX_FACES_PER_PHOTO)]
+        max_faces: usize,
     },
     /// One descriptor per face (128-D dlib, 512-D ArcFace), as JSON.
     Embed {
@@ -240,6 +252,40 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             print_json(&serde_json::json!({
                 "image": image, "width": img.width(), "height": img.height(), "faces": faces,
+            }))?;
+            if faces.is_empty() {
+                return Err(no_face(image));
+            }
+            Ok(())
+        }
+        Command::ProcessPhoto {
+            pipeline,
+            image,
+            max_working_pixels,
+            max_faces,
+        } => {
+            let engine = engine(&cli, pipeline)?.with_limits(PhotoLimits {
+                max_working_pixels: *max_working_pixels,
+                max_faces: *max_faces,
+            });
+            let bytes = std::fs::read(image).map_err(|source| EngineError::Io {
+                path: image.clone(),
+                source,
+            })?;
+            let photo = engine.decode(&bytes, &image.display().to_string())?;
+            drop(bytes);
+            let (found, crops) =
+                engine.analyze_photo(&photo, worker::jobs::crops::face_crop_jpeg)?;
+            let faces: Vec<_> = found.faces.iter().map(|f| &f.detection).collect();
+            print_json(&serde_json::json!({
+                "image": image,
+                "width": photo.original.0,
+                "height": photo.original.1,
+                "working_width": photo.image.width(),
+                "working_height": photo.image.height(),
+                "detected": found.detected,
+                "crops": crops.iter().flatten().count(),
+                "faces": faces,
             }))?;
             if faces.is_empty() {
                 return Err(no_face(image));

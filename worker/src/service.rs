@@ -25,7 +25,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, field::Empty};
 
 use crate::engine::EngineError;
-use crate::engine::pipeline::FaceEngine;
+use crate::engine::pipeline::{FaceEngine, PhotoLimits};
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
 use crate::schema::{SchemaError, SchemaWait};
 use crate::webhooks::{Dispatcher, DispatcherOptions};
@@ -324,9 +324,13 @@ pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceErro
     let model_dir = config.model_dir.clone();
     let device = config.device.clone();
     let (model, detector) = (config.face_model, config.detector);
+    let limits = PhotoLimits::from_config(config);
     let span = tracing::Span::current();
     let engine = tokio::task::spawn_blocking(move || {
-        span.in_scope(|| FaceEngine::open(&model_dir, model, detector, &device, true))
+        span.in_scope(|| {
+            FaceEngine::open(&model_dir, model, detector, &device, true)
+                .map(|e| e.with_limits(limits))
+        })
     })
     .await
     .map_err(|e| ServiceError::EngineTask(e.to_string()))??;

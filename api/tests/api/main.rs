@@ -10,6 +10,7 @@ mod classes;
 mod clean_answers;
 mod corrections;
 mod e2e;
+mod face_cap;
 mod health;
 mod helpers;
 mod idempotency;

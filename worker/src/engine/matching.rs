@@ -254,28 +254,40 @@ impl<K: Clone> Gallery<K> {
         const BIG: i64 = 1_000_000_000;
         const FORBIDDEN: i64 = -1_000_000_000_000;
         let n_students = self.students.len();
-        let cols = n_students + faces.len();
-        let mut dist_rows = Vec::with_capacity(faces.len());
-        let mut weights = Matrix::new(faces.len(), cols, FORBIDDEN);
+        // Only faces some student accepts take part: the others stay unknown whatever
+        // the pairing (their one allowed column is their own), and leaving them out
+        // keeps the O(F²(S+F)) assignment to the faces that can match, at most
+        // MAX_FACES_PER_PHOTO per photo.
+        let mut candidates: Vec<(usize, Vec<f32>, Vec<bool>)> = Vec::new();
         for (f, face) in faces.iter().enumerate() {
             let dists = self.distances(face);
-            for (s, ok) in self.acceptable(&dists).into_iter().enumerate() {
+            let ok = self.acceptable(&dists);
+            if ok.iter().any(|&ok| ok) {
+                candidates.push((f, dists, ok));
+            }
+        }
+        let mut out = vec![None; faces.len()];
+        if candidates.is_empty() {
+            return out;
+        }
+        let cols = n_students + candidates.len();
+        let mut weights = Matrix::new(candidates.len(), cols, FORBIDDEN);
+        for (row, (_, dists, ok)) in candidates.iter().enumerate() {
+            for (s, &ok) in ok.iter().enumerate() {
                 if ok {
-                    weights[(f, s)] = BIG - (dists[s] * SCALE) as i64;
+                    weights[(row, s)] = BIG - (dists[s] * SCALE) as i64;
                 }
             }
-            weights[(f, n_students + f)] = 0;
-            dist_rows.push(dists);
+            weights[(row, n_students + row)] = 0;
         }
         let (_, pairing) = kuhn_munkres(&weights);
-        pairing
-            .into_iter()
-            .enumerate()
-            .map(|(f, s)| {
-                (s < n_students && weights[(f, s)] > FORBIDDEN)
-                    .then(|| (self.students[s].key.clone(), dist_rows[f][s]))
-            })
-            .collect()
+        for (row, s) in pairing.into_iter().enumerate() {
+            if s < n_students && weights[(row, s)] > FORBIDDEN {
+                let (f, dists, _) = &candidates[row];
+                out[*f] = Some((self.students[s].key.clone(), dists[s]));
+            }
+        }
+        out
     }
 }
 
@@ -378,6 +390,21 @@ mod tests {
         let matched: Vec<_> = got.iter().flatten().collect();
         assert_eq!(matched.len(), 1);
         assert_eq!(got[1].map(|(k, _)| k), Some("a"), "the closest face wins");
+    }
+
+    #[test]
+    fn faces_no_student_accepts_stay_unknown_among_matched_ones() {
+        // Strangers (far from everyone) around two students' faces: they are left out of
+        // the assignment, and the others are paired as if they were not there.
+        let g = Gallery::new(
+            vec![("a", vec![at(0.0)]), ("b", vec![at(0.7)])],
+            rule(0.45, 0.0, 0.0),
+        );
+        let got = g.assign(&[at(5.0), at(0.05), at(9.0), at(0.3), at(-4.0)]);
+        let keys: Vec<_> = got.iter().map(|m| m.map(|(k, _)| k)).collect();
+        assert_eq!(keys, [None, Some("a"), None, Some("b"), None]);
+        assert!((got[3].unwrap().1 - 0.4).abs() < 1e-6);
+        assert_eq!(g.assign(&[at(5.0), at(9.0)]), vec![None, None]);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! tensors.
 
 pub mod arcface;
+pub mod area_downscale;
 pub mod detector;
 pub mod device;
 pub mod dlib;
@@ -15,6 +16,7 @@ pub mod model_files;
 pub mod mtcnn;
 pub mod nhwc;
 pub mod onnx;
+pub mod photo;
 pub mod pipeline;
 pub mod pytorch_legacy;
 pub mod scrfd;

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use candle_core::Device;
 // Shared with the API's upload check, so that what it accepts is what we decode.
-use common::image_limits::{MAX_IMAGE_PIXELS, has_jpeg_end_marker};
+use common::image_limits::MAX_IMAGE_PIXELS;
 use image::RgbImage;
 use serde::Serialize;
 
@@ -15,10 +15,10 @@ use common::{Detector, FaceModel};
 use super::arcface::ArcFaceEmbedder;
 use super::detector::{Detection, FaceDetector};
 use super::embedder::{DlibEmbedder, Embedder};
-use super::error::BadPhoto;
 use super::matching::{DecisionRule, Descriptor};
 use super::model_files::{self, ModelPaths, names};
 use super::mtcnn::Mtcnn;
+use super::photo::{WorkingPhoto, decode_photo};
 use super::scrfd::Scrfd;
 use super::{EngineError, Result, device};
 
@@ -50,12 +50,49 @@ impl Face {
     }
 }
 
+/// How much of a photo the engine works on: bounds its memory and matching cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PhotoLimits {
+    /// Photos with more pixels are decoded reduced to this many (`MAX_WORKING_PIXELS`).
+    pub max_working_pixels: u64,
+    /// Faces embedded and matched per photo, the largest first (`MAX_FACES_PER_PHOTO`).
+    pub max_faces: usize,
+}
+
+impl Default for PhotoLimits {
+    fn default() -> Self {
+        Self {
+            max_working_pixels: common::config::defaults::MAX_WORKING_PIXELS,
+            max_faces: common::config::defaults::MAX_FACES_PER_PHOTO,
+        }
+    }
+}
+
+impl PhotoLimits {
+    pub fn from_config(config: &common::Config) -> Self {
+        Self {
+            max_working_pixels: config.max_working_pixels,
+            max_faces: config.max_faces_per_photo,
+        }
+    }
+}
+
+/// The faces of one photo, in the photo's own pixel coordinates.
+#[derive(Debug)]
+pub struct PhotoFaces {
+    /// Embedded faces, most confident first: the largest [`PhotoLimits::max_faces`].
+    pub faces: Vec<Face>,
+    /// Faces the detector found, before the cap.
+    pub detected: usize,
+}
+
 /// Detector and embedder, loaded once and shared by every job.
 pub struct FaceEngine {
     model: FaceModel,
     detector: FaceDetector,
     embedder: Box<dyn Embedder>,
     device: Device,
+    limits: PhotoLimits,
 }
 
 impl FaceEngine {
@@ -68,6 +105,7 @@ impl FaceEngine {
             detector: FaceDetector::Mtcnn(detector),
             embedder,
             device,
+            limits: PhotoLimits::default(),
         })
     }
 
@@ -123,11 +161,55 @@ impl FaceEngine {
             detector,
             embedder,
             device,
+            limits: PhotoLimits::default(),
         })
     }
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The same engine working within `limits`.
+    pub fn with_limits(self, limits: PhotoLimits) -> Self {
+        Self { limits, ..self }
+    }
+
+    pub fn limits(&self) -> PhotoLimits {
+        self.limits
+    }
+
+    /// Decodes a photo, reduced to the working size when it is larger (see
+    /// [`decode_photo`]).
+    pub fn decode(&self, bytes: &[u8], what: &str) -> Result<WorkingPhoto> {
+        decode_photo(bytes, what, self.limits.max_working_pixels)
+    }
+
+    /// The faces of a decoded photo, most confident first, in the photo's own
+    /// coordinates: past [`PhotoLimits::max_faces`], only the largest are embedded, so
+    /// that embedding and matching cost stay bounded whatever the photo shows. `crop`
+    /// is called with the working image and each kept face's box on it (crops are cut
+    /// from the pixels the engine saw).
+    pub fn analyze_photo<C>(
+        &self,
+        photo: &WorkingPhoto,
+        mut crop: impl FnMut(&RgbImage, [f32; 4]) -> C,
+    ) -> Result<(PhotoFaces, Vec<C>)> {
+        let mut detections = self.detect(&photo.image)?;
+        let detected = detections.len();
+        keep_largest(&mut detections, self.limits.max_faces);
+        let faces = self.with_descriptors(&photo.image, detections)?;
+        let crops = faces
+            .iter()
+            .map(|f| crop(&photo.image, f.detection.bbox))
+            .collect();
+        let faces = faces
+            .into_iter()
+            .map(|f| Face {
+                detection: photo.to_original(&f.detection),
+                descriptor: f.descriptor,
+            })
+            .collect();
+        Ok((PhotoFaces { faces, detected }, crops))
     }
 
     /// The face model this engine runs.
@@ -186,84 +268,32 @@ impl FaceEngine {
     }
 }
 
-/// Decodes a photo from bytes as RGB (alpha dropped), refusing images beyond
-/// [`MAX_IMAGE_PIXELS`].
+/// Decodes a photo from bytes as RGB (alpha dropped) at its full size, refusing images
+/// beyond [`MAX_IMAGE_PIXELS`]. For tools and references; jobs use
+/// [`FaceEngine::decode`], which bounds memory.
 pub fn decode_image(bytes: &[u8], what: &str) -> Result<RgbImage> {
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|source| EngineError::Io {
-            path: what.into(),
-            source,
-        })?;
-    let mut limits = image::Limits::default();
-    limits.max_alloc = Some(MAX_IMAGE_PIXELS * 4);
-    reader.limits(limits.clone());
-    let format = reader.format();
-    let bad = |problem: BadPhoto| EngineError::BadPhoto {
-        what: what.to_string(),
-        problem,
-    };
-    let (w, h) = reader.into_dimensions().map_err(|e| match e {
-        image::ImageError::Limits(_) => bad(BadPhoto::OverLimit {
-            max_pixels: MAX_IMAGE_PIXELS,
-        }),
-        e => bad(BadPhoto::Undecodable(e)),
-    })?;
-    if w == 0 || h == 0 {
-        return Err(bad(BadPhoto::ImpossibleSize {
-            width: w,
-            height: h,
-        }));
-    }
-    let too_large = BadPhoto::TooLarge {
-        width: w,
-        height: h,
-        max_pixels: MAX_IMAGE_PIXELS,
-    };
-    if u64::from(w) * u64::from(h) > MAX_IMAGE_PIXELS {
-        return Err(bad(too_large));
-    }
-    if format == Some(image::ImageFormat::Jpeg)
-        && let Some(img) = decode_jpeg_like_pil(bytes)
-    {
-        return Ok(img);
-    }
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|source| EngineError::Io {
-            path: what.into(),
-            source,
-        })?;
-    reader.limits(limits);
-    let img = reader.decode().map_err(|e| match e {
-        // Within the pixel cap but over the allocation limit (e.g. many frames).
-        image::ImageError::Limits(_) => bad(too_large),
-        e => bad(BadPhoto::Undecodable(e)),
-    })?;
-    Ok(img.to_rgb8())
+    Ok(decode_photo(bytes, what, MAX_IMAGE_PIXELS)?.image)
 }
 
-/// A JPEG through libjpeg-turbo's decoder (as built by mozjpeg) with its defaults — the
-/// accurate integer IDCT and fancy upsampling, as PIL decodes — so that a photo gives
-/// the reference implementations' pixels exactly; the image crate's decoder differs by a
-/// few grey levels, enough to move landmarks and descriptors. `None` when libjpeg
-/// refuses the data (CMYK, arithmetic coding, corruption) or the data is truncated
-/// (libjpeg would pad it with grey): the image crate then decodes it or says why not.
-fn decode_jpeg_like_pil(bytes: &[u8]) -> Option<RgbImage> {
-    if !has_jpeg_end_marker(bytes) {
-        return None;
+/// Keeps the `cap` largest detections (by box area), in their order (most confident
+/// first).
+pub fn keep_largest(detections: &mut Vec<Detection>, cap: usize) {
+    if detections.len() <= cap {
+        return;
     }
-    // libjpeg's fatal errors unwind out of the decoder (mozjpeg's error manager).
-    std::panic::catch_unwind(|| -> std::io::Result<RgbImage> {
-        let mut started = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
-        let (w, h) = (started.width(), started.height());
-        let pixels: Vec<u8> = started.read_scanlines()?;
-        started.finish()?;
-        RgbImage::from_raw(w as u32, h as u32, pixels)
-            .ok_or_else(|| std::io::ErrorKind::UnexpectedEof.into())
-    })
-    .ok()?
-    .ok()
+    let area = |d: &Detection| (d.bbox[2] - d.bbox[0]) * (d.bbox[3] - d.bbox[1]);
+    let mut by_area: Vec<usize> = (0..detections.len()).collect();
+    // Ties keep the more confident face (the stable sort keeps score order).
+    by_area.sort_by(|&a, &b| area(&detections[b]).total_cmp(&area(&detections[a])));
+    let mut keep = vec![false; detections.len()];
+    for &i in &by_area[..cap] {
+        keep[i] = true;
+    }
+    let mut i = 0;
+    detections.retain(|_| {
+        i += 1;
+        keep[i - 1]
+    });
 }
 
 /// Reads and decodes a photo file (see [`decode_image`]).
@@ -300,6 +330,21 @@ mod tests {
             reason.contains(&MAX_IMAGE_PIXELS.to_string()) && reason.contains("allowed"),
             "{reason}"
         );
+    }
+
+    #[test]
+    fn the_largest_faces_are_kept_in_score_order() {
+        let d = |side: f32, score: f32| Detection {
+            bbox: [0.0, 0.0, side, side],
+            score,
+            landmarks: [[0.0; 2]; 5],
+        };
+        let mut faces = vec![d(10.0, 0.99), d(40.0, 0.98), d(20.0, 0.97), d(30.0, 0.96)];
+        keep_largest(&mut faces, 2);
+        let sides: Vec<f32> = faces.iter().map(|f| f.bbox[2]).collect();
+        assert_eq!(sides, [40.0, 30.0]);
+        keep_largest(&mut faces, 5);
+        assert_eq!(faces.len(), 2);
     }
 
     #[test]

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use chrono::Utc;
 use common::JobKind;
 use common::job::result::{AttendanceResult, NotYetEmbedded};
+use common::session_warning::{SessionWarning, SessionWarningCode};
 use models::attendance_record::{self, RecordSource, RecordStatus};
 use models::attendance_session::{self, SessionStatus};
 use models::class;
@@ -38,7 +39,7 @@ use super::{
     Job, JobContext, JobError, Outcome, Progress, blocking, crops, engine_error, fetch_photo,
 };
 use crate::engine::matching::{DecisionRule, Descriptor, Gallery};
-use crate::engine::pipeline::{Face, decode_image};
+use crate::engine::pipeline::Face;
 
 /// Namespace of the deterministic detected-face ids (UUID v5 of photo id + face index).
 const FACE_ID_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_0c3e_59a4_4b8e_9a57_1d2c_8e4f_a301);
@@ -111,6 +112,8 @@ async fn run(
 
     // Detect and embed every face of every photo, with its crop.
     let mut found: Vec<FoundFace> = Vec::new();
+    let max_faces = ctx.engine.limits().max_faces;
+    let mut over_cap: Vec<SessionWarning> = Vec::new();
     for (i, photo) in photos.iter().enumerate() {
         let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
             return Err(JobError::abort(format!(
@@ -118,10 +121,24 @@ async fn run(
                 photo.id, photo.blob_key
             )));
         };
-        let faces = analyse_photo(ctx, photo.id, bytes).await?;
-        tracing::debug!(photo_id = %photo.id, faces = faces.len(), "photo analysed");
+        let analysed = analyse_photo(ctx, photo.id, bytes).await?;
+        tracing::debug!(photo_id = %photo.id, faces = analysed.faces.len(), "photo analysed");
+        if analysed.detected > analysed.faces.len() {
+            tracing::warn!(
+                photo_id = %photo.id,
+                detected = analysed.detected,
+                max_faces,
+                "more faces than MAX_FACES_PER_PHOTO; the largest were matched"
+            );
+            over_cap.push(SessionWarning::faces_over_cap(
+                (i + 1) as u32,
+                analysed.detected,
+                max_faces,
+            ));
+        }
         found.extend(
-            faces
+            analysed
+                .faces
                 .into_iter()
                 .enumerate()
                 .map(|(index, (face, crop))| FoundFace {
@@ -240,13 +257,17 @@ async fn run(
         )
         .await?;
     }
-    let (subject, taken_at, warnings) = (
-        session.subject.clone(),
-        session.taken_at,
-        session.warnings(),
-    );
+    // The API's provenance warnings stay; this job's own are replaced on a re-run.
+    let mut warnings: Vec<SessionWarning> = session
+        .warnings()
+        .into_iter()
+        .filter(|w| w.code != SessionWarningCode::FacesOverCap)
+        .collect();
+    warnings.extend(over_cap);
+    let (subject, taken_at) = (session.subject.clone(), session.taken_at);
     let mut row = session.into_active_model();
     row.status = Set(SessionStatus::Completed);
+    row.warnings = Set(SessionWarning::to_stored(&warnings));
     attendance_session::Entity::update(row).exec(&txn).await?;
     super::complete(&txn, job, &result.clone().into()).await?;
     // In the completing transaction: the event exists exactly when the records do.
@@ -363,25 +384,30 @@ pub fn decide(
     }
 }
 
-/// Decodes a photo and returns its faces (most confident first) with their JPEG crops.
+/// One analysed photo: its faces (most confident first, in the photo's coordinates) with
+/// their JPEG crops, and how many faces the detector found before the cap.
+struct AnalysedPhoto {
+    faces: Vec<(Face, Option<Vec<u8>>)>,
+    detected: usize,
+}
+
+/// Decodes a photo (reduced when larger than the working size) and analyses it.
 async fn analyse_photo(
     ctx: &JobContext,
     photo_id: Uuid,
     bytes: Bytes,
-) -> Result<Vec<(Face, Option<Vec<u8>>)>, JobError> {
+) -> Result<AnalysedPhoto, JobError> {
     let engine = ctx.engine.clone();
     let what = format!("session photo {photo_id}");
     let label = what.clone();
     blocking(move || {
-        let image = decode_image(&bytes, &what)?;
-        let faces = engine.analyze(&image)?;
-        Ok(faces
-            .into_iter()
-            .map(|face| {
-                let crop = crops::face_crop_jpeg(&image, face.detection.bbox);
-                (face, crop)
-            })
-            .collect())
+        let photo = engine.decode(&bytes, &what)?;
+        drop(bytes);
+        let (found, crops) = engine.analyze_photo(&photo, crops::face_crop_jpeg)?;
+        Ok(AnalysedPhoto {
+            faces: found.faces.into_iter().zip(crops).collect(),
+            detected: found.detected,
+        })
     })
     .await?
     .map_err(|e| engine_error(&label, e))

@@ -30,7 +30,7 @@ use uuid::Uuid;
 use super::{Job, JobContext, JobError, Outcome, Progress, blocking, engine_error, fetch_photo};
 use crate::engine::detector::FaceDetector;
 use crate::engine::matching::{Descriptor, distance};
-use crate::engine::pipeline::{Face, FaceEngine, decode_image};
+use crate::engine::pipeline::{Face, FaceEngine};
 use common::FaceModel;
 
 /// Lowest MTCNN score of an accepted face.
@@ -493,11 +493,20 @@ async fn look_at(ctx: &JobContext, photo: &student_photo::Model) -> Result<Seen,
     let engine = ctx.engine.clone();
     let what = format!("photo {}", photo.id);
     let analysed = blocking(move || {
-        let image = match decode_image(&bytes, &what) {
-            Ok(image) => image,
+        // Reduced when larger than the working size; boxes back in the photo's pixels.
+        let photo = match engine.decode(&bytes, &what) {
+            Ok(photo) => photo,
             Err(e) => return Ok(Err(e)),
         };
-        engine.analyze_portrait(&image).map(Ok)
+        drop(bytes);
+        let faces = engine.analyze_portrait(&photo.image)?;
+        Ok(Ok(faces
+            .into_iter()
+            .map(|f| Face {
+                detection: photo.to_original(&f.detection),
+                descriptor: f.descriptor,
+            })
+            .collect()))
     })
     .await?
     .map_err(|e| engine_error(&format!("photo {}", photo.id), e))?;

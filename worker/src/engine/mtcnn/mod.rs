@@ -69,7 +69,13 @@ pub struct Mtcnn {
     nets: Nets,
     device: Device,
     config: MtcnnConfig,
+    /// [`PNET_BAND_CELLS`]; smaller in tests, to check that bands change nothing.
+    band_cells: usize,
 }
+
+/// P-Net output cells computed at once on one pyramid level: a band of about 128 K input
+/// pixels, whose im2col buffers stay under ~25 MB however large the photo.
+const PNET_BAND_CELLS: usize = 1 << 15;
 
 /// Crops go through R-Net/O-Net in batches of this many, which bounds the memory of the
 /// im2col buffers on images with thousands of proposals.
@@ -120,6 +126,7 @@ impl Mtcnn {
             nets,
             device: device.clone(),
             config: MtcnnConfig::default(),
+            band_cells: PNET_BAND_CELLS,
         })
     }
 
@@ -248,10 +255,30 @@ impl Mtcnn {
             // `int(h * scale + 1)` in Python doubles.
             let hs = (h as f64 * scale + 1.0) as usize;
             let ws = (w as f64 * scale + 1.0) as usize;
-            let mut pixels = vec![0.0; 3 * hs * ws];
-            integral.resample_into(whole, (hs, ws), self.pixel_order(), &mut pixels);
-            let maps = self.run_pnet(pixels, hs, ws)?;
-            let found = generate_bounding_boxes(&maps, scale as f32, threshold);
+            let (out_h, out_w) = (pnet_output_side(hs), pnet_output_side(ws));
+            // P-Net is convolutional: a band of output rows [a, b) sees only the level's
+            // rows [2a, 2b + 10), so large levels go through in bands (each starting on
+            // an even row, so the pooling windows are those of the whole level) and
+            // the buffers stay bounded; the cells, and so the boxes, are the same.
+            let band = (self.band_cells / out_w.max(1)).max(1);
+            let mut found = Vec::new();
+            let mut a = 0;
+            while a < out_h {
+                let b = (a + band).min(out_h);
+                let rows = 2 * a..(2 * b + 10).min(hs);
+                let mut pixels = vec![0.0; 3 * rows.len() * ws];
+                integral.resample_rows_into(
+                    whole,
+                    (hs, ws),
+                    rows.clone(),
+                    self.pixel_order(),
+                    &mut pixels,
+                );
+                let maps = self.run_pnet(pixels, rows.len(), ws)?;
+                debug_assert_eq!((maps.h, maps.w), (b - a, out_w));
+                found.extend(generate_bounding_boxes(&maps, a, scale as f32, threshold));
+                a = b;
+            }
             Ok(nms(&found, 0.5).into_iter().map(|i| found[i]).collect())
         };
         // On the CPU the levels run side by side: their single-threaded parts (resampling,
@@ -394,13 +421,24 @@ fn pyramid_scales(width: usize, height: usize, config: &MtcnnConfig) -> Result<V
     Ok(scales)
 }
 
+/// Side of P-Net's output for an input side `n ≥ 12`: 3×3 convolution, 2×2 max pool
+/// (ceil mode), two 3×3 convolutions.
+fn pnet_output_side(n: usize) -> usize {
+    (n.saturating_sub(4)).div_ceil(2).saturating_sub(3)
+}
+
 /// `generateBoundingBox`: every P-Net cell with probability ≥ threshold becomes the 12×12
 /// window it saw, mapped back to image pixels. Cells are visited in row-major order, as
-/// `mask.nonzero()` does.
-fn generate_bounding_boxes(maps: &ProposalMaps, scale: f32, threshold: f32) -> Vec<Candidate> {
+/// `mask.nonzero()` does. `maps` holds the level's output rows from `first_row` on.
+fn generate_bounding_boxes(
+    maps: &ProposalMaps,
+    first_row: usize,
+    scale: f32,
+    threshold: f32,
+) -> Vec<Candidate> {
     let mut out = Vec::new();
     for (i, (&score, &reg)) in maps.prob.iter().zip(&maps.reg).enumerate() {
-        let (y, x) = (i / maps.w, i % maps.w);
+        let (y, x) = (first_row + i / maps.w, i % maps.w);
         {
             if score >= threshold {
                 let (bx, by) = (x as f32, y as f32);
@@ -483,6 +521,47 @@ mod tests {
         }
     }
 
+    /// P-Net in bands of a few rows finds exactly the faces of P-Net on whole levels.
+    #[test]
+    fn bands_change_nothing() {
+        let dir = std::env::var_os("MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"));
+        let image = image::open(crate::fixtures::photo("groups/six_people.jpg"))
+            .expect("fixture photo")
+            .to_rgb8();
+        let load = |band_cells| Mtcnn {
+            band_cells,
+            ..Mtcnn::load_layers(
+                &dir.join("pnet.pt"),
+                &dir.join("rnet.pt"),
+                &dir.join("onet.pt"),
+                &Device::Cpu,
+                true,
+            )
+            .expect("MTCNN weights in MODELS_DIR")
+        };
+        let whole = load(usize::MAX).detect(&image).unwrap();
+        // A few rows per band on the largest levels, one row on the smaller ones.
+        let banded = load(2_000).detect(&image).unwrap();
+        assert!(whole.len() >= 6);
+        assert_eq!(whole.len(), banded.len());
+        for (a, b) in whole.iter().zip(&banded) {
+            assert_eq!(a.bbox, b.bbox);
+            assert_eq!(a.score, b.score);
+            assert_eq!(a.landmarks, b.landmarks);
+        }
+    }
+
+    #[test]
+    fn pnet_output_sides_follow_the_layers() {
+        // 12 → conv 10 → pool 5 → conv 3 → conv 1.
+        assert_eq!(pnet_output_side(12), 1);
+        // 13 → 11 → pool (ceil) 6 → 4 → 2.
+        assert_eq!(pnet_output_side(13), 2);
+        assert_eq!(pnet_output_side(461), 226);
+    }
+
     #[test]
     fn pyramid_matches_python_for_a_1366x768_photo() {
         let scales = pyramid_scales(1366, 768, &MtcnnConfig::default()).unwrap();
@@ -522,7 +601,7 @@ mod tests {
             prob: vec![0.1, 0.9, 0.95, 0.2],
             reg: vec![[0.0, 1.0, 2.0, 3.0]; 4],
         };
-        let found = generate_bounding_boxes(&maps, 0.5, 0.6);
+        let found = generate_bounding_boxes(&maps, 0, 0.5, 0.6);
         // row-major: (x=1, y=0) first, then (x=0, y=1)
         assert_eq!(found[0].bbox, [6.0, 2.0, 28.0, 24.0]);
         assert_eq!(found[1].bbox, [2.0, 6.0, 24.0, 28.0]);

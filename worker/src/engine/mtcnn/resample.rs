@@ -63,12 +63,26 @@ impl IntegralImage {
         order: PixelOrder,
         out: &mut [f32],
     ) {
+        self.resample_rows_into(region, (out_h, out_w), 0..out_h, order, out);
+    }
+
+    /// Output rows `rows` of [`Self::resample_into`] (a horizontal band of the
+    /// resampled region), written to `out` as an image of `rows.len() × out_w`.
+    pub fn resample_rows_into(
+        &self,
+        region: Region,
+        (out_h, out_w): (usize, usize),
+        rows: std::ops::Range<usize>,
+        order: PixelOrder,
+        out: &mut [f32],
+    ) {
         debug_assert!(region.x0 + region.w <= self.width && region.y0 + region.h <= self.height);
-        debug_assert_eq!(out.len(), 3 * out_h * out_w);
+        debug_assert!(rows.end <= out_h);
+        debug_assert_eq!(out.len(), 3 * rows.len() * out_w);
         let cols = windows(region.w, out_w);
-        let rows = windows(region.h, out_h);
+        let rows = &windows(region.h, out_h)[rows];
         let stride = (self.width + 1) * 3;
-        let plane = out_h * out_w;
+        let plane = rows.len() * out_w;
         for (oy, &(r0, r1)) in rows.iter().enumerate() {
             let top = &self.table[(region.y0 + r0) * stride..];
             let bottom = &self.table[(region.y0 + r1) * stride..];
@@ -177,6 +191,26 @@ mod tests {
                 "{region:?} -> {oh}x{ow}"
             );
         }
+    }
+
+    #[test]
+    fn bands_are_rows_of_the_whole() {
+        let image = RgbImage::from_fn(37, 29, |x, y| {
+            image::Rgb([(x * 7 + y) as u8, (x * y) as u8, 255 - (y * 5) as u8])
+        });
+        let table = IntegralImage::new(&image);
+        let whole = Region {
+            x0: 0,
+            y0: 0,
+            w: 37,
+            h: 29,
+        };
+        let (oh, ow) = (19, 23);
+        let mut all = vec![0f32; 3 * oh * ow];
+        table.resample_into(whole, (oh, ow), PixelOrder::Interleaved, &mut all);
+        let mut band = vec![0f32; 3 * 5 * ow];
+        table.resample_rows_into(whole, (oh, ow), 7..12, PixelOrder::Interleaved, &mut band);
+        assert_eq!(band, all[7 * ow * 3..12 * ow * 3]);
     }
 
     #[test]
