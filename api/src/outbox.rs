@@ -85,7 +85,7 @@ pub struct RelayOptions {
     /// message may have been lost with an in-process queue or a broker failure).
     pub republish_after: Duration,
     /// A job `running` whose lease ran out this long ago without another run claiming
-    /// it is published again (and then at most once per this interval): its worker is
+    /// it is published again (once; again only after `republish_after`): its worker is
     /// gone and so is its message. RabbitMQ redelivers a dead worker's message itself,
     /// and the worker that gets it waits for the lease, so this only covers a message
     /// the broker lost. Rows without a lease (left by an older build) count from their
@@ -147,17 +147,17 @@ where
                         .add(job::Column::Status.eq(JobStatus::Running))
                         .add(
                             Condition::any()
-                                .add(job::Column::LeaseUntil.lte(now - stalled))
+                                .add(
+                                    Condition::all()
+                                        .add(job::Column::LeaseUntil.lte(now - stalled))
+                                        .add(not_published_since(job::Column::LeaseUntil, now - stale)),
+                                )
                                 .add(
                                     Condition::all()
                                         .add(job::Column::LeaseUntil.is_null())
-                                        .add(job::Column::UpdatedAt.lte(now - stalled)),
+                                        .add(job::Column::UpdatedAt.lte(now - stalled))
+                                        .add(not_published_since(job::Column::UpdatedAt, now - stale)),
                                 ),
-                        )
-                        .add(
-                            Condition::any()
-                                .add(job::Column::PublishedAt.is_null())
-                                .add(job::Column::PublishedAt.lte(now - stalled)),
                         ),
                 ),
         )
@@ -184,6 +184,15 @@ where
         tracing::info!(published, "outbox relay published queued jobs");
     }
     Ok(published)
+}
+
+/// The row was not published since `column` (when its run went stale), or not for
+/// `republish_after` (the republished message may have been lost too).
+fn not_published_since(column: job::Column, long_ago: chrono::DateTime<Utc>) -> Condition {
+    Condition::any()
+        .add(job::Column::PublishedAt.is_null())
+        .add(Expr::col(job::Column::PublishedAt).lte(Expr::col(column)))
+        .add(job::Column::PublishedAt.lte(long_ago))
 }
 
 /// Embedded mode only, at start-up: the in-process queue and its worker died with the

@@ -31,8 +31,9 @@ async fn register_one(app: &TestApp) -> Uuid {
     body["job_id"].as_str().unwrap().parse().unwrap()
 }
 
-/// Consumes the job's message and leaves its row `running`, last touched at `since`: what
-/// a worker that died mid-job leaves behind.
+/// Consumes the job's message and leaves its row `running`, last touched at `since` (and
+/// no lease: a row left by a build without leases): what a worker that died mid-job
+/// leaves behind.
 async fn taken_and_left_running(app: &TestApp, job_id: Uuid, since: chrono::DateTime<chrono::Utc>) {
     assert_eq!(app.next_message().await.job_id, job_id);
     let job = models::job::Entity::find_by_id(job_id)
@@ -43,6 +44,8 @@ async fn taken_and_left_running(app: &TestApp, job_id: Uuid, since: chrono::Date
     let mut running = job.into_active_model();
     running.status = Set(JobStatus::Running);
     running.updated_at = Set(since);
+    // It was published before the worker took it.
+    running.published_at = Set(Some(since));
     running.update(&app.state.db).await.unwrap();
 }
 
