@@ -7,8 +7,10 @@ use chrono::Utc;
 use common::{JobKind, JobMessage, JobQueue};
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveEnum, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionSession, TransactionTrait,
+    ActiveEnum,
+    ActiveValue::Set,
+    ColumnTrait, Condition, ConnectionTrait, DbErr, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionSession, TransactionTrait,
     sea_query::{Expr, ExprTrait, LockBehavior, LockType},
 };
 use tokio::task::JoinHandle;
@@ -115,7 +117,11 @@ impl Default for RelayOptions {
 /// SQLite has one writer anyway) and their `published_at` is set in it, so relays of
 /// several API replicas never publish the same job twice: a replica skips the rows
 /// another is publishing, and finds them no longer due once that one commits.
-pub async fn relay_once<C>(db: &C, queue: &dyn JobQueue, options: &RelayOptions) -> Result<usize, DbErr>
+pub async fn relay_once<C>(
+    db: &C,
+    queue: &dyn JobQueue,
+    options: &RelayOptions,
+) -> Result<usize, DbErr>
 where
     C: ConnectionTrait + TransactionTrait,
 {
@@ -150,13 +156,19 @@ where
                                 .add(
                                     Condition::all()
                                         .add(job::Column::LeaseUntil.lte(now - stalled))
-                                        .add(not_published_since(job::Column::LeaseUntil, now - stale)),
+                                        .add(not_published_since(
+                                            job::Column::LeaseUntil,
+                                            now - stale,
+                                        )),
                                 )
                                 .add(
                                     Condition::all()
                                         .add(job::Column::LeaseUntil.is_null())
                                         .add(job::Column::UpdatedAt.lte(now - stalled))
-                                        .add(not_published_since(job::Column::UpdatedAt, now - stale)),
+                                        .add(not_published_since(
+                                            job::Column::UpdatedAt,
+                                            now - stale,
+                                        )),
                                 ),
                         ),
                 ),

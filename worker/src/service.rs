@@ -20,8 +20,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
-    BlobError, BlobStore, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError,
-    error_chain, open_blob_store, open_queue,
+    BlobError, BlobStore, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError, error_chain,
+    open_blob_store, open_queue,
 };
 use models::job::{self, JobStatus};
 use sea_orm::{
@@ -240,7 +240,9 @@ impl Worker {
                 Ok(true) => {}
                 Ok(false) => return JobError::ClaimLost,
                 // The database may be back before the lease runs out.
-                Err(e) => tracing::warn!(error = %error_chain(&e), "could not renew the job's lease"),
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not renew the job's lease")
+                }
             }
         }
     }
@@ -266,7 +268,13 @@ impl Worker {
 
     /// Every allowed run of the job was used up and it is still unfinished: the last
     /// runs died (or the last failure could not be recorded). Fails it for good.
-    async fn exhausted(&self, message: &JobMessage, row: job::Model, died: bool, delivery: Delivery) {
+    async fn exhausted(
+        &self,
+        message: &JobMessage,
+        row: job::Model,
+        died: bool,
+        delivery: Delivery,
+    ) {
         let interrupted = row.interrupted_runs + i32::from(died);
         let reason = exhausted_reason(row.kind, row.attempts, interrupted, row.error.as_deref());
         tracing::error!(
@@ -344,7 +352,16 @@ impl Worker {
         };
         tracing::error!(error = %chain, shown = %error_text, "job failed");
         let guard = Guard::Claimed;
-        match mark_failed(&self.ctx, message, row, guard, &error_text, row.interrupted_runs).await {
+        match mark_failed(
+            &self.ctx,
+            message,
+            row,
+            guard,
+            &error_text,
+            row.interrupted_runs,
+        )
+        .await
+        {
             Ok(true) => settle(delivery.dead_letter(&error_text).await, "dead-letter"),
             Ok(false) => {
                 tracing::warn!("another run took over the job; acknowledging");
@@ -370,16 +387,30 @@ fn settle(result: Result<(), QueueError>, what: &str) {
 
 /// The reason shown for a job whose runs were used up, telling runs that stopped the
 /// worker (killed, out of memory) from runs that returned an error.
-fn exhausted_reason(kind: JobKind, attempts: i32, interrupted: i32, last_error: Option<&str>) -> String {
+fn exhausted_reason(
+    kind: JobKind,
+    attempts: i32,
+    interrupted: i32,
+    last_error: Option<&str>,
+) -> String {
     let what = match kind {
         JobKind::Attendance => "this session's photos",
         JobKind::Registration | JobKind::BulkRegistration => "this student's photos",
         JobKind::Reembed => "this student's photos for the new face model",
         JobKind::RegistrationBatch => "this batch",
     };
-    let times = |n: i32| if n == 1 { "once".to_string() } else { format!("{n} times") };
+    let times = |n: i32| {
+        if n == 1 {
+            "once".to_string()
+        } else {
+            format!("{n} times")
+        }
+    };
     if interrupted >= attempts {
-        format!("processing {what} stopped the worker {}", times(interrupted))
+        format!(
+            "processing {what} stopped the worker {}",
+            times(interrupted)
+        )
     } else if interrupted > 0 {
         let last = last_error.map(|e| format!("; {e}")).unwrap_or_default();
         format!(
@@ -422,7 +453,10 @@ async fn mark_failed(
             .add(job::Column::Attempts.eq(attempts)),
     };
     let failed = job::Entity::update_many()
-        .col_expr(job::Column::Status, Expr::value(JobStatus::Failed.to_value()))
+        .col_expr(
+            job::Column::Status,
+            Expr::value(JobStatus::Failed.to_value()),
+        )
         .col_expr(job::Column::Error, Expr::value(error))
         .col_expr(job::Column::InterruptedRuns, Expr::value(interrupted_runs))
         .col_expr(

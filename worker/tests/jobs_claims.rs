@@ -9,8 +9,8 @@ mod jobs_support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::job::result::{JobResult, SkippedResult};
 use common::blob::{S3BlobStore, S3Options};
+use common::job::result::{JobResult, SkippedResult};
 use common::queue::{EmbeddedQueue, QueueNames, RabbitMqOptions, RabbitMqQueue};
 use common::{BlobStore, JobKind, JobMessage, JobQueue, Lane};
 use models::attendance_session::SessionStatus;
@@ -202,7 +202,11 @@ async fn a_run_that_lost_its_claim_cannot_change_the_job() {
 }
 
 /// The real worker process, consuming the test's queues.
-fn spawn_worker(db_url: &str, queue_url: &str, blob_dir: &std::path::Path) -> tokio::process::Child {
+fn spawn_worker(
+    db_url: &str,
+    queue_url: &str,
+    blob_dir: &std::path::Path,
+) -> tokio::process::Child {
     tokio::process::Command::new(env!("CARGO_BIN_EXE_attendance-worker"))
         .arg("run")
         .env("DATABASE_URL", db_url)
@@ -232,7 +236,10 @@ async fn a_job_that_kills_its_worker_every_run_is_failed_after_max_attempts() {
     let (session, _) = insert_session(db, &blobs, class_id, &vec![photo; 5]).await;
     let job = insert_job(db, JobKind::Attendance, session).await;
     rabbit
-        .publish(Lane::Interactive, &JobMessage::new(job.id, JobKind::Attendance))
+        .publish(
+            Lane::Interactive,
+            &JobMessage::new(job.id, JobKind::Attendance),
+        )
         .await
         .unwrap();
 
@@ -324,9 +331,19 @@ async fn s3_store(bucket: &str, endpoint: &str) -> S3BlobStore {
 /// internals.
 fn assert_readable(error: &str, bucket: &str, endpoint: &str) {
     for leak in [
-        "/", "http", "127.0.0.1", bucket, endpoint, "sessions", "dispatch", "service error",
+        "/",
+        "http",
+        "127.0.0.1",
+        bucket,
+        endpoint,
+        "sessions",
+        "dispatch",
+        "service error",
     ] {
-        assert!(!error.contains(leak), "{leak:?} in the job's error: {error}");
+        assert!(
+            !error.contains(leak),
+            "{leak:?} in the job's error: {error}"
+        );
     }
 }
 
@@ -357,7 +374,10 @@ async fn storage_failures_are_shown_as_readable_reasons() {
     let worker = Worker::new(context(db, &blobs), options(2));
     let job = insert_job(db, JobKind::Attendance, gone).await;
     queue
-        .publish(Lane::Interactive, &JobMessage::new(job.id, JobKind::Attendance))
+        .publish(
+            Lane::Interactive,
+            &JobMessage::new(job.id, JobKind::Attendance),
+        )
         .await
         .unwrap();
     let mut consumer = queue.consume(1).await.unwrap();
@@ -365,7 +385,13 @@ async fn storage_failures_are_shown_as_readable_reasons() {
     let failed = job_row(db, job.id).await;
     assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
     let error = failed.error.unwrap();
-    assert_eq!(error, "photo 1 of the session is missing from storage");
+    assert_eq!(
+        error,
+        format!(
+            "photo 1 of the session ({}) is missing from storage",
+            gone_photos[0]
+        )
+    );
     assert_readable(&error, &bucket, &endpoint);
 
     // The storage server unreachable (same bucket, a port nobody listens on): retried,
@@ -379,7 +405,10 @@ async fn storage_failures_are_shown_as_readable_reasons() {
     let worker = Worker::new(context(db, &down), options(2));
     let job = insert_job(db, JobKind::Attendance, session).await;
     queue
-        .publish(Lane::Interactive, &JobMessage::new(job.id, JobKind::Attendance))
+        .publish(
+            Lane::Interactive,
+            &JobMessage::new(job.id, JobKind::Attendance),
+        )
         .await
         .unwrap();
     // First run: retried; the row shows why meanwhile.

@@ -82,14 +82,10 @@ async fn process_again(app: &TestApp, job_id: Uuid) {
         .exec(&app.state.db)
         .await
         .unwrap();
-    let claimed = worker::jobs::claim::claim(
-        &app.state.db,
-        job_id,
-        std::time::Duration::from_secs(60),
-        5,
-    )
-    .await
-    .unwrap();
+    let claimed =
+        worker::jobs::claim::claim(&app.state.db, job_id, std::time::Duration::from_secs(60), 5)
+            .await
+            .unwrap();
     let worker::jobs::claim::Claim::Won(row) = claimed else {
         panic!("the job could not be claimed again: {claimed:?}");
     };

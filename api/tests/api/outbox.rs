@@ -208,7 +208,11 @@ async fn two_relays_publish_each_due_job_once() {
     assert_eq!(published, jobs, "each job published by one relay only");
     let names = rabbit.queue.names().clone();
     assert_eq!(
-        rabbit.queue.message_count(&names.interactive).await.unwrap() as usize,
+        rabbit
+            .queue
+            .message_count(&names.interactive)
+            .await
+            .unwrap() as usize,
         jobs,
         "one message per job in the queue"
     );

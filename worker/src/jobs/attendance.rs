@@ -115,8 +115,9 @@ async fn run(
         let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
             tracing::error!(photo_id = %photo.id, key = %photo.blob_key, "session photo missing from storage");
             return Err(JobError::abort(format!(
-                "photo {} of the session is missing from storage",
-                i + 1
+                "photo {} of the session ({}) is missing from storage",
+                i + 1,
+                photo.id
             )));
         };
         let faces = analyse_photo(ctx, i + 1, photo.id, bytes).await?;
