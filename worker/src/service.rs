@@ -414,9 +414,8 @@ fn exhausted_reason(
     } else if interrupted > 0 {
         let last = last_error.map(|e| format!("; {e}")).unwrap_or_default();
         format!(
-            "processing {what} failed {}, and stopped the worker {} of them{last}",
-            times(attempts),
-            interrupted
+            "processing {what} failed {} ({interrupted} of them stopped the worker){last}",
+            times(attempts)
         )
     } else {
         let last = last_error.map(|e| format!(": {e}")).unwrap_or_default();
@@ -635,6 +634,32 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_s_used_up_runs_are_told_apart_by_how_they_ended() {
+        assert_eq!(
+            exhausted_reason(JobKind::Attendance, 5, 5, None),
+            "processing this session's photos stopped the worker 5 times"
+        );
+        assert_eq!(
+            exhausted_reason(JobKind::Registration, 1, 1, None),
+            "processing this student's photos stopped the worker once"
+        );
+        assert_eq!(
+            exhausted_reason(
+                JobKind::Attendance,
+                3,
+                1,
+                Some("attempt 2 failed: the database was unavailable")
+            ),
+            "processing this session's photos failed 3 times (1 of them stopped the worker); \
+             attempt 2 failed: the database was unavailable"
+        );
+        assert_eq!(
+            exhausted_reason(JobKind::RegistrationBatch, 3, 0, None),
+            "gave up after 3 attempts"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
