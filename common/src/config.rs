@@ -17,6 +17,9 @@ pub mod defaults {
     pub const BIND: &str = "127.0.0.1:8080";
     pub const CORS_ORIGINS: &str = "";
     pub const JOB_MAX_ATTEMPTS: u32 = 5;
+    /// A worker's hold on a running job, renewed every third of it while it runs; a
+    /// job whose worker died is run again once this has passed.
+    pub const JOB_LEASE_SECS: u64 = 60;
     pub const DATA_DIR: &str = "data";
     pub const FACE_MODEL: &str = "dlib-resnet";
     pub const EXIF_UTC_OFFSET: &str = "+05:30";
@@ -71,6 +74,9 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `JOB_MAX_ATTEMPTS`: deliveries of a job before it is dead-lettered (≥ 1).
     pub max_attempts: u32,
+    /// `JOB_LEASE_SECS`: how long a worker holds a running job without renewing its
+    /// lease; a job whose worker died is claimed again after this (≥ 1).
+    pub job_lease: std::time::Duration,
     /// `DATA_DIR`: root for embedded-mode state.
     pub data_dir: PathBuf,
     /// `FACE_MODEL`: `dlib-resnet` or `arcface-mbf`.
@@ -163,6 +169,18 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
+
+        let lease_raw = get("JOB_LEASE_SECS", &defaults::JOB_LEASE_SECS.to_string())?;
+        let job_lease = match lease_raw.parse::<u64>() {
+            Ok(secs) if secs >= 1 => std::time::Duration::from_secs(secs),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "JOB_LEASE_SECS",
+                    value: lease_raw,
+                    reason: "expected a number of seconds, at least 1".into(),
+                });
+            }
+        };
 
         let bind = get("BIND", defaults::BIND)?;
         if bind.parse::<std::net::SocketAddr>().is_err() && !bind.contains(':') {
@@ -321,6 +339,7 @@ impl Config {
             bind,
             cors_origins,
             max_attempts,
+            job_lease,
             data_dir: PathBuf::from(get("DATA_DIR", defaults::DATA_DIR)?),
             face_model,
             detector,
@@ -357,6 +376,7 @@ mod tests {
         assert_eq!(c.bind, "127.0.0.1:8080");
         assert!(c.cors_origins.is_empty());
         assert_eq!(c.max_attempts, 5);
+        assert_eq!(c.job_lease, std::time::Duration::from_secs(60));
         assert_eq!(c.data_dir, PathBuf::from("data"));
         assert_eq!(c.face_model, FaceModel::DlibResnet);
         assert_eq!(c.detector, Detector::Mtcnn);
@@ -395,6 +415,7 @@ mod tests {
             ("STORAGE_URL", "s3://photos?region=ap-south-1"),
             ("CORS_ORIGINS", " https://a.example , ,https://b.example"),
             ("JOB_MAX_ATTEMPTS", "3"),
+            ("JOB_LEASE_SECS", "5"),
             ("DEVICE", "cuda:0"),
             ("MODEL_DIR", ""),
             ("EXIF_UTC_OFFSET", "-03:00"),
@@ -405,6 +426,7 @@ mod tests {
         assert_eq!(c.storage_url, "s3://photos?region=ap-south-1");
         assert_eq!(c.cors_origins, ["https://a.example", "https://b.example"]);
         assert_eq!(c.max_attempts, 3);
+        assert_eq!(c.job_lease, std::time::Duration::from_secs(5));
         assert_eq!(c.device, "cuda:0");
         // Empty means unset.
         assert_eq!(c.model_dir, PathBuf::from("data/models"));
@@ -430,6 +452,8 @@ mod tests {
         for (var, value) in [
             ("JOB_MAX_ATTEMPTS", "many"),
             ("JOB_MAX_ATTEMPTS", "0"),
+            ("JOB_LEASE_SECS", "0"),
+            ("JOB_LEASE_SECS", "a minute"),
             ("QUEUE_URL", "redis://x"),
             ("STORAGE_URL", "/var/blobs"),
             ("BIND", "8080"),

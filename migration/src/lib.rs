@@ -22,6 +22,7 @@ mod m20261130_000100_add_corrections;
 mod m20261130_000200_create_registration_batches;
 mod m20261130_000300_create_webhooks;
 mod m20261130_000500_add_photo_provenance;
+mod m20261130_000600_add_job_lease;
 mod m20261130_000700_create_idempotency_keys;
 
 pub struct Migrator;
@@ -45,6 +46,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000200_create_registration_batches::Migration),
             Box::new(m20261130_000500_add_photo_provenance::Migration),
             Box::new(m20261130_000300_create_webhooks::Migration),
+            Box::new(m20261130_000600_add_job_lease::Migration),
             Box::new(m20261130_000700_create_idempotency_keys::Migration),
         ]
     }

@@ -162,6 +162,8 @@ pub async fn schedule(
             published_at: Set(None),
             started_at: Set(None),
             finished_at: Set(None),
+            lease_until: Set(None),
+            interrupted_runs: Set(0),
         })
         .exec_without_returning(&txn)
         .await?;

@@ -1,11 +1,17 @@
 //! The worker service: consumes job messages and runs their handlers.
 //!
-//! Per delivery: decode (garbage → dead-letter at once) → load the job row (missing →
-//! logged no-op, acked; already finished → acked) → mark it `running` → run the handler,
-//! which commits its results together with `succeeded` → ack. A [`JobError::Retry`] goes
-//! back through the queue's retry path with exponential backoff until the attempt limit,
-//! then the job is marked `failed` and the message dead-lettered; a [`JobError::Abort`]
-//! does that at once.
+//! Per delivery: decode (garbage → dead-letter at once) → claim the job row in one
+//! conditional update ([`crate::jobs::claim`]: missing → logged no-op, acked; already
+//! finished → acked; held by another live run → acked, or put back until that run's
+//! lease ends if this copy may be the last) → run the handler under the claim, renewing
+//! its lease, which commits its results together with `succeeded` → ack. A
+//! [`JobError::Retry`] goes back through the queue's retry path with exponential backoff
+//! until the job's runs (`attempts`, counted in the row, not in the message) reach the
+//! limit, then the job is marked `failed` and the message dead-lettered; a
+//! [`JobError::Abort`] does that at once. Runs that never finished (the worker was
+//! killed or ran out of memory: the broker redelivers without counting) are counted
+//! too: the next claim finds the job `running` under an expired lease, and once the
+//! limit is reached the job is failed saying the photo stopped the worker.
 //!
 //! Jobs run one at a time per process (the engine already uses every core); prefetch
 //! keeps the next message at hand. More throughput = more worker processes.
@@ -14,18 +20,20 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
-    BlobError, BlobStore, Config, Delivery, JobMessage, JobQueue, QueueError, error_chain,
+    BlobError, BlobStore, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError, error_chain,
     open_blob_store, open_queue,
 };
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveValue::Set, DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, TransactionTrait,
+    ActiveEnum, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    TransactionTrait, sea_query::Expr,
 };
 use tokio::task::JoinHandle;
 use tracing::{Instrument, field::Empty};
 
 use crate::engine::EngineError;
 use crate::engine::pipeline::{FaceEngine, PhotoLimits};
+use crate::jobs::claim::{self, Claim};
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
 use crate::schema::{SchemaError, SchemaWait};
 use crate::webhooks::{Dispatcher, DispatcherOptions};
@@ -51,8 +59,10 @@ pub enum ServiceError {
 pub struct WorkerOptions {
     /// Unsettled deliveries per lane.
     pub prefetch: u16,
-    /// Deliveries of a job before it is failed and dead-lettered.
+    /// Runs of a job before it is failed and dead-lettered.
     pub max_attempts: u32,
+    /// A run's hold on its job, renewed every third of it while the handler works.
+    pub lease: Duration,
     /// Backoff before retry `n` is `base × 2^(n-1)`, at most `max_backoff`.
     pub base_backoff: Duration,
     pub max_backoff: Duration,
@@ -63,6 +73,7 @@ impl WorkerOptions {
         WorkerOptions {
             prefetch: 2,
             max_attempts: config.max_attempts,
+            lease: config.job_lease,
             base_backoff: Duration::from_secs(2),
             max_backoff: Duration::from_secs(120),
         }
@@ -142,6 +153,7 @@ impl Worker {
             job_id = %message.job_id,
             kind = %message.kind,
             attempt = delivery.attempt,
+            run = Empty,
             student_id = Empty,
             session_id = Empty,
         );
@@ -152,45 +164,56 @@ impl Worker {
 
     async fn handle_message(&self, message: JobMessage, delivery: Delivery) {
         let db = &self.ctx.db;
-        let row = match job::Entity::find_by_id(message.job_id).one(db).await {
-            Ok(Some(row)) => row,
-            Ok(None) => {
+        let claimed = claim::claim(
+            db,
+            message.job_id,
+            self.options.lease,
+            self.options.max_attempts,
+        )
+        .await;
+        let row = match claimed {
+            Ok(Claim::Won(row)) => row,
+            Ok(Claim::Missing) => {
                 // The row is written before any publish, so this job was deleted.
                 tracing::warn!("job row not found; nothing to do");
                 settle(delivery.ack().await, "ack");
                 return;
             }
+            Ok(Claim::Finished(status)) => {
+                // A duplicate publish or a redelivery after the commit: already done.
+                tracing::info!(?status, "job already finished; acknowledging");
+                settle(delivery.ack().await, "ack");
+                return;
+            }
+            Ok(Claim::Held { until }) => return self.held_elsewhere(delivery, until).await,
+            Ok(Claim::Exhausted { row, died }) => {
+                return self.exhausted(&message, row, died, delivery).await;
+            }
             Err(e) => {
-                return self
-                    .failed(&message, None, delivery, JobError::from(e))
-                    .await;
+                // Without a claim nothing may be written: try the delivery again later.
+                let wait = self.options.backoff(delivery.attempt);
+                tracing::warn!(error = %error_chain(&e), retry_in_s = wait.as_secs_f64(), "could not claim the job; will retry");
+                settle(delivery.retry(wait).await, "retry");
+                return;
             }
         };
-        if row.status.is_terminal() {
-            // A duplicate publish or a redelivery after the commit: already done.
-            tracing::info!(status = ?row.status, "job already finished; acknowledging");
-            settle(delivery.ack().await, "ack");
-            return;
-        }
+        tracing::Span::current().record("run", row.attempts);
         if row.kind != message.kind {
             let error = JobError::abort(format!(
                 "job row is of kind {} but the message says {}",
                 row.kind, message.kind
             ));
-            return self.failed(&message, Some(&row), delivery, error).await;
+            return self.failed(&message, &row, delivery, error).await;
         }
-        let row = match mark_running(db, row).await {
-            Ok(row) => row,
-            Err(e) => {
-                return self
-                    .failed(&message, None, delivery, JobError::from(e))
-                    .await;
-            }
-        };
 
         let started = std::time::Instant::now();
-        let progress = Progress::new(db, row.id);
-        let outcome = jobs::run(message.kind, &self.ctx, &row, &progress).await;
+        let progress = Progress::new(db, &row);
+        // The lease is renewed while the handler works; a renewal that finds the claim
+        // taken stops the handler (dropping it rolls back its open transaction).
+        let outcome = tokio::select! {
+            outcome = jobs::run(message.kind, &self.ctx, &row, &progress) => outcome,
+            lost = self.keep_lease(&row) => Err(lost),
+        };
         match outcome {
             Ok(Outcome::Completed(_)) => {
                 tracing::info!(
@@ -201,53 +224,154 @@ impl Worker {
             }
             Ok(Outcome::Skipped(reason)) => match jobs::complete_skipped(db, &row, reason).await {
                 Ok(()) => settle(delivery.ack().await, "ack"),
-                Err(e) => self.failed(&message, Some(&row), delivery, e.into()).await,
+                Err(e) => self.failed(&message, &row, delivery, e).await,
             },
-            Err(error) => self.failed(&message, Some(&row), delivery, error).await,
+            Err(error) => self.failed(&message, &row, delivery, error).await,
         }
     }
 
-    /// Settles a failed delivery: retry later, or fail the job and dead-letter it.
+    /// Renews the claim's lease every third of its length; returns only when the claim
+    /// is found lost.
+    async fn keep_lease(&self, row: &job::Model) -> JobError {
+        let every = (self.options.lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match claim::renew(&self.ctx.db, row, self.options.lease).await {
+                Ok(true) => {}
+                Ok(false) => return JobError::ClaimLost,
+                // The database may be back before the lease runs out.
+                Err(e) => {
+                    tracing::warn!(error = %error_chain(&e), "could not renew the job's lease")
+                }
+            }
+        }
+    }
+
+    /// Another runner holds the job. A fresh message is a duplicate of the one that
+    /// runner holds: acknowledged. A redelivered or retried one may be the only copy
+    /// left of a runner that died (its lease not yet run out): it is put back to come
+    /// again when the lease ends.
+    async fn held_elsewhere(&self, delivery: Delivery, until: chrono::DateTime<Utc>) {
+        if delivery.redelivered || delivery.attempt > 1 {
+            let left = (until - Utc::now()).to_std().unwrap_or_default();
+            let wait = left + Duration::from_millis(500);
+            tracing::info!(
+                wait_ms = wait.as_millis() as u64,
+                "job held by another run; trying again when its lease ends"
+            );
+            settle(delivery.retry(wait).await, "retry");
+        } else {
+            tracing::info!("job held by another run; acknowledging this duplicate");
+            settle(delivery.ack().await, "ack");
+        }
+    }
+
+    /// Every allowed run of the job was used up and it is still unfinished: the last
+    /// runs died (or the last failure could not be recorded). Fails it for good.
+    async fn exhausted(
+        &self,
+        message: &JobMessage,
+        row: job::Model,
+        died: bool,
+        delivery: Delivery,
+    ) {
+        let interrupted = row.interrupted_runs + i32::from(died);
+        let reason = exhausted_reason(row.kind, row.attempts, interrupted, row.error.as_deref());
+        tracing::error!(
+            attempts = row.attempts,
+            interrupted,
+            error = %reason,
+            "job used up its runs; failing it"
+        );
+        let guard = Guard::Unchanged {
+            status: row.status,
+            attempts: row.attempts,
+        };
+        match mark_failed(&self.ctx, message, &row, guard, &reason, interrupted).await {
+            Ok(true) => settle(delivery.dead_letter(&reason).await, "dead-letter"),
+            Ok(false) => {
+                tracing::info!("job changed meanwhile; acknowledging");
+                settle(delivery.ack().await, "ack");
+            }
+            Err(e) => {
+                let wait = self.options.backoff(delivery.attempt);
+                tracing::warn!(error = %error_chain(&e), "could not mark the job failed; will retry");
+                settle(delivery.retry(wait).await, "retry");
+            }
+        }
+    }
+
+    /// Settles a failed run: retry later, or fail the job and dead-letter it. `row` is
+    /// the row as claimed; its `attempts` counts this run.
     async fn failed(
         &self,
         message: &JobMessage,
-        row: Option<&job::Model>,
+        row: &job::Model,
         delivery: Delivery,
         error: JobError,
     ) {
+        // The whole chain (SDK and database messages, keys) goes to the log only.
+        let chain = error_chain(&error);
         let readable = error.readable();
-        let attempt = delivery.attempt;
+        let attempt = u32::try_from(row.attempts).unwrap_or(0);
         let give_up = match &error {
+            JobError::ClaimLost => {
+                tracing::warn!("another run took over the job; stopping without writing");
+                settle(delivery.ack().await, "ack");
+                return;
+            }
             JobError::Abort(_) => true,
             JobError::Retry { .. } => attempt >= self.options.max_attempts,
         };
         if !give_up {
             let wait = self.options.backoff(attempt);
-            tracing::warn!(error = %readable, retry_in_s = wait.as_secs_f64(), "job failed; will retry");
-            if let Some(row) = row
-                && let Err(e) = mark_retrying(&self.ctx.db, row, &readable, attempt).await
-            {
-                tracing::warn!(error = %e, "could not record the failed attempt");
+            tracing::warn!(error = %chain, retry_in_s = wait.as_secs_f64(), "job failed; will retry");
+            let shown = format!("attempt {attempt} failed: {readable}");
+            match claim::release_for_retry(&self.ctx.db, row, &shown).await {
+                Ok(true) => settle(delivery.retry(wait).await, "retry"),
+                Ok(false) => {
+                    tracing::warn!("another run took over the job; acknowledging");
+                    settle(delivery.ack().await, "ack");
+                }
+                Err(e) => {
+                    // Still ours until the lease runs out; the retried message waits
+                    // for that and claims it again.
+                    tracing::warn!(error = %error_chain(&e), "could not record the failed attempt");
+                    settle(delivery.retry(wait).await, "retry");
+                }
             }
-            settle(delivery.retry(wait).await, "retry");
             return;
         }
         let error_text = match &error {
-            JobError::Abort(_) => readable,
+            JobError::Retry { .. } if row.interrupted_runs > 0 => format!(
+                "{readable} (gave up after {attempt} attempts; {} of them stopped the worker)",
+                row.interrupted_runs
+            ),
             JobError::Retry { .. } => format!("{readable} (gave up after {attempt} attempts)"),
+            _ => readable,
         };
-        tracing::error!(error = %error_text, "job failed");
-        match mark_failed(&self.ctx, message, &error_text).await {
-            Ok(()) => settle(delivery.dead_letter(&error_text).await, "dead-letter"),
-            Err(e) if attempt < self.options.max_attempts => {
-                // The failure could not be recorded (database down): try the whole job
-                // again later rather than park it with its row still `running`.
-                tracing::warn!(error = %e, "could not mark the job failed; will retry");
-                settle(delivery.retry(self.options.backoff(attempt)).await, "retry");
+        tracing::error!(error = %chain, shown = %error_text, "job failed");
+        let guard = Guard::Claimed;
+        match mark_failed(
+            &self.ctx,
+            message,
+            row,
+            guard,
+            &error_text,
+            row.interrupted_runs,
+        )
+        .await
+        {
+            Ok(true) => settle(delivery.dead_letter(&error_text).await, "dead-letter"),
+            Ok(false) => {
+                tracing::warn!("another run took over the job; acknowledging");
+                settle(delivery.ack().await, "ack");
             }
             Err(e) => {
-                tracing::error!(error = %e, "could not mark the job failed; dead-lettering anyway");
-                settle(delivery.dead_letter(&error_text).await, "dead-letter");
+                // The failure could not be recorded (database down): the retried
+                // message comes back when the lease ends and finds the runs used up.
+                tracing::warn!(error = %error_chain(&e), "could not mark the job failed; will retry");
+                settle(delivery.retry(self.options.backoff(attempt)).await, "retry");
             }
         }
     }
@@ -261,54 +385,95 @@ fn settle(result: Result<(), QueueError>, what: &str) {
     }
 }
 
-async fn mark_running(db: &DatabaseConnection, row: job::Model) -> Result<job::Model, DbErr> {
-    let now = Utc::now();
-    let attempts = row.attempts + 1;
-    let mut active = row.into_active_model();
-    active.status = Set(JobStatus::Running);
-    active.attempts = Set(attempts);
-    active.progress = Set(0.0);
-    active.started_at = Set(Some(now));
-    active.updated_at = Set(now);
-    job::Entity::update(active).exec(db).await
+/// The reason shown for a job whose runs were used up, telling runs that stopped the
+/// worker (killed, out of memory) from runs that returned an error.
+fn exhausted_reason(
+    kind: JobKind,
+    attempts: i32,
+    interrupted: i32,
+    last_error: Option<&str>,
+) -> String {
+    let what = match kind {
+        JobKind::Attendance => "this session's photos",
+        JobKind::Registration | JobKind::BulkRegistration => "this student's photos",
+        JobKind::Reembed => "this student's photos for the new face model",
+        JobKind::RegistrationBatch => "this batch",
+    };
+    let times = |n: i32| {
+        if n == 1 {
+            "once".to_string()
+        } else {
+            format!("{n} times")
+        }
+    };
+    if interrupted >= attempts {
+        format!(
+            "processing {what} stopped the worker {}",
+            times(interrupted)
+        )
+    } else if interrupted > 0 {
+        let last = last_error.map(|e| format!("; {e}")).unwrap_or_default();
+        format!(
+            "processing {what} failed {} ({interrupted} of them stopped the worker){last}",
+            times(attempts)
+        )
+    } else {
+        let last = last_error.map(|e| format!(": {e}")).unwrap_or_default();
+        format!("gave up after {attempts} attempts{last}")
+    }
 }
 
-/// Between attempts the job is `queued` again with the last error; `published_at` is the
-/// retry's, so the outbox relay does not republish it while the retry is pending.
-async fn mark_retrying(
-    db: &DatabaseConnection,
-    row: &job::Model,
-    error: &str,
-    attempt: u32,
-) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let mut active = row.clone().into_active_model();
-    active.status = Set(JobStatus::Queued);
-    active.error = Set(Some(format!("attempt {attempt} failed: {error}")));
-    active.published_at = Set(Some(now));
-    active.updated_at = Set(now);
-    job::Entity::update(active).exec(db).await?;
-    Ok(())
+/// Under what condition [`mark_failed`] may write.
+#[derive(Debug, Clone, Copy)]
+enum Guard {
+    /// The job is still held by the claim that produced the row.
+    Claimed,
+    /// The job is still as it was read (no run holds it; its runs are used up).
+    Unchanged { status: JobStatus, attempts: i32 },
 }
 
 /// Marks the job (and its student or session) `failed` and raises `job.failed`, in one
-/// transaction.
-async fn mark_failed(ctx: &JobContext, message: &JobMessage, error: &str) -> Result<(), DbErr> {
+/// transaction, if `guard` still holds. `Ok(false)`: it did not, and nothing changed.
+async fn mark_failed(
+    ctx: &JobContext,
+    message: &JobMessage,
+    row: &job::Model,
+    guard: Guard,
+    error: &str,
+    interrupted_runs: i32,
+) -> Result<bool, DbErr> {
     let txn = ctx.db.begin().await?;
-    let Some(row) = job::Entity::find_by_id(message.job_id).one(&txn).await? else {
-        return Ok(());
-    };
     let now = Utc::now();
-    let subject_id = row.subject_id;
-    crate::webhooks::events::job_failed(&txn, &ctx.public_url, &row, error).await?;
-    let mut active = row.into_active_model();
-    active.status = Set(JobStatus::Failed);
-    active.error = Set(Some(error.to_string()));
-    active.finished_at = Set(Some(now));
-    active.updated_at = Set(now);
-    job::Entity::update(active).exec(&txn).await?;
-    jobs::mark_subject_failed(message.kind, &txn, &ctx.public_url, subject_id).await?;
-    txn.commit().await
+    let condition = match guard {
+        Guard::Claimed => claim::held(row),
+        Guard::Unchanged { status, attempts } => Condition::all()
+            .add(job::Column::Id.eq(row.id))
+            .add(job::Column::Status.eq(status))
+            .add(job::Column::Attempts.eq(attempts)),
+    };
+    let failed = job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            Expr::value(JobStatus::Failed.to_value()),
+        )
+        .col_expr(job::Column::Error, Expr::value(error))
+        .col_expr(job::Column::InterruptedRuns, Expr::value(interrupted_runs))
+        .col_expr(
+            job::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::FinishedAt, Expr::value(now))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(condition)
+        .exec(&txn)
+        .await?;
+    if failed.rows_affected == 0 {
+        return Ok(false);
+    }
+    crate::webhooks::events::job_failed(&txn, &ctx.public_url, row, error).await?;
+    jobs::mark_subject_failed(message.kind, &txn, &ctx.public_url, row.subject_id).await?;
+    txn.commit().await?;
+    Ok(true)
 }
 
 /// Connects to the database (creating a SQLite file's directory). Applies no
@@ -473,6 +638,32 @@ async fn shutdown_signal() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_s_used_up_runs_are_told_apart_by_how_they_ended() {
+        assert_eq!(
+            exhausted_reason(JobKind::Attendance, 5, 5, None),
+            "processing this session's photos stopped the worker 5 times"
+        );
+        assert_eq!(
+            exhausted_reason(JobKind::Registration, 1, 1, None),
+            "processing this student's photos stopped the worker once"
+        );
+        assert_eq!(
+            exhausted_reason(
+                JobKind::Attendance,
+                3,
+                1,
+                Some("attempt 2 failed: the database was unavailable")
+            ),
+            "processing this session's photos failed 3 times (1 of them stopped the worker); \
+             attempt 2 failed: the database was unavailable"
+        );
+        assert_eq!(
+            exhausted_reason(JobKind::RegistrationBatch, 3, 0, None),
+            "gave up after 3 attempts"
+        );
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -28,8 +28,8 @@ async fn run_job(ctx: &JobContext, kind: JobKind, subject_id: Uuid) -> serde_jso
 }
 
 async fn run_existing(ctx: &JobContext, kind: JobKind, job_id: Uuid) -> serde_json::Value {
-    let job = job_row(&ctx.db, job_id).await;
-    let progress = Progress::new(&ctx.db, job.id);
+    let job = claimed(&ctx.db, job_id).await;
+    let progress = Progress::new(&ctx.db, &job);
     let outcome = jobs::run(kind, ctx, &job, &progress)
         .await
         .unwrap_or_else(|e| panic!("{kind} job failed: {}", e.readable()));
@@ -245,6 +245,7 @@ async fn register_then_take_attendance(test_db: &TestDb) {
     manual.source = Set(RecordSource::Manual);
     AttendanceRecord::update(manual).exec(db).await.unwrap();
 
+    requeue(db, job.id).await;
     let again = run_existing(&ctx, JobKind::Attendance, job.id).await;
     assert_eq!(again["present"], 2);
     let second_records = records(db, session).await;
@@ -332,7 +333,8 @@ async fn jobs_for_deleted_subjects_are_skipped() {
     let ctx = context(db, &blobs);
     for kind in JobKind::ALL {
         let job = insert_job(db, kind, Uuid::new_v4()).await;
-        let outcome = jobs::run(kind, &ctx, &job, &Progress::new(db, job.id))
+        let job = claimed(db, job.id).await;
+        let outcome = jobs::run(kind, &ctx, &job, &Progress::new(db, &job))
             .await
             .unwrap();
         assert!(matches!(outcome, Outcome::Skipped(_)), "{outcome:?}");

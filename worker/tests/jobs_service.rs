@@ -44,6 +44,7 @@ fn fast_options(max_attempts: u32) -> WorkerOptions {
     WorkerOptions {
         prefetch: 2,
         max_attempts,
+        lease: Duration::from_secs(30),
         base_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
     }
@@ -250,7 +251,10 @@ async fn transient_failures_are_retried_then_given_up() {
     assert_eq!(failed.status, JobStatus::Failed, "{failed:?}");
     assert_eq!(failed.attempts, 3);
     let error = failed.error.unwrap();
-    assert!(error.contains("could not fetch photo"), "{error}");
+    assert!(
+        error.contains("a photo could not be read from storage"),
+        "{error}"
+    );
     assert!(error.contains("gave up after 3 attempts"), "{error}");
     assert_eq!(
         Student::find_by_id(kit)
@@ -345,7 +349,8 @@ async fn register_under_dlib(
     for (i, (roll, photo)) in people.into_iter().enumerate() {
         let (id, _) = insert_student(db, blobs, class_id, roll, &[fixture(photo)]).await;
         let job = insert_job(db, JobKind::Registration, id).await;
-        let progress = worker::jobs::Progress::new(db, job.id);
+        let job = claimed(db, job.id).await;
+        let progress = worker::jobs::Progress::new(db, &job);
         let outcome = worker::jobs::run(JobKind::Registration, &ctx, &job, &progress)
             .await
             .expect("registration runs");

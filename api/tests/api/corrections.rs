@@ -10,7 +10,9 @@ use models::{
     detected_face, face_embedding, job, session_photo, student_photo,
 };
 use reqwest::multipart::{Form, Part};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter,
+};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -68,11 +70,25 @@ async fn mark(app: &TestApp, class: Uuid, photos: &[&str]) -> (Uuid, Uuid) {
 /// Processes the session again: the attendance handler run once more on its job, as
 /// a re-run (or a redelivery that reached the handler) does.
 async fn process_again(app: &TestApp, job_id: Uuid) {
-    let row = job::Entity::find_by_id(job_id)
+    // A run needs a claim on its job: queued again, then claimed, as a re-run is.
+    let mut queued = job::Entity::find_by_id(job_id)
         .one(&app.state.db)
         .await
         .unwrap()
+        .unwrap()
+        .into_active_model();
+    queued.status = sea_orm::ActiveValue::Set(job::JobStatus::Queued);
+    job::Entity::update(queued)
+        .exec(&app.state.db)
+        .await
         .unwrap();
+    let claimed =
+        worker::jobs::claim::claim(&app.state.db, job_id, std::time::Duration::from_secs(60), 5)
+            .await
+            .unwrap();
+    let worker::jobs::claim::Claim::Won(row) = claimed else {
+        panic!("the job could not be claimed again: {claimed:?}");
+    };
     let ctx = worker::jobs::JobContext {
         db: app.state.db.clone(),
         blobs: app.state.blobs.clone(),
@@ -80,7 +96,7 @@ async fn process_again(app: &TestApp, job_id: Uuid) {
         queue: None,
         public_url: "http://127.0.0.1:8080".into(),
     };
-    let progress = worker::jobs::Progress::new(&app.state.db, job_id);
+    let progress = worker::jobs::Progress::new(&app.state.db, &row);
     let outcome = worker::jobs::run(JobKind::Attendance, &ctx, &row, &progress).await;
     assert!(outcome.is_ok(), "the session is processed again");
 }

@@ -3,6 +3,11 @@
 //! The row is inserted in the same transaction as the rows it concerns; the API
 //! publishes after commit and sets `published_at`; a relay republishes rows still
 //! `queued` whose `published_at` is null or old.
+//!
+//! A worker runs a job only after claiming it with one conditional update
+//! (`queued`, or `running` under an expired lease → `running`, `attempts + 1`); every
+//! later write of the run is conditional on that claim, so a runner that lost it can
+//! change nothing.
 
 pub use common::job::{JobKind, Lane};
 use sea_orm::entity::prelude::*;
@@ -57,6 +62,14 @@ pub struct Model {
     pub published_at: Option<DateTimeUtc>,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// While `running`: until when the runner that claimed the job holds it. The runner
+    /// renews it as it works; once it has passed, the runner is taken for dead and
+    /// another may claim the job. `attempts` identifies the claim: every claim
+    /// increments it, and a runner's writes are conditional on the value it claimed.
+    pub lease_until: Option<DateTimeUtc>,
+    /// Runs that ended with their runner's death (killed, out of memory) rather than
+    /// with an error; counted when the job is claimed again.
+    pub interrupted_runs: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

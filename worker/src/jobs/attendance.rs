@@ -116,12 +116,14 @@ async fn run(
     let mut over_cap: Vec<SessionWarning> = Vec::new();
     for (i, photo) in photos.iter().enumerate() {
         let Some(bytes) = fetch_photo(ctx.blobs.as_ref(), &photo.blob_key).await? else {
+            tracing::error!(photo_id = %photo.id, key = %photo.blob_key, "session photo missing from storage");
             return Err(JobError::abort(format!(
-                "session photo {} is missing from storage ({})",
-                photo.id, photo.blob_key
+                "photo {} of the session ({}) is missing from storage",
+                i + 1,
+                photo.id
             )));
         };
-        let analysed = analyse_photo(ctx, photo.id, bytes).await?;
+        let analysed = analyse_photo(ctx, i + 1, photo.id, bytes).await?;
         tracing::debug!(photo_id = %photo.id, faces = analysed.faces.len(), "photo analysed");
         if analysed.detected > analysed.faces.len() {
             tracing::warn!(
@@ -187,7 +189,13 @@ async fn run(
                 ctx.blobs
                     .put(&key, Bytes::from(jpeg.clone()), "image/jpeg")
                     .await
-                    .map_err(|e| JobError::retry(format!("could not store face crop {key}"), e))?;
+                    .map_err(|e| {
+                        tracing::warn!(%key, error = %common::error_chain(&e), "face crop not stored");
+                        JobError::retry(
+                            "a face crop could not be saved to storage; it will be tried again",
+                            e,
+                        )
+                    })?;
                 Some(key)
             }
             None => None,
@@ -392,14 +400,16 @@ struct AnalysedPhoto {
 }
 
 /// Decodes a photo (reduced when larger than the working size) and analyses it.
+/// `number` (from 1, in upload order) names the photo in errors shown to the teacher.
 async fn analyse_photo(
     ctx: &JobContext,
+    number: usize,
     photo_id: Uuid,
     bytes: Bytes,
 ) -> Result<AnalysedPhoto, JobError> {
     let engine = ctx.engine.clone();
     let what = format!("session photo {photo_id}");
-    let label = what.clone();
+    let label = format!("session photo {number}");
     blocking(move || {
         let photo = engine.decode(&bytes, &what)?;
         drop(bytes);

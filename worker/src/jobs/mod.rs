@@ -10,10 +10,16 @@
 //! `succeeded` in one transaction ([`complete`]). The service acks the message only
 //! after that commit, so a crash at any point leaves either nothing or everything, and
 //! a redelivery rewrites the same rows (handlers are idempotent).
+//!
+//! A handler runs only under a claim on its job ([`claim`]); every state write of the
+//! run ([`Progress`], [`complete`]) is conditional on it, and [`complete`] failing with
+//! [`JobError::ClaimLost`] rolls the handler's transaction back, so a runner that lost
+//! its claim writes no results.
 
 pub mod attendance;
 pub mod batch_completion;
 pub mod bulk_registration;
+pub mod claim;
 pub mod crops;
 pub mod reembed;
 pub mod registration;
@@ -27,8 +33,8 @@ use common::job::result::{JobResult, SkippedResult};
 use common::{BlobError, BlobStore, JobKind, JobQueue};
 use models::job::{self, JobStatus};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr,
-    EntityTrait, IntoActiveModel, QueryFilter, sea_query::Expr,
+    ActiveEnum, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -52,6 +58,10 @@ pub enum JobError {
     /// job and dead-letter the message at once.
     #[error("{0}")]
     Abort(String),
+    /// Another runner claimed the job (this one's lease ran out): stop, write nothing,
+    /// and acknowledge the message.
+    #[error("another run took over this job")]
+    ClaimLost,
 }
 
 impl JobError {
@@ -66,15 +76,17 @@ impl JobError {
         JobError::Abort(reason.into())
     }
 
-    /// The message shown in the job row: the context and its causes.
+    /// The message stored on the job row and shown to clients: what went wrong, in
+    /// words a teacher can act on. The causes (SDK and database messages, storage keys,
+    /// endpoints) are left out; the service logs them with the job id.
     pub fn readable(&self) -> String {
-        common::error_chain(self)
+        self.to_string()
     }
 }
 
 impl From<DbErr> for JobError {
     fn from(e: DbErr) -> Self {
-        JobError::retry("database error", e)
+        JobError::retry("the database was unavailable", e)
     }
 }
 
@@ -210,27 +222,33 @@ pub struct JobContext {
     pub public_url: String,
 }
 
-/// Reports a job's progress (0..=1) on its row while it runs. Best effort: a failed
-/// update is logged, never fails the job.
+/// Reports a job's progress (0..=1) on its row while it runs, under the run's claim
+/// (`job` is the row as claimed). Best effort: a failed update is logged, never fails
+/// the job; one that finds the claim lost changes nothing (the run's final commit
+/// then fails with [`JobError::ClaimLost`]).
 pub struct Progress<'a> {
     db: &'a DatabaseConnection,
-    job_id: Uuid,
+    job: &'a job::Model,
 }
 
 impl<'a> Progress<'a> {
-    pub fn new(db: &'a DatabaseConnection, job_id: Uuid) -> Self {
-        Self { db, job_id }
+    pub fn new(db: &'a DatabaseConnection, job: &'a job::Model) -> Self {
+        Self { db, job }
     }
 
     pub async fn set(&self, fraction: f64) {
         let result = job::Entity::update_many()
             .col_expr(job::Column::Progress, Expr::value(fraction.clamp(0.0, 1.0)))
             .col_expr(job::Column::UpdatedAt, Expr::value(Utc::now()))
-            .filter(job::Column::Id.eq(self.job_id))
+            .filter(claim::held(self.job))
             .exec(self.db)
             .await;
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "could not record job progress");
+        match result {
+            Ok(r) if r.rows_affected == 0 => {
+                tracing::warn!("job progress not recorded: another run holds the job");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not record job progress"),
         }
     }
 }
@@ -259,21 +277,35 @@ pub async fn mark_subject_failed(
 }
 
 /// Marks a job `succeeded` with its result; call inside the transaction that writes the
-/// job's results.
+/// job's results, with `job` the row as claimed. Fails with [`JobError::ClaimLost`]
+/// when another run holds the job: the caller's `?` then drops its transaction, which
+/// rolls the results back.
 pub async fn complete(
     db: &impl ConnectionTrait,
     job: &job::Model,
     result: &JobResult,
-) -> Result<(), DbErr> {
+) -> Result<(), JobError> {
     let now = Utc::now();
-    let mut row = job.clone().into_active_model();
-    row.status = Set(JobStatus::Succeeded);
-    row.progress = Set(1.0);
-    row.result = Set(Some(result.to_stored()));
-    row.error = Set(None);
-    row.finished_at = Set(Some(now));
-    row.updated_at = Set(now);
-    job::Entity::update(row).exec(db).await?;
+    let done = job::Entity::update_many()
+        .col_expr(
+            job::Column::Status,
+            Expr::value(JobStatus::Succeeded.to_value()),
+        )
+        .col_expr(job::Column::Progress, Expr::value(1.0))
+        .col_expr(job::Column::Result, Expr::value(result.to_stored()))
+        .col_expr(job::Column::Error, Expr::value(Option::<String>::None))
+        .col_expr(
+            job::Column::LeaseUntil,
+            Expr::value(Option::<chrono::DateTime<Utc>>::None),
+        )
+        .col_expr(job::Column::FinishedAt, Expr::value(now))
+        .col_expr(job::Column::UpdatedAt, Expr::value(now))
+        .filter(claim::held(job))
+        .exec(db)
+        .await?;
+    if done.rows_affected == 0 {
+        return Err(JobError::ClaimLost);
+    }
     Ok(())
 }
 
@@ -282,7 +314,7 @@ pub async fn complete_skipped(
     db: &impl ConnectionTrait,
     job: &job::Model,
     reason: String,
-) -> Result<(), DbErr> {
+) -> Result<(), JobError> {
     complete(db, job, &JobResult::Skipped(SkippedResult { reason })).await
 }
 
@@ -295,7 +327,14 @@ pub(crate) async fn fetch_photo(
     match blobs.get(key).await {
         Ok(bytes) => Ok(Some(bytes)),
         Err(BlobError::NotFound(_)) => Ok(None),
-        Err(e) => Err(JobError::retry(format!("could not fetch photo {key}"), e)),
+        Err(e) => {
+            // The key and the store's message are for the log, not for the job row.
+            tracing::warn!(key, error = %common::error_chain(&e), "photo could not be read from storage");
+            Err(JobError::retry(
+                "a photo could not be read from storage; it will be tried again",
+                e,
+            ))
+        }
     }
 }
 
@@ -310,7 +349,10 @@ where
     tokio::task::spawn_blocking(move || span.in_scope(f))
         .await
         // A panic in the engine on this input would panic again.
-        .map_err(|e| JobError::abort(format!("face engine task failed: {e}")))
+        .map_err(|e| {
+            tracing::error!(error = %e, "face engine task failed");
+            JobError::abort("the photo could not be processed (the face engine stopped on it)")
+        })
 }
 
 #[cfg(test)]

@@ -657,6 +657,8 @@ fn new_job(id: Uuid, kind: JobKind, subject_id: Uuid) -> job::ActiveModel {
         published_at: Set(None),
         started_at: Set(None),
         finished_at: Set(None),
+        lease_until: Set(None),
+        interrupted_runs: Set(0),
     }
 }
 

@@ -352,12 +352,34 @@ pub async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject_id: Uuid
         published_at: None,
         started_at: None,
         finished_at: None,
+        lease_until: None,
+        interrupted_runs: 0,
     };
     Job::insert(row.clone().into_active_model().reset_all())
         .exec_without_returning(db)
         .await
         .unwrap();
     row
+}
+
+/// Claims a queued job the way the service does before running its handler, and
+/// returns the row as claimed (what the handler is given).
+pub async fn claimed(db: &DatabaseConnection, id: Uuid) -> job::Model {
+    match worker::jobs::claim::claim(db, id, Duration::from_secs(60), 5)
+        .await
+        .unwrap()
+    {
+        worker::jobs::claim::Claim::Won(row) => row,
+        other => panic!("job {id} could not be claimed: {other:?}"),
+    }
+}
+
+/// Puts a finished job back to `queued`, so that it can be claimed and run again (a
+/// re-run: handlers must tolerate running twice).
+pub async fn requeue(db: &DatabaseConnection, id: Uuid) {
+    let mut row = job_row(db, id).await.into_active_model();
+    row.status = Set(job::JobStatus::Queued);
+    Job::update(row).exec(db).await.unwrap();
 }
 
 pub async fn job_row(db: &DatabaseConnection, id: Uuid) -> job::Model {
