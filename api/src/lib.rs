@@ -6,6 +6,7 @@ pub mod database;
 pub mod embedded;
 pub mod error;
 pub mod import;
+pub mod limits;
 pub mod metrics;
 pub mod outbox;
 pub mod provenance;
@@ -59,6 +60,7 @@ pub struct Application {
     cors_origins: Vec<String>,
     batch_limits: services::batches::BatchLimits,
     webhook_policy: services::webhooks::WebhookPolicy,
+    limits: common::config::ServerLimits,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -136,6 +138,7 @@ pub async fn build_with(
         webhook_policy: services::webhooks::WebhookPolicy {
             allow_private: config.webhook_allow_private,
         },
+        limits: config.limits,
         background,
     })
 }
@@ -169,8 +172,10 @@ impl Application {
             &self.cors_origins,
             self.batch_limits,
             self.webhook_policy,
+            self.limits,
         );
-        let result = Server::new_with_acceptor(self.acceptor)
+        let acceptor = limits::LimitedAcceptor::new(self.acceptor, &self.limits);
+        let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
         for task in self.background {

@@ -230,13 +230,18 @@ impl AttendanceApi {
     async fn mark(
         &self,
         state: Data<&AppState>,
+        gate: Data<&upload::ValidationGate>,
         auth: ApiKeyAuth,
         form: MarkForm,
     ) -> Result<MarkResponse, ApiError> {
         let taken_at = parse_taken_at(form.taken_at.as_deref())?;
-        let photos =
-            upload::validate_uploads(form.photos, attendance::MIN_PHOTOS, attendance::MAX_PHOTOS)
-                .await?;
+        let photos = upload::validate_uploads(
+            &gate,
+            form.photos,
+            attendance::MIN_PHOTOS,
+            attendance::MAX_PHOTOS,
+        )
+        .await?;
         let accepted = attendance::mark(
             &state.db,
             &auth.0.scope,

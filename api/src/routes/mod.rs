@@ -20,8 +20,10 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
+use common::config::ServerLimits;
+
 use crate::{
-    error, metrics,
+    error, limits, metrics,
     services::{batches::BatchLimits, webhooks::WebhookPolicy},
     state::AppState,
     upload,
@@ -96,6 +98,7 @@ pub fn app(
     cors_origins: &[String],
     batches: BatchLimits,
     webhook_policy: WebhookPolicy,
+    limits: ServerLimits,
 ) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
@@ -108,7 +111,11 @@ pub fn app(
         .nest("/docs", docs)
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
-        .data(state)
+        .data(state.clone())
+        .data(upload::ValidationGate::new(
+            limits.validation_concurrency,
+            limits.validation_wait,
+        ))
         .data(batches)
         .data(webhook_policy)
         .around(move |ep, req| {
@@ -123,6 +130,7 @@ pub fn app(
             upload::limit_request_size(ep, req, max)
         })
         .around(error::json_errors)
+        .with(limits::Guard::new(state, limits, batches.max_bytes))
         .with_if(!cors_origins.is_empty(), cors)
         .with(Tracing)
         .around(metrics::track)

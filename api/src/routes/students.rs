@@ -240,12 +240,17 @@ impl StudentsApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        gate: Data<&upload::ValidationGate>,
         auth: ApiKeyAuth,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
-        let photos =
-            upload::validate_uploads(form.photos, students::MIN_PHOTOS, students::MAX_PHOTOS)
-                .await?;
+        let photos = upload::validate_uploads(
+            &gate,
+            form.photos,
+            students::MIN_PHOTOS,
+            students::MAX_PHOTOS,
+        )
+        .await?;
         let accepted = students::register(
             &state.db,
             &auth.0.scope,

@@ -13,6 +13,7 @@ mod health;
 mod helpers;
 mod job_events;
 mod keys;
+mod limits;
 mod outbox;
 mod provenance;
 mod reports;
