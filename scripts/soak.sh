@@ -47,7 +47,13 @@ AMQP="${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}"
 S3_KEY=soak S3_SECRET=soak-secret
 export MODEL_DIR="${MODEL_DIR:-$PWD/data/models}"
 
-cargo build --profile "$PROFILE" -p api -p worker
+# In the dev profile the very build scripts/test.sh made (same targets, same features:
+# nothing to rebuild); in release the two binaries.
+if [ "$PROFILE" = dev ]; then
+  cargo build --workspace --all-targets
+else
+  cargo build --profile "$PROFILE" -p api -p worker
+fi
 BIN="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 command -v s3s-fs >/dev/null || export PATH="$HOME/.cargo/bin:$PATH"
