@@ -154,6 +154,7 @@ close_our_rabbitmq_connections() {
   local ports
   ports=$(ss -tnpH state established '( dport = :5672 )' 2>/dev/null |
     grep -E "pid=($api_pid|$worker_pid)," | awk '{print $3}' | sed 's/.*://' | sort -u)
+  log "our RabbitMQ client ports: $(echo $ports)"
   rabbitmqctl -q list_connections pid peer_port 2>/dev/null | while read -r pid port; do
     if grep -qx "$port" <<<"$ports"; then
       rabbitmqctl -q close_connection "$pid" "soak: connection closed on purpose" >/dev/null || true

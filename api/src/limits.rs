@@ -193,7 +193,11 @@ impl<T> GuardedIo<T> {
         }
     }
 
-    fn on_write(&mut self) {
+    fn on_write(&mut self, data: &[u8]) {
+        // `100 Continue` is no answer: the request body is still to come.
+        if self.phase == Phase::Request && data.starts_with(b"HTTP/1.1 1") {
+            return;
+        }
         match self.phase {
             Phase::Request | Phase::Idle => {
                 self.phase = Phase::Idle;
@@ -263,7 +267,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.inner).poll_write(cx, data));
         if matches!(written, Ok(n) if n > 0) {
-            this.on_write();
+            this.on_write(data);
         }
         Poll::Ready(written)
     }
@@ -276,7 +280,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for GuardedIo<T> {
         let this = self.get_mut();
         let written = ready!(Pin::new(&mut this.inner).poll_write_vectored(cx, bufs));
         if matches!(written, Ok(n) if n > 0) {
-            this.on_write();
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            this.on_write(first);
         }
         Poll::Ready(written)
     }

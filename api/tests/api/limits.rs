@@ -325,7 +325,7 @@ async fn saturated_validation_answers_503_with_retry_after() {
     .await;
     let class_id = app.create_class("CSE 2A").await;
     let jpeg = fixture("groups/obama_biden_side_by_side.jpg");
-    let photos: Vec<&[u8]> = vec![&jpeg; 5];
+    let photos = [jpeg.as_slice(); 5];
     // Eight clients at once, five photos each, one validation slot and no patience.
     let answers = futures::future::join_all((0..8).map(|_| {
         app.post("/attendance/mark")
@@ -347,4 +347,64 @@ async fn saturated_validation_answers_503_with_retry_after() {
         }
     }
     assert!(busy > 0, "no upload waited for the single validation slot");
+}
+
+#[tokio::test]
+async fn an_upload_after_100_continue_is_not_held_to_the_header_timeout() {
+    // curl sends `Expect: 100-continue` for bodies over 1 MB; the interim answer must
+    // not count as the response (which would put the body under the header timeout).
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Queue::Embedded,
+        &[("HTTP_HEADER_TIMEOUT_SECS", "1")],
+    )
+    .await;
+    let class_id = app.create_class("CSE 2A").await;
+    let jpeg = fixture("groups/obama_biden_side_by_side.jpg");
+    let mut body = format!(
+        "--B0UND\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
+         --B0UND\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n\
+         content-type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend_from_slice(&jpeg);
+    body.extend_from_slice(b"\r\n--B0UND--\r\n");
+    let head = format!(
+        "POST /attendance/mark HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\n\
+         expect: 100-continue\r\ncontent-type: multipart/form-data; boundary=B0UND\r\n\
+         content-length: {}\r\n\r\n",
+        app.admin_key,
+        body.len()
+    );
+    let mut stream = connect(&app).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an interim answer")
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // The first 40 bytes of the body over 1.5 s (the first blank line, ending the
+    // first part's headers, is after them), then the rest.
+    let (start, rest) = body.split_at(40);
+    for piece in start.chunks(8) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stream.write_all(piece).await.expect("still connected");
+    }
+    stream.write_all(rest).await.expect("still connected");
+    let mut answer = Vec::new();
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
 }
