@@ -16,7 +16,7 @@
 #   s3       the S3 server stopped for SOAK_S3_DOWN (30) seconds
 #   postgres the PostgreSQL cluster restarted
 # each fault with SOAK_FAULT_CLIENTS (4) clients uploading meanwhile (SOAK_FAULT_THINK
-# (0.5) s apart). Then it waits
+# (0.5) s apart) for SOAK_FAULT_SECONDS (SOAK_SECONDS). Then it waits
 # (at most SOAK_DRAIN (1200) s) for every job to end, and checks against the database
 # and the bucket that every accepted upload (202) has its photo stored, its job
 # finished (or failed with a reason) and exactly one record per student; it prints
@@ -157,7 +157,7 @@ close_our_rabbitmq_connections() {
   log "our RabbitMQ client ports: $(echo $ports)"
   rabbitmqctl -q list_connections pid peer_port 2>/dev/null | while read -r pid port; do
     if grep -qx "$port" <<<"$ports"; then
-      rabbitmqctl -q close_connection "$pid" "soak: connection closed on purpose" >/dev/null || true
+      rabbitmqctl -q close_connection "$pid" "soak: connection closed on purpose" </dev/null >/dev/null || true
       echo closed
     fi
   done | wc -l
@@ -167,7 +167,7 @@ close_our_rabbitmq_connections() {
 log "load: $SOAK_CLIENTS clients for $SOAK_SECONDS s"
 load load "$SOAK_CLIENTS" "$SOAK_SECONDS" "$SOAK_THINK"
 
-fault_seconds=$SOAK_SECONDS
+fault_seconds=${SOAK_FAULT_SECONDS:-$SOAK_SECONDS}
 log "kill: the worker killed $SOAK_KILLS times"
 load kill "$SOAK_FAULT_CLIENTS" "$fault_seconds" "$SOAK_FAULT_THINK" &
 loader=$!

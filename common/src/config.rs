@@ -41,8 +41,9 @@ pub mod defaults {
     pub const UPLOAD_MAX_PARTS: usize = 16;
     /// Bytes of one multipart part (a photo; batch ZIPs have `BATCH_MAX_BYTES`).
     pub const UPLOAD_MAX_PART_BYTES: u64 = 10 * 1024 * 1024;
-    /// Photos validated at once (each a bounded, reduced-size decode).
-    pub const UPLOAD_VALIDATION_CONCURRENCY: usize = 4;
+    /// Photos validated at once: each is a reduced-size decode, but a progressive JPEG
+    /// still holds its coefficients (3–6 bytes a pixel: 300–600 MB at 100 MP).
+    pub const UPLOAD_VALIDATION_CONCURRENCY: usize = 2;
     /// How long an upload waits for a validation slot before a 503.
     pub const UPLOAD_VALIDATION_WAIT_MS: u64 = 5_000;
     /// Queued jobs per lane beyond which uploads are refused with 503.
