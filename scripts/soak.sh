@@ -31,8 +31,8 @@ cd "$(dirname "$0")/.."
 short=0
 [ "${1:-}" = --short ] && short=1
 if [ "$short" = 1 ]; then
-  : "${SOAK_SECONDS:=4}" "${SOAK_CLIENTS:=8}" "${SOAK_KILLS:=2}" "${SOAK_S3_DOWN:=3}"
-  : "${SOAK_FAULT_CLIENTS:=2}" "${SOAK_FAULT_THINK:=1}" "${SOAK_DRAIN:=150}" "${PROFILE:=dev}"
+  : "${SOAK_SECONDS:=4}" "${SOAK_CLIENTS:=4}" "${SOAK_KILLS:=2}" "${SOAK_S3_DOWN:=3}"
+  : "${SOAK_FAULT_CLIENTS:=1}" "${SOAK_FAULT_THINK:=1}" "${SOAK_DRAIN:=300}" "${PROFILE:=dev}"
 fi
 SOAK_SECONDS="${SOAK_SECONDS:-60}"
 SOAK_CLIENTS="${SOAK_CLIENTS:-50}"
