@@ -56,3 +56,6 @@ for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat "$MODEL_CACHE"/*.onnx; do
   [ -e "$MODEL_DIR/$(basename "$f")" ] || cp "$f" "$MODEL_DIR/"
 done
 cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"
+# The shortened load-and-fault soak: its own PostgreSQL and S3 server, the shared
+# RabbitMQ; fails unless every accepted upload is accounted for ("lost: 0").
+bash scripts/soak.sh --short

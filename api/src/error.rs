@@ -52,6 +52,10 @@ pub enum ServiceError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A bounded resource (upload validation, a lane's backlog) is saturated: 503,
+    /// with `Retry-After` (see `limits::retry_after`).
+    #[error("{0}")]
+    Busy(String),
     /// A bug or an impossible state; the message is logged, not sent.
     #[error("internal error: {0}")]
     Internal(String),
@@ -193,6 +197,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::UnsupportedMediaType(message) => {
                 ApiError::UnsupportedMediaType(ErrorBody::new("unsupported_media_type", message))
             }
+            ServiceError::Busy(message) => ApiError::Unavailable(ErrorBody::new("busy", message)),
             ServiceError::Internal(message) => {
                 tracing::error!(message, "internal error");
                 ApiError::internal()

@@ -7,6 +7,7 @@ pub mod embedded;
 pub mod error;
 pub mod idempotency;
 pub mod import;
+pub mod limits;
 pub mod metrics;
 pub mod nul_bytes;
 pub mod outbox;
@@ -62,6 +63,7 @@ pub struct Application {
     cors_origins: Vec<String>,
     batch_limits: services::batches::BatchLimits,
     webhook_policy: services::webhooks::WebhookPolicy,
+    limits: common::config::ServerLimits,
     background: Vec<JoinHandle<()>>,
 }
 
@@ -139,6 +141,7 @@ pub async fn build_with(
         webhook_policy: services::webhooks::WebhookPolicy {
             allow_private: config.webhook_allow_private,
         },
+        limits: config.limits,
         background,
     })
 }
@@ -172,8 +175,10 @@ impl Application {
             &self.cors_origins,
             self.batch_limits,
             self.webhook_policy,
+            self.limits,
         );
-        let result = Server::new_with_acceptor(self.acceptor)
+        let acceptor = limits::LimitedAcceptor::new(self.acceptor, &self.limits);
+        let result = Server::new_with_acceptor(acceptor)
             .run_with_graceful_shutdown(app, shutdown, Some(Duration::from_secs(10)))
             .await;
         for task in self.background {

@@ -1,12 +1,21 @@
 //! Upload validation, done before anything is stored: size caps (413), type sniffed
-//! from the bytes (415), a full decode under a pixel cap (422).
+//! from the bytes (415), a pixel cap and a cheap, bounded check that the data is
+//! complete and decodable (422).
+//!
+//! The check never holds a full-size image: a JPEG is decoded by libjpeg-turbo at 1/8
+//! scale (which still entropy-decodes every block, so corrupt or truncated scans are
+//! found), a PNG row by row. A WebP is decoded in full (the `image` crate has no
+//! reduced or streaming WebP decode): its memory is bounded by the pixel cap, and at
+//! most `UPLOAD_VALIDATION_CONCURRENCY` photos are checked at once.
 
 use std::{
     io::Cursor,
+    panic::AssertUnwindSafe,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
 use bytes::Bytes;
@@ -15,6 +24,7 @@ use futures::StreamExt;
 use image::{ImageFormat, ImageReader, Limits};
 use poem::{Body, Endpoint, IntoResponse, Request, Response, http::header::CONTENT_LENGTH};
 use poem_openapi::types::multipart::Upload;
+use tokio::sync::Semaphore;
 
 use crate::{
     error::{ApiError, ErrorBody, ServiceError},
@@ -56,8 +66,48 @@ impl ValidatedPhoto {
     }
 }
 
-/// Reads and validates 1..=`max` uploads (the count is checked first).
+/// Bounds the photos validated at once (`UPLOAD_VALIDATION_CONCURRENCY`); an upload
+/// that cannot get a slot within `UPLOAD_VALIDATION_WAIT_MS` is answered 503, so that
+/// a burst queues for a bounded time instead of piling up decodes.
+#[derive(Clone)]
+pub struct ValidationGate {
+    slots: Arc<Semaphore>,
+    wait: Duration,
+}
+
+impl ValidationGate {
+    pub fn new(concurrency: usize, wait: Duration) -> ValidationGate {
+        ValidationGate {
+            slots: Arc::new(Semaphore::new(concurrency.max(1))),
+            wait,
+        }
+    }
+
+    async fn validate(&self, bytes: Bytes) -> Result<ValidatedPhoto, ValidationFailure> {
+        let permit = tokio::time::timeout(self.wait, Arc::clone(&self.slots).acquire_owned())
+            .await
+            .map_err(|_| ValidationFailure::Busy)?
+            .expect("the semaphore is never closed");
+        // Decoding is CPU work: keep it off the async runtime.
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            validate_image(bytes)
+        })
+        .await
+        .map_err(|e| ValidationFailure::Image(ImageError::Undecodable(e.to_string())))?
+        .map_err(ValidationFailure::Image)
+    }
+}
+
+enum ValidationFailure {
+    Busy,
+    Image(ImageError),
+}
+
+/// Reads and validates 1..=`max` uploads (the count is checked first). Each spooled
+/// upload is read and dropped (its temp file closed) before the next one is read.
 pub async fn validate_uploads(
+    gate: &ValidationGate,
     uploads: Vec<Upload>,
     min: usize,
     max: usize,
@@ -84,11 +134,15 @@ pub async fn validate_uploads(
         let bytes = upload.into_vec().await.map_err(|e| {
             ServiceError::invalid("unreadable_upload", format!("photo {}: {e}", i + 1))
         })?;
-        // Decoding is CPU work: keep it off the async runtime.
-        let photo = tokio::task::spawn_blocking(move || validate_image(Bytes::from(bytes)))
-            .await
-            .expect("image validation does not panic")
-            .map_err(|e| e.for_photo(i + 1))?;
+        let photo = match gate.validate(Bytes::from(bytes)).await {
+            Ok(photo) => photo,
+            Err(ValidationFailure::Image(e)) => return Err(e.for_photo(i + 1)),
+            Err(ValidationFailure::Busy) => {
+                return Err(ServiceError::Busy(
+                    "too many photos are being checked right now, try again shortly".into(),
+                ));
+            }
+        };
         photos.push(photo);
     }
     Ok(photos)
@@ -122,34 +176,22 @@ impl ImageError {
 }
 
 /// Sniffs the format from the bytes (the client's content type is ignored), checks the
-/// declared size against [`MAX_PIXELS`], then decodes the whole image so that truncated
-/// or corrupt files are refused now rather than failing in the worker.
+/// declared size against [`MAX_PIXELS`], then checks that the data is complete and
+/// decodable without a full-size decode (see the module's note), so that truncated or
+/// corrupt files are refused now rather than failing in the worker. A decoder that
+/// panics (libjpeg's fatal errors unwind) refuses the photo like any decode error.
 pub fn validate_image(bytes: Bytes) -> Result<ValidatedPhoto, ImageError> {
     let format = match image::guess_format(&bytes) {
         Ok(f @ (ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP)) => f,
         _ => return Err(ImageError::UnsupportedType),
     };
-    let undecodable = |e: image::ImageError| ImageError::Undecodable(e.to_string());
-
     let (width, height) = ImageReader::with_format(Cursor::new(&bytes[..]), format)
         .into_dimensions()
-        .map_err(undecodable)?;
+        .map_err(|e| ImageError::Undecodable(e.to_string()))?;
     if u64::from(width) * u64::from(height) > MAX_PIXELS {
         return Err(ImageError::TooManyPixels { width, height });
     }
-
-    let mut limits = Limits::default();
-    // RGBA at the pixel cap, plus slack for the decoder's own buffers.
-    limits.max_alloc = Some(MAX_PIXELS * 4 + 64 * 1024 * 1024);
-    let mut reader = ImageReader::with_format(Cursor::new(&bytes[..]), format);
-    reader.limits(limits);
-    reader.decode().map_err(undecodable)?;
-    if format == ImageFormat::Jpeg && !has_jpeg_end_marker(&bytes) {
-        // The JPEG decoder pads a truncated scan with grey instead of failing.
-        return Err(ImageError::Undecodable(
-            "the JPEG data is truncated (no end-of-image marker)".into(),
-        ));
-    }
+    check_decodable(format, &bytes)?;
     let facts = provenance::inspect(&bytes);
     Ok(ValidatedPhoto {
         bytes,
@@ -158,6 +200,74 @@ pub fn validate_image(bytes: Bytes) -> Result<ValidatedPhoto, ImageError> {
         height,
         facts,
     })
+}
+
+/// The format's bounded check, with a decoder panic turned into a refusal.
+fn check_decodable(format: ImageFormat, bytes: &[u8]) -> Result<(), ImageError> {
+    let checked = std::panic::catch_unwind(AssertUnwindSafe(|| match format {
+        ImageFormat::Jpeg => check_jpeg(bytes),
+        ImageFormat::Png => check_png(bytes),
+        _ => check_webp(bytes),
+    }));
+    checked.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the decoder failed".into());
+        Err(ImageError::Undecodable(why))
+    })
+}
+
+/// Entropy-decodes every block of a JPEG, producing only an 1/8-scale image one row at
+/// a time (libjpeg-turbo's DCT scaling). Fatal errors refuse the photo; damage that
+/// libjpeg repairs with a warning (a scan cut short before a marker) is accepted, as
+/// the worker's decoder (the same libjpeg, as PIL) repairs it the same way. (Turning
+/// warnings into refusals needs a custom libjpeg error manager, i.e. unsafe code.)
+fn check_jpeg(bytes: &[u8]) -> Result<(), ImageError> {
+    use mozjpeg::ColorSpaceExt;
+    if !has_jpeg_end_marker(bytes) {
+        // libjpeg pads a truncated scan with grey instead of failing.
+        return Err(ImageError::Undecodable(
+            "the JPEG data is truncated (no end-of-image marker)".into(),
+        ));
+    }
+    let undecodable = |e: std::io::Error| ImageError::Undecodable(e.to_string());
+    let mut decompress = mozjpeg::Decompress::new_mem(bytes).map_err(undecodable)?;
+    decompress.scale(1);
+    let mut started = match decompress.image().map_err(undecodable)? {
+        mozjpeg::Format::RGB(s) | mozjpeg::Format::Gray(s) | mozjpeg::Format::CMYK(s) => s,
+    };
+    let mut row = vec![0u8; started.width() * started.color_space().num_components()];
+    for _ in 0..started.height() {
+        started
+            .read_scanlines_into::<u8>(&mut row)
+            .map_err(undecodable)?;
+    }
+    started.finish().map_err(undecodable)
+}
+
+/// Decodes a PNG row by row (one row in memory), checksums included, to its end chunk.
+fn check_png(bytes: &[u8]) -> Result<(), ImageError> {
+    let undecodable = |e: png::DecodingError| ImageError::Undecodable(e.to_string());
+    let mut reader = png::Decoder::new(Cursor::new(bytes))
+        .read_info()
+        .map_err(undecodable)?;
+    while reader.next_row().map_err(undecodable)?.is_some() {}
+    reader.finish().map_err(undecodable)
+}
+
+/// Decodes a WebP in full, under an allocation limit that fits the pixel cap.
+fn check_webp(bytes: &[u8]) -> Result<(), ImageError> {
+    let mut limits = Limits::default();
+    // RGBA at the pixel cap, plus slack for the decoder's own buffers.
+    limits.max_alloc = Some(MAX_PIXELS * 4 + 64 * 1024 * 1024);
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::WebP);
+    reader.limits(limits);
+    reader
+        .decode()
+        .map(drop)
+        .map_err(|e| ImageError::Undecodable(e.to_string()))
 }
 
 /// Middleware: refuses request bodies over `max` bytes with 413, from the
@@ -230,6 +340,62 @@ mod tests {
         assert!(matches!(
             validate_image(Bytes::from_static(b"hello, I am not a photo")),
             Err(ImageError::UnsupportedType)
+        ));
+    }
+
+    fn jpeg(width: u32, height: u32) -> Vec<u8> {
+        let mut out = Vec::new();
+        let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+        image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 90)
+            .write_image(&pixels, width, height, image::ExtendedColorType::Rgb8)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn accepts_a_jpeg_checked_at_an_eighth_of_its_size() {
+        let p = validate_image(Bytes::from(jpeg(203, 97))).unwrap();
+        assert_eq!((p.width, p.height, p.format), (203, 97, ImageFormat::Jpeg));
+    }
+
+    #[test]
+    fn refuses_a_jpeg_with_headers_but_no_scan() {
+        let data = jpeg(256, 256);
+        // Everything up to the start of scan, then the end marker: complete-looking,
+        // but there is no image.
+        let sos = data.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+        let mut cut = data[..sos].to_vec();
+        cut.extend([0xFF, 0xD9]);
+        let err = validate_image(Bytes::from(cut.clone()));
+        assert!(matches!(err, Err(ImageError::Undecodable(_))), "{err:?}");
+        // libjpeg's own check says so too (without unwinding out of the decoder).
+        let err = check_decodable(ImageFormat::Jpeg, &cut);
+        assert!(matches!(err, Err(ImageError::Undecodable(_))), "{err:?}");
+    }
+
+    #[test]
+    fn a_libjpeg_fatal_error_is_a_refusal_not_a_panic() {
+        let mut data = jpeg(64, 64);
+        // Corrupt the frame header's precision byte (SOF0: FF C0, length, precision):
+        // libjpeg's error_exit unwinds out of the decoder.
+        let sof = data.windows(2).position(|w| w == [0xFF, 0xC0]).unwrap();
+        data[sof + 4] = 3;
+        let err = check_decodable(ImageFormat::Jpeg, &data);
+        match err {
+            Err(ImageError::Undecodable(why)) => assert!(why.contains("libjpeg"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn refuses_a_png_with_a_corrupted_row() {
+        let mut data = png(64, 64);
+        // Flip a byte inside the IDAT data: the chunk's CRC no longer matches.
+        let idat = data.windows(4).position(|w| w == b"IDAT").unwrap();
+        data[idat + 10] ^= 0xFF;
+        assert!(matches!(
+            validate_image(Bytes::from(data)),
+            Err(ImageError::Undecodable(_))
         ));
     }
 

@@ -37,6 +37,29 @@ pub mod defaults {
     pub const MAX_WORKING_PIXELS: u64 = 16_000_000;
     /// Faces matched per photo; beyond it the largest are kept and the session warns.
     pub const MAX_FACES_PER_PHOTO: usize = 300;
+    /// A client has this long to send a request's headers (slow-header attacks).
+    pub const HTTP_HEADER_TIMEOUT_SECS: u64 = 10;
+    /// A request body must arrive within this long (a stalled upload gets 408): a
+    /// 60 MB request at 4 Mbit/s takes two minutes.
+    pub const HTTP_BODY_TIMEOUT_SECS: u64 = 180;
+    /// A keep-alive connection with no request in flight is closed after this long.
+    pub const HTTP_IDLE_TIMEOUT_SECS: u64 = 60;
+    /// Open connections; beyond it new ones wait in the listen backlog.
+    pub const HTTP_MAX_CONNECTIONS: usize = 512;
+    /// Parts of one multipart upload (fields and files together).
+    pub const UPLOAD_MAX_PARTS: usize = 16;
+    /// Bytes of one multipart part (a photo; batch ZIPs have `BATCH_MAX_BYTES`).
+    pub const UPLOAD_MAX_PART_BYTES: u64 = 10 * 1024 * 1024;
+    /// Photos validated at once: each is a reduced-size decode, but a progressive JPEG
+    /// still holds its coefficients (3–6 bytes a pixel: 300–600 MB at 100 MP).
+    pub const UPLOAD_VALIDATION_CONCURRENCY: usize = 2;
+    /// How long an upload waits for a validation slot before a 503.
+    pub const UPLOAD_VALIDATION_WAIT_MS: u64 = 5_000;
+    /// Queued jobs per lane beyond which uploads are refused with 503.
+    pub const BACKLOG_MAX_INTERACTIVE: u64 = 1_000;
+    pub const BACKLOG_MAX_BULK: u64 = 50_000;
+    /// `Retry-After` of a 503 (seconds).
+    pub const RETRY_AFTER_SECS: u64 = 5;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -108,6 +131,35 @@ pub struct Config {
     pub max_working_pixels: u64,
     /// `MAX_FACES_PER_PHOTO`: faces matched per photo; the largest are kept.
     pub max_faces_per_photo: usize,
+    /// Server limits (`HTTP_*`, `UPLOAD_*`, `BACKLOG_MAX_*`, `RETRY_AFTER_SECS`).
+    pub limits: ServerLimits,
+}
+
+/// What one client, or all of them together, may take from the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServerLimits {
+    /// `HTTP_HEADER_TIMEOUT_SECS`: from a request's first byte to the end of its headers.
+    pub header_timeout: std::time::Duration,
+    /// `HTTP_BODY_TIMEOUT_SECS`: from the handler's first read to the body's end (408).
+    pub body_timeout: std::time::Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECS`: a keep-alive connection between requests.
+    pub idle_timeout: std::time::Duration,
+    /// `HTTP_MAX_CONNECTIONS`: connections served at once.
+    pub max_connections: usize,
+    /// `UPLOAD_MAX_PARTS`: parts of one multipart request (400 beyond).
+    pub max_parts: usize,
+    /// `UPLOAD_MAX_PART_BYTES`: bytes of one part (413 beyond).
+    pub max_part_bytes: u64,
+    /// `UPLOAD_VALIDATION_CONCURRENCY`: photos validated at once.
+    pub validation_concurrency: usize,
+    /// `UPLOAD_VALIDATION_WAIT_MS`: wait for a validation slot before a 503.
+    pub validation_wait: std::time::Duration,
+    /// `BACKLOG_MAX_INTERACTIVE`: queued interactive jobs before uploads get 503.
+    pub backlog_interactive: u64,
+    /// `BACKLOG_MAX_BULK`: queued bulk jobs before batch uploads get 503.
+    pub backlog_bulk: u64,
+    /// `RETRY_AFTER_SECS`: the `Retry-After` of every 503.
+    pub retry_after_secs: u64,
 }
 
 impl Default for Config {
@@ -329,6 +381,47 @@ impl Config {
             defaults::MAX_FACES_PER_PHOTO as u64,
             1,
         )? as usize;
+        let number = |var: &'static str, default: u64| -> Result<u64, ConfigError> {
+            let raw = get(var, &default.to_string())?;
+            match raw.parse::<u64>() {
+                Ok(n) if n > 0 => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: "expected a whole number, at least 1".into(),
+                }),
+            }
+        };
+        let secs = |var, default| number(var, default).map(std::time::Duration::from_secs);
+        let count = |var, default: usize| {
+            number(var, default as u64).map(|n| usize::try_from(n).unwrap_or(usize::MAX))
+        };
+        let limits = ServerLimits {
+            header_timeout: secs(
+                "HTTP_HEADER_TIMEOUT_SECS",
+                defaults::HTTP_HEADER_TIMEOUT_SECS,
+            )?,
+            body_timeout: secs("HTTP_BODY_TIMEOUT_SECS", defaults::HTTP_BODY_TIMEOUT_SECS)?,
+            idle_timeout: secs("HTTP_IDLE_TIMEOUT_SECS", defaults::HTTP_IDLE_TIMEOUT_SECS)?,
+            max_connections: count("HTTP_MAX_CONNECTIONS", defaults::HTTP_MAX_CONNECTIONS)?,
+            max_parts: count("UPLOAD_MAX_PARTS", defaults::UPLOAD_MAX_PARTS)?,
+            max_part_bytes: bytes("UPLOAD_MAX_PART_BYTES", defaults::UPLOAD_MAX_PART_BYTES)?,
+            validation_concurrency: count(
+                "UPLOAD_VALIDATION_CONCURRENCY",
+                defaults::UPLOAD_VALIDATION_CONCURRENCY,
+            )?,
+            validation_wait: number(
+                "UPLOAD_VALIDATION_WAIT_MS",
+                defaults::UPLOAD_VALIDATION_WAIT_MS,
+            )
+            .map(std::time::Duration::from_millis)?,
+            backlog_interactive: number(
+                "BACKLOG_MAX_INTERACTIVE",
+                defaults::BACKLOG_MAX_INTERACTIVE,
+            )?,
+            backlog_bulk: number("BACKLOG_MAX_BULK", defaults::BACKLOG_MAX_BULK)?,
+            retry_after_secs: number("RETRY_AFTER_SECS", defaults::RETRY_AFTER_SECS)?,
+        };
 
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
@@ -351,6 +444,7 @@ impl Config {
             webhook_retry_base,
             max_working_pixels,
             max_faces_per_photo,
+            limits,
         })
     }
 
@@ -386,6 +480,10 @@ mod tests {
         assert_eq!(c.webhook_retry_base, std::time::Duration::from_secs(10));
         assert_eq!(c.max_working_pixels, 16_000_000);
         assert_eq!(c.max_faces_per_photo, 300);
+        assert_eq!(c.limits.header_timeout, std::time::Duration::from_secs(10));
+        assert_eq!(c.limits.max_connections, 512);
+        assert_eq!(c.limits.max_part_bytes, 10 * 1024 * 1024);
+        assert_eq!(c.limits.backlog_interactive, 1_000);
         assert_eq!(c, Config::default());
     }
 
@@ -402,6 +500,25 @@ mod tests {
             ("MAX_WORKING_PIXELS", "999999"),
             ("MAX_WORKING_PIXELS", "big"),
             ("MAX_FACES_PER_PHOTO", "0"),
+    fn server_limits_are_read_and_checked() {
+        let c = Config::from_pairs([
+            ("HTTP_BODY_TIMEOUT_SECS", "2"),
+            ("UPLOAD_MAX_PARTS", "3"),
+            ("UPLOAD_VALIDATION_WAIT_MS", "50"),
+            ("BACKLOG_MAX_BULK", "7"),
+        ])
+        .unwrap();
+        assert_eq!(c.limits.body_timeout, std::time::Duration::from_secs(2));
+        assert_eq!(c.limits.max_parts, 3);
+        assert_eq!(
+            c.limits.validation_wait,
+            std::time::Duration::from_millis(50)
+        );
+        assert_eq!(c.limits.backlog_bulk, 7);
+        for (var, value) in [
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("HTTP_IDLE_TIMEOUT_SECS", "soon"),
+            ("UPLOAD_VALIDATION_CONCURRENCY", "-1"),
         ] {
             let err = Config::from_pairs([(var, value)]).unwrap_err();
             assert!(err.to_string().contains(var), "{err}");

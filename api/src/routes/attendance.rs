@@ -230,6 +230,7 @@ impl AttendanceApi {
     async fn mark(
         &self,
         state: Data<&AppState>,
+        gate: Data<&upload::ValidationGate>,
         auth: ApiKeyAuth,
         /// Optional: the same key (1–255 printable ASCII) sent again within 24 hours
         /// with the same request answers the first response instead of uploading
@@ -239,9 +240,13 @@ impl AttendanceApi {
         form: MarkForm,
     ) -> Result<MarkResponse, ApiError> {
         let taken_at = parse_taken_at(form.taken_at.as_deref())?;
-        let photos =
-            upload::validate_uploads(form.photos, attendance::MIN_PHOTOS, attendance::MAX_PHOTOS)
-                .await?;
+        let photos = upload::validate_uploads(
+            &gate,
+            form.photos,
+            attendance::MIN_PHOTOS,
+            attendance::MAX_PHOTOS,
+        )
+        .await?;
         let accepted = attendance::mark(
             &state.db,
             &auth.0.scope,

@@ -20,8 +20,10 @@ use poem::{
 };
 use poem_openapi::{OpenApiService, Tags};
 
+use common::config::ServerLimits;
+
 use crate::{
-    error, idempotency, metrics, nul_bytes, response_headers,
+    error, idempotency, limits, metrics, nul_bytes, response_headers,
     services::{batches::BatchLimits, webhooks::WebhookPolicy},
     state::AppState,
     upload,
@@ -96,6 +98,7 @@ pub fn app(
     cors_origins: &[String],
     batches: BatchLimits,
     webhook_policy: WebhookPolicy,
+    limits: ServerLimits,
 ) -> impl Endpoint + use<> {
     let api = openapi_service();
     let spec = api.spec_endpoint();
@@ -116,7 +119,11 @@ pub fn app(
         // Each `around` nests the type twice over; boxing keeps it within the compiler's
         // depth limit.
         .boxed()
-        .data(state)
+        .data(state.clone())
+        .data(upload::ValidationGate::new(
+            limits.validation_concurrency,
+            limits.validation_wait,
+        ))
         .data(batches)
         .data(webhook_policy)
         .around(move |ep, req| {
@@ -131,6 +138,9 @@ pub fn app(
             upload::limit_request_size(ep, req, max)
         })
         .around(error::json_errors)
+        // Timeouts, part caps and the backlog check wrap everything that reads the body;
+        // their own answers still get the security headers.
+        .with(limits::Guard::new(state, limits, batches.max_bytes))
         .boxed()
         .around(response_headers::security_headers)
         .with_if(!cors_origins.is_empty(), cors)

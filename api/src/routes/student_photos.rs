@@ -58,11 +58,13 @@ impl StudentPhotosApi {
     async fn add(
         &self,
         state: Data<&AppState>,
+        gate: Data<&crate::upload::ValidationGate>,
         auth: ApiKeyAuth,
         id: Path<Uuid>,
         form: AddPhotosForm,
     ) -> Result<AddPhotosResponse, ApiError> {
         let photos = crate::upload::validate_uploads(
+            &gate,
             form.photos,
             students::MIN_PHOTOS,
             students::MAX_PHOTOS,

@@ -240,6 +240,7 @@ impl StudentsApi {
     async fn register(
         &self,
         state: Data<&AppState>,
+        gate: Data<&upload::ValidationGate>,
         auth: ApiKeyAuth,
         /// Optional: the same key (1–255 printable ASCII) sent again within 24 hours
         /// with the same request answers the first response instead of uploading
@@ -248,9 +249,13 @@ impl StudentsApi {
         _idempotency_key: Header<Option<String>>,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
-        let photos =
-            upload::validate_uploads(form.photos, students::MIN_PHOTOS, students::MAX_PHOTOS)
-                .await?;
+        let photos = upload::validate_uploads(
+            &gate,
+            form.photos,
+            students::MIN_PHOTOS,
+            students::MAX_PHOTOS,
+        )
+        .await?;
         let accepted = students::register(
             &state.db,
             &auth.0.scope,

@@ -16,6 +16,7 @@ mod helpers;
 mod idempotency;
 mod job_events;
 mod keys;
+mod limits;
 mod outbox;
 mod provenance;
 mod reports;

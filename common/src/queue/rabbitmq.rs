@@ -554,6 +554,9 @@ struct ConsumeLink {
     bulk: lapin::Consumer,
 }
 
+/// How often an idle consumer checks that its connection is still up.
+const CONNECTION_CHECK: Duration = Duration::from_secs(1);
+
 struct RabbitMqConsumer {
     options: Arc<RabbitMqOptions>,
     prefetch: u16,
@@ -657,22 +660,29 @@ impl JobConsumer for RabbitMqConsumer {
                 }
                 continue;
             };
-            // `biased`: when both lanes have a delivery ready, interactive wins.
-            let (lane, item) = tokio::select! {
+            // `biased`: when both lanes have a delivery ready, interactive wins. A
+            // connection the broker closed (`rabbitmqctl close_connection`) can leave
+            // both streams silent, so the connection's state is looked at every second.
+            let polled = tokio::select! {
                 biased;
-                item = link.interactive.next() => (Lane::Interactive, item),
-                item = link.bulk.next() => (Lane::Bulk, item),
+                item = link.interactive.next() => Some((Lane::Interactive, item)),
+                item = link.bulk.next() => Some((Lane::Bulk, item)),
+                () = tokio::time::sleep(CONNECTION_CHECK) => None,
             };
-            match item {
-                Some(Ok(delivery)) => {
+            match polled {
+                Some((lane, Some(Ok(delivery)))) => {
                     let publish = link.publish.clone();
                     return Ok(self.wrap(&publish, lane, delivery));
                 }
-                Some(Err(e)) => {
+                Some((lane, Some(Err(e)))) => {
                     tracing::warn!(error = %e, lane = %lane, "RabbitMQ consumer failed; reconnecting");
                 }
-                None => {
+                Some((lane, None)) => {
                     tracing::warn!(lane = %lane, "RabbitMQ consumer was cancelled; reconnecting");
+                }
+                None if link.connection.status().connected() => continue,
+                None => {
+                    tracing::warn!("RabbitMQ consumer connection lost; reconnecting");
                 }
             }
             if let Some(link) = self.link.take() {
