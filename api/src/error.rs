@@ -113,7 +113,28 @@ fn foreign_key_violation(err: &DbErr) -> bool {
 /// True when a database error means "the database is not reachable" (→ 503) rather
 /// than a bug (→ 500).
 fn db_unavailable(err: &DbErr) -> bool {
-    matches!(err, DbErr::Conn(_) | DbErr::ConnectionAcquire(_))
+    use sea_orm::{RuntimeErr, sqlx::Error as Sqlx};
+    match err {
+        DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => true,
+        // A pooled connection the server closed (a PostgreSQL restart) fails the query
+        // it carries; a retry gets a fresh one.
+        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => {
+            match e.as_ref() {
+                Sqlx::Io(_)
+                | Sqlx::Tls(_)
+                | Sqlx::PoolTimedOut
+                | Sqlx::PoolClosed
+                | Sqlx::WorkerCrashed => true,
+                // SQLSTATE class 08 (connection exception) and 57P01–57P03 (the server
+                // is shutting down or starting).
+                Sqlx::Database(db) => db
+                    .code()
+                    .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
 }
 
 #[derive(Debug, ApiResponse)]

@@ -500,6 +500,13 @@ mod tests {
             ("MAX_WORKING_PIXELS", "999999"),
             ("MAX_WORKING_PIXELS", "big"),
             ("MAX_FACES_PER_PHOTO", "0"),
+        ] {
+            let err = Config::from_pairs([(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
+
+    #[test]
     fn server_limits_are_read_and_checked() {
         let c = Config::from_pairs([
             ("HTTP_BODY_TIMEOUT_SECS", "2"),

@@ -207,3 +207,42 @@ async fn every_answer_says_nosniff_and_personal_ones_no_store() {
         assert!(resp.headers().get("cache-control").is_none(), "{path}");
     }
 }
+
+/// A PostgreSQL restart closes pooled connections under the queries they carry; such a
+/// failure is a 503 (retry later), like a database that cannot be reached, not a 500.
+#[tokio::test]
+async fn a_connection_the_database_closed_is_a_503() {
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+
+    let (_db, url) = crate::helpers::PgDatabase::create().await;
+    let victim = Database::connect(url.clone()).await.unwrap();
+    // A request's transaction holds its connection while the server goes away.
+    let txn = victim.begin().await.unwrap();
+    let pid = txn
+        .query_one_raw(Statement::from_string(
+            DbBackend::Postgres,
+            "SELECT pg_backend_pid() AS pid",
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i32>("", "pid")
+        .unwrap();
+    // What a restart does to each session: the server ends it (SQLSTATE 57P01).
+    let admin = Database::connect(url).await.unwrap();
+    admin
+        .execute_unprepared(&format!("SELECT pg_terminate_backend({pid})"))
+        .await
+        .unwrap();
+    admin.close().await.ok();
+
+    let err = txn
+        .execute_unprepared("SELECT 1")
+        .await
+        .expect_err("the session was ended by the server");
+    let shown = format!("{err:?}");
+    match ApiError::from(ServiceError::Database(err)) {
+        ApiError::Unavailable(body) => assert_eq!(body.0.error.code, "unavailable", "{shown}"),
+        other => panic!("not a 503: {other:?} ({shown})"),
+    }
+}
