@@ -352,6 +352,32 @@ fn upload_lane(req: &Request) -> Option<Lane> {
     }
 }
 
+/// Before refusing an upload unread: a client that did not ask for `100 Continue` is
+/// already sending its body, and closing the connection under that unread data resets
+/// it, so the client sees a broken pipe instead of the 503. Reads and drops up to the
+/// request size limit within the body timeout (nothing is stored); a client that waits
+/// for `100 Continue` is never invited to send it.
+async fn discard_unsent_body(req: &mut Request, within: Duration) {
+    let expects_continue = req
+        .headers()
+        .get(poem::http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if expects_continue {
+        return;
+    }
+    let mut body = req.take_body().into_bytes_stream();
+    let _ = tokio::time::timeout(within, async {
+        let mut seen = 0usize;
+        while let Some(Ok(chunk)) = body.next().await {
+            seen += chunk.len();
+            if seen > crate::upload::MAX_REQUEST_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
 /// Why the body stream was cut off, remembered for the answer.
 const CUT_NONE: u8 = 0;
 const CUT_TIMEOUT: u8 = 1;
@@ -373,6 +399,7 @@ impl<E: Endpoint> Endpoint for GuardEndpoint<E> {
             match queued_jobs(&self.guard.state, lane).await {
                 Ok(n) if n >= max => {
                     tracing::warn!(%lane, queued = n, max, "backlog full, upload refused");
+                    discard_unsent_body(&mut req, limits.body_timeout).await;
                     return Ok(with_retry_after(
                         ApiError::Unavailable(ErrorBody::new(
                             "backlog_full",

@@ -312,6 +312,54 @@ async fn a_full_backlog_answers_503_with_retry_after_and_stores_nothing() {
     assert_eq!(body.as_array().map(Vec::len), Some(2), "{body}");
 }
 
+/// A client that sends its whole upload without waiting for `100 Continue` (most
+/// scripts do) still reads the backlog's 503, rather than a connection reset under its
+/// unread body (what the soak's clients saw as a broken pipe).
+#[tokio::test]
+async fn a_refused_upload_sent_whole_still_gets_its_503() {
+    let app = spawn_app_with(
+        Db::Sqlite,
+        Queue::Embedded,
+        &[("BACKLOG_MAX_INTERACTIVE", "1")],
+    )
+    .await;
+    let class_id = app.create_class("CSE 2A").await;
+    let jpeg = fixture("groups/obama_biden_side_by_side.jpg");
+    let resp = app
+        .post("/attendance/mark")
+        .multipart(mark_form(class_id, &[&jpeg]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+
+    // Eight megabytes: far more than the sockets buffer.
+    let boundary = "soakboundary";
+    let mut body = format!(
+        "--{boundary}\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
+         --{boundary}\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"p.jpg\"\r\n\
+         content-type: image/jpeg\r\n\r\n"
+    )
+    .into_bytes();
+    body.extend(std::iter::repeat_n(0x5Au8, 8 * 1024 * 1024));
+    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    let head = format!(
+        "POST /attendance/mark HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Bearer {}\r\n\
+         content-type: multipart/form-data; boundary={boundary}\r\ncontent-length: {}\r\n\r\n",
+        app.admin_key,
+        body.len()
+    );
+    let mut stream = connect(&app).await;
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream
+        .write_all(&body)
+        .await
+        .expect("the whole body is taken, not reset");
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(20)).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(answer.contains("backlog_full"), "{answer}");
+}
+
 #[tokio::test]
 async fn saturated_validation_answers_503_with_retry_after() {
     let app = spawn_app_with(
