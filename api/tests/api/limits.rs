@@ -9,12 +9,23 @@ use tokio::{
     io::{AsyncReadExt, AsyncWriteExt},
     net::TcpStream,
 };
+use uuid::Uuid;
 
 use crate::helpers::{Db, Queue, TestApp, error_code, fixture, spawn_app_with};
 
 async fn connect(app: &TestApp) -> TcpStream {
     let addr = app.base.trim_start_matches("http://");
     TcpStream::connect(addr).await.expect("connect")
+}
+
+/// The start of a raw `POST /attendance/mark` form (boundary `B0UND`): the class part,
+/// then the headers of one photo part, whose bytes the caller sends.
+fn raw_mark_form_start(class_id: Uuid) -> String {
+    format!(
+        "--B0UND\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
+         --B0UND\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n\
+         content-type: image/jpeg\r\n\r\n"
+    )
 }
 
 /// Reads until the peer closes the connection or `limit` passes; the bytes read and
@@ -127,11 +138,7 @@ async fn a_stalled_upload_is_answered_408() {
     let class_id = app.create_class("CSE 2A").await;
     let before = app.row_counts().await;
     let mut stream = connect(&app).await;
-    let part = format!(
-        "--B0UND\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
-         --B0UND\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n\
-         content-type: image/jpeg\r\n\r\n"
-    );
+    let part = raw_mark_form_start(class_id);
     let head = format!(
         "POST /attendance/mark HTTP/1.1\r\nhost: test\r\nauthorization: Bearer {}\r\n\
          content-type: multipart/form-data; boundary=B0UND\r\ncontent-length: 100000\r\n\r\n",
@@ -334,18 +341,12 @@ async fn a_refused_upload_sent_whole_still_gets_its_503() {
     assert_eq!(resp.status(), 202);
 
     // Eight megabytes: far more than the sockets buffer.
-    let boundary = "soakboundary";
-    let mut body = format!(
-        "--{boundary}\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
-         --{boundary}\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"p.jpg\"\r\n\
-         content-type: image/jpeg\r\n\r\n"
-    )
-    .into_bytes();
+    let mut body = raw_mark_form_start(class_id).into_bytes();
     body.extend(std::iter::repeat_n(0x5Au8, 8 * 1024 * 1024));
-    body.extend(format!("\r\n--{boundary}--\r\n").into_bytes());
+    body.extend_from_slice(b"\r\n--B0UND--\r\n");
     let head = format!(
         "POST /attendance/mark HTTP/1.1\r\nhost: test\r\nconnection: close\r\nauthorization: Bearer {}\r\n\
-         content-type: multipart/form-data; boundary={boundary}\r\ncontent-length: {}\r\n\r\n",
+         content-type: multipart/form-data; boundary=B0UND\r\ncontent-length: {}\r\n\r\n",
         app.admin_key,
         body.len()
     );
@@ -409,12 +410,7 @@ async fn an_upload_after_100_continue_is_not_held_to_the_header_timeout() {
     .await;
     let class_id = app.create_class("CSE 2A").await;
     let jpeg = fixture("groups/obama_biden_side_by_side.jpg");
-    let mut body = format!(
-        "--B0UND\r\ncontent-disposition: form-data; name=\"class_id\"\r\n\r\n{class_id}\r\n\
-         --B0UND\r\ncontent-disposition: form-data; name=\"photos\"; filename=\"a.jpg\"\r\n\
-         content-type: image/jpeg\r\n\r\n"
-    )
-    .into_bytes();
+    let mut body = raw_mark_form_start(class_id).into_bytes();
     body.extend_from_slice(&jpeg);
     body.extend_from_slice(b"\r\n--B0UND--\r\n");
     let head = format!(
