@@ -60,6 +60,12 @@ pub mod defaults {
     pub const BACKLOG_MAX_BULK: u64 = 50_000;
     /// `Retry-After` of a 503 (seconds).
     pub const RETRY_AFTER_SECS: u64 = 5;
+    // Privacy (issue 10).
+    /// Session photos and the crops of faces that matched nobody are deleted after
+    /// about half a year: a semester, long enough for a teacher to review and correct.
+    pub const RETENTION_DAYS: u32 = 180;
+    /// Consent is recorded when given; requiring it is the operator's choice.
+    pub const REQUIRE_CONSENT: bool = false;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -133,6 +139,27 @@ pub struct Config {
     pub max_faces_per_photo: usize,
     /// Server limits (`HTTP_*`, `UPLOAD_*`, `BACKLOG_MAX_*`, `RETRY_AFTER_SECS`).
     pub limits: ServerLimits,
+    /// `RETENTION_DAYS`, `REQUIRE_CONSENT`.
+    pub privacy: PrivacySettings,
+}
+
+/// How long biometric data is kept and whether consent is required to register.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrivacySettings {
+    /// `RETENTION_DAYS`: session photos and the crops of faces that matched nobody are
+    /// deleted this many days after the session was taken; `None` (`0`) keeps them.
+    pub retention_days: Option<u32>,
+    /// `REQUIRE_CONSENT`: a registration without `consent=true` is refused.
+    pub require_consent: bool,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings {
+            retention_days: Some(defaults::RETENTION_DAYS),
+            require_consent: defaults::REQUIRE_CONSENT,
+        }
+    }
 }
 
 /// What one client, or all of them together, may take from the API server.
@@ -423,6 +450,36 @@ impl Config {
             retry_after_secs: number("RETRY_AFTER_SECS", defaults::RETRY_AFTER_SECS)?,
         };
 
+        // Privacy (issue 10).
+        let retention_raw = get("RETENTION_DAYS", &defaults::RETENTION_DAYS.to_string())?;
+        let retention_days = match retention_raw.parse::<u32>() {
+            Ok(0) => None,
+            Ok(days) => Some(days),
+            Err(_) => {
+                return Err(ConfigError::Invalid {
+                    var: "RETENTION_DAYS",
+                    value: retention_raw,
+                    reason: "expected a whole number of days (0 keeps photos forever)".into(),
+                });
+            }
+        };
+        let consent_raw = get("REQUIRE_CONSENT", &defaults::REQUIRE_CONSENT.to_string())?;
+        let require_consent = match consent_raw.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => true,
+            "false" | "0" | "no" => false,
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "REQUIRE_CONSENT",
+                    value: consent_raw,
+                    reason: "expected true or false".into(),
+                });
+            }
+        };
+        let privacy = PrivacySettings {
+            retention_days,
+            require_consent,
+        };
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -445,6 +502,7 @@ impl Config {
             max_working_pixels,
             max_faces_per_photo,
             limits,
+            privacy,
         })
     }
 
@@ -484,7 +542,27 @@ mod tests {
         assert_eq!(c.limits.max_connections, 512);
         assert_eq!(c.limits.max_part_bytes, 10 * 1024 * 1024);
         assert_eq!(c.limits.backlog_interactive, 1_000);
+        assert_eq!(c.privacy.retention_days, Some(180));
+        assert!(!c.privacy.require_consent);
         assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn privacy_settings_are_read_and_checked() {
+        let c =
+            Config::from_pairs([("RETENTION_DAYS", "30"), ("REQUIRE_CONSENT", "true")]).unwrap();
+        assert_eq!(c.privacy.retention_days, Some(30));
+        assert!(c.privacy.require_consent);
+        let forever = Config::from_pairs([("RETENTION_DAYS", "0")]).unwrap();
+        assert_eq!(forever.privacy.retention_days, None);
+        for (var, value) in [
+            ("RETENTION_DAYS", "-1"),
+            ("RETENTION_DAYS", "half a year"),
+            ("REQUIRE_CONSENT", "maybe"),
+        ] {
+            let err = Config::from_pairs([(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub mod telemetry;
 pub mod webhook_address;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
-pub use config::{Config, ConfigError, ServerLimits};
+pub use config::{Config, ConfigError, PrivacySettings, ServerLimits};
 pub use error_chain::error_chain;
 pub use face_model::{Detector, FaceModel};
 pub use job::{JobKind, JobMessage, Lane};

@@ -24,6 +24,7 @@ mod m20261130_000300_create_webhooks;
 mod m20261130_000500_add_photo_provenance;
 mod m20261130_000600_add_job_lease;
 mod m20261130_000700_create_idempotency_keys;
+mod m20261130_000800_add_privacy;
 
 pub struct Migrator;
 
@@ -48,6 +49,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000300_create_webhooks::Migration),
             Box::new(m20261130_000600_add_job_lease::Migration),
             Box::new(m20261130_000700_create_idempotency_keys::Migration),
+            Box::new(m20261130_000800_add_privacy::Migration),
         ]
     }
 }

@@ -48,6 +48,7 @@ async fn exercise(db: &DatabaseConnection) {
         status: Set(StudentStatus::Pending),
         created_at: Set(now),
         updated_at: Set(now),
+        erased_at: Set(None),
     };
     let s = new_student("1").insert(db).await.unwrap();
     assert_eq!(s.status, StudentStatus::Pending);
@@ -57,6 +58,14 @@ async fn exercise(db: &DatabaseConnection) {
         matches!(dup.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))),
         "{dup}"
     );
+    // A deleted student (a tombstone kept for its records) frees its roll number.
+    let tombstone = new_student("7").insert(db).await.unwrap();
+    let mut deleted: student::ActiveModel = tombstone.into();
+    deleted.status = Set(StudentStatus::Deleted);
+    deleted.erased_at = Set(Some(now));
+    deleted.update(db).await.unwrap();
+    let again = new_student("7").insert(db).await.unwrap();
+    assert_eq!(again.status, StudentStatus::Pending);
 
     let photo = student_photo::ActiveModel {
         id: Set(Uuid::new_v4()),

@@ -36,6 +36,11 @@ pub enum StudentStatusOut {
     Failed,
     /// Excluded from matching by an admin.
     Inactive,
+    /// Withdrew consent: their face data was erased; not recognised (recorded absent
+    /// unless corrected) until they register again with consent.
+    Withdrawn,
+    /// Deleted: kept only for their attendance records; never listed.
+    Deleted,
 }
 
 impl From<StudentStatus> for StudentStatusOut {
@@ -45,6 +50,8 @@ impl From<StudentStatus> for StudentStatusOut {
             StudentStatus::Active => Self::Active,
             StudentStatus::Failed => Self::Failed,
             StudentStatus::Inactive => Self::Inactive,
+            StudentStatus::Withdrawn => Self::Withdrawn,
+            StudentStatus::Deleted => Self::Deleted,
         }
     }
 }
@@ -56,6 +63,8 @@ impl From<StudentStatusOut> for StudentStatus {
             StudentStatusOut::Active => Self::Active,
             StudentStatusOut::Failed => Self::Failed,
             StudentStatusOut::Inactive => Self::Inactive,
+            StudentStatusOut::Withdrawn => Self::Withdrawn,
+            StudentStatusOut::Deleted => Self::Deleted,
         }
     }
 }

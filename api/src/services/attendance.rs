@@ -90,6 +90,7 @@ pub async fn mark(
         created_at: Set(now),
         created_by_key_id: Set(new.created_by_key_id),
         warnings: Set(common::SessionWarning::to_stored(&provenance.warnings)),
+        photos_deleted_at: Set(None),
     };
     let photo_rows: Vec<_> = placed
         .iter()

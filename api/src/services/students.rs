@@ -88,6 +88,7 @@ pub async fn register(
         status: Set(StudentStatus::Pending),
         created_at: Set(now),
         updated_at: Set(now),
+        erased_at: Set(None),
     };
     let photo_rows: Vec<_> = placed
         .iter()

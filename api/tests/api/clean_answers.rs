@@ -99,6 +99,7 @@ async fn a_foreign_key_race_is_a_409(db: Db) {
         status: Set(student::StudentStatus::Pending),
         created_at: Set(now),
         updated_at: Set(now),
+        erased_at: Set(None),
     })
     .exec(&app.state.db)
     .await

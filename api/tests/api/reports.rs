@@ -35,6 +35,7 @@ async fn insert_student(db: &DatabaseConnection, class_id: Uuid, roll: &str, nam
         status: Set(StudentStatus::Active),
         created_at: Set(now),
         updated_at: Set(now),
+        erased_at: Set(None),
     }
     .insert(db)
     .await

@@ -34,6 +34,9 @@ pub struct Model {
     /// Provenance warnings (a JSON list of `common::SessionWarning`); read them with
     /// [`Model::warnings`].
     pub warnings: Option<Json>,
+    /// When retention deleted the session's photos and its unmatched face crops
+    /// (`RETENTION_DAYS`); the records stay.
+    pub photos_deleted_at: Option<DateTimeUtc>,
 }
 
 impl Model {

@@ -5,6 +5,7 @@ pub mod attendance_audit;
 pub mod attendance_record;
 pub mod attendance_session;
 pub mod class;
+pub mod consent_entry;
 pub mod detected_face;
 pub mod face_embedding;
 pub mod idempotency_key;

@@ -1,4 +1,5 @@
-//! `students`: one registered student of a class; `(class_id, roll_no)` is unique.
+//! `students`: one registered student of a class; `(class_id, roll_no)` is unique among
+//! the students that are not deleted.
 
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -6,6 +7,11 @@ use serde::{Deserialize, Serialize};
 /// Lifecycle of a student: `pending` until the registration job has embedded the
 /// photos, then `active` (matched in sessions) or `failed` (no usable face);
 /// `inactive` is set by an admin and excludes the student from matching.
+/// `withdrawn`: the student withdrew consent; their biometric data was erased and they
+/// are not recognised (recorded absent unless corrected) until they register again.
+/// `deleted`: a tombstone kept for the attendance records (academic records) after the
+/// student was deleted without `purge`; it holds no biometric data and is hidden from
+/// every listing.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
@@ -20,6 +26,10 @@ pub enum StudentStatus {
     Failed,
     #[sea_orm(string_value = "inactive")]
     Inactive,
+    #[sea_orm(string_value = "withdrawn")]
+    Withdrawn,
+    #[sea_orm(string_value = "deleted")]
+    Deleted,
 }
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel, Serialize, Deserialize)]
@@ -33,6 +43,8 @@ pub struct Model {
     pub status: StudentStatus,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// When the student's biometric data was erased (delete or consent withdrawn).
+    pub erased_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -49,6 +61,8 @@ pub enum Relation {
     FaceEmbedding,
     #[sea_orm(has_many = "super::attendance_record::Entity")]
     AttendanceRecord,
+    #[sea_orm(has_many = "super::consent_entry::Entity")]
+    ConsentEntry,
 }
 
 impl Related<super::class::Entity> for Entity {
@@ -72,6 +86,12 @@ impl Related<super::face_embedding::Entity> for Entity {
 impl Related<super::attendance_record::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::AttendanceRecord.def()
+    }
+}
+
+impl Related<super::consent_entry::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::ConsentEntry.def()
     }
 }
 

@@ -592,6 +592,7 @@ async fn queue_student(
                     status: Set(StudentStatus::Pending),
                     created_at: Set(now),
                     updated_at: Set(now),
+                    erased_at: Set(None),
                 })
                 .exec_without_returning(&txn)
                 .await?;

@@ -253,6 +253,7 @@ pub async fn insert_student(
         status: Set(student::StudentStatus::Pending),
         created_at: Set(now),
         updated_at: Set(now),
+        erased_at: Set(None),
     })
     .exec_without_returning(db)
     .await
@@ -304,6 +305,7 @@ pub async fn insert_session(
         created_at: Set(now),
         created_by_key_id: Set(None),
         warnings: Set(None),
+        photos_deleted_at: Set(None),
     })
     .exec_without_returning(db)
     .await
