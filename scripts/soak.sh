@@ -8,7 +8,8 @@
 #
 #   load     SOAK_CLIENTS (50) clients upload classroom photos (the fixtures'
 #            groups/, their people registered in the class) for SOAK_SECONDS (60),
-#            each waiting SOAK_THINK (2) s between uploads
+#            each pausing a random time (exponential, mean SOAK_THINK (2) s) between
+#            uploads, as independent teachers do (api/examples/upload_load.rs)
 #   kill     worker killed with SIGKILL SOAK_KILLS (10) times, restarted each time
 #   rabbit   our RabbitMQ connections closed (rabbitmqctl close_connection, only the
 #            API's and worker's own); with SOAK_RESTART_RABBITMQ=1 also a real
@@ -16,7 +17,7 @@
 #   s3       the S3 server stopped for SOAK_S3_DOWN (30) seconds
 #   postgres the PostgreSQL cluster restarted
 # each fault with SOAK_FAULT_CLIENTS (4) clients uploading meanwhile (SOAK_FAULT_THINK
-# (0.5) s apart) for SOAK_FAULT_SECONDS (SOAK_SECONDS). Then it waits
+# (0.5) s apart on average) for SOAK_FAULT_SECONDS (SOAK_SECONDS). Then it waits
 # (at most SOAK_DRAIN (1200) s) for every job to end, and checks against the database
 # and the bucket that every accepted upload (202) has its photo stored, its job
 # finished (or failed with a reason) and exactly one record per student; it prints
@@ -53,6 +54,7 @@ if [ "$PROFILE" = dev ]; then
   cargo build --workspace --all-targets
 else
   cargo build --profile "$PROFILE" -p api -p worker
+  cargo build --profile "$PROFILE" -p api --example upload_load
 fi
 BIN="${CARGO_TARGET_DIR:-target}/$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")"
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -146,7 +148,7 @@ log "class of $students students registered"
 photos=("$fixtures"/groups/*.jpg)
 
 load() { # phase clients seconds think
-  python3 scripts/soak_load.py load --base "$base" --key "$key" --class "$class" \
+  "$BIN/examples/upload_load" --base "$base" --key "$key" --class "$class" \
     --phase "$1" --clients "$2" --seconds "$3" --think "$4" --out "$work/requests.jsonl" "${photos[@]}"
 }
 # The API's and the worker's own connections to RabbitMQ, by their client ports.

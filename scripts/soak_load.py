@@ -1,11 +1,6 @@
 #!/usr/bin/env python3
-"""Load client and checker for scripts/soak.sh (standard library only).
-
-  soak_load.py load  --base URL --key KEY --class ID --clients N --seconds S
-                     --think S --phase NAME --out FILE PHOTO...
-      N threads, each uploading `POST /attendance/mark` with one of the photos in
-      turn (then waiting --think seconds) until S seconds have passed. One JSON line
-      per request: phase, send time, accept latency, status, session and job ids.
+"""Checker for scripts/soak.sh (standard library only); the load itself comes from
+api/examples/upload_load.rs, which writes the request lines read here.
 
   soak_load.py check --requests FILE... --db-dump DIR --bucket-dir DIR --students N
       Every accepted upload (202) must have its session, its photos in the bucket,
@@ -19,73 +14,7 @@ import csv
 import json
 import os
 import sys
-import threading
-import time
-import urllib.error
-import urllib.request
-import uuid
 from datetime import datetime, timezone
-
-
-def multipart(fields, files):
-    boundary = uuid.uuid4().hex
-    out = bytearray()
-    for name, value in fields:
-        out += f"--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n".encode()
-    for name, filename, data in files:
-        out += (
-            f"--{boundary}\r\ncontent-disposition: form-data; name=\"{name}\"; "
-            f"filename=\"{filename}\"\r\ncontent-type: image/jpeg\r\n\r\n"
-        ).encode()
-        out += data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
-
-
-def load(args):
-    photos = [(os.path.basename(p), open(p, "rb").read()) for p in args.photos]
-    deadline = time.time() + args.seconds
-    lock = threading.Lock()
-    out = open(args.out, "a")
-
-    def client(n):
-        i = n
-        while time.time() < deadline:
-            name, data = photos[i % len(photos)]
-            i += 1
-            body, ctype = multipart([("class_id", args.class_id)], [("photos", name, data)])
-            req = urllib.request.Request(
-                args.base + "/attendance/mark",
-                data=body,
-                method="POST",
-                headers={"authorization": "Bearer " + args.key, "content-type": ctype},
-            )
-            sent = time.time()
-            rec = {"phase": args.phase, "sent": sent, "photo": name}
-            try:
-                with urllib.request.urlopen(req, timeout=60) as resp:
-                    rec["status"] = resp.status
-                    payload = json.loads(resp.read())
-                    rec["session_id"] = payload.get("session_id")
-                    rec["job_id"] = payload.get("job_id")
-            except urllib.error.HTTPError as e:
-                rec["status"] = e.code
-                e.read()
-            except Exception as e:  # connection refused or reset: no answer at all
-                rec["status"] = 0
-                rec["error"] = str(e)[:200]
-            rec["ms"] = (time.time() - sent) * 1000
-            with lock:
-                out.write(json.dumps(rec) + "\n")
-                out.flush()
-            time.sleep(args.think)
-
-    threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    out.close()
 
 
 def percentile(values, p):
@@ -202,25 +131,12 @@ def check(args):
 def main():
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("load")
-    p.add_argument("--base", required=True)
-    p.add_argument("--key", required=True)
-    p.add_argument("--class", dest="class_id", required=True)
-    p.add_argument("--clients", type=int, required=True)
-    p.add_argument("--seconds", type=float, required=True)
-    p.add_argument("--think", type=float, default=0.0)
-    p.add_argument("--phase", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("photos", nargs="+")
     c = sub.add_parser("check")
     c.add_argument("--requests", nargs="+", required=True)
     c.add_argument("--db-dump", required=True)
     c.add_argument("--bucket-dir", required=True)
     c.add_argument("--students", type=int, required=True)
     args = parser.parse_args()
-    if args.command == "load":
-        load(args)
-        return 0
     return check(args)
 
 
