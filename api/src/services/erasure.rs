@@ -153,14 +153,17 @@ async fn erase_rows(
     txn: &DatabaseTransaction,
     id: Uuid,
 ) -> Result<(Erased, Vec<String>), ServiceError> {
-    let mut erased = Erased::default();
     // Embeddings first (they point at the photos); explicitly, not by cascade: SQLite
     // enforces foreign keys only when asked to.
-    erased.embeddings = face_embedding::Entity::delete_many()
+    let embeddings = face_embedding::Entity::delete_many()
         .filter(face_embedding::Column::StudentId.eq(id))
         .exec(txn)
         .await?
         .rows_affected;
+    let mut erased = Erased {
+        embeddings,
+        ..Erased::default()
+    };
     // RETURNING: the keys of exactly the rows deleted, even of a photo added meanwhile.
     let photos = student_photo::Entity::delete_many()
         .filter(student_photo::Column::StudentId.eq(id))
