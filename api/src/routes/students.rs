@@ -18,6 +18,7 @@ use crate::{
     auth::{ApiKeyAuth, Role},
     error::ApiError,
     services::{
+        erasure::{self, Erased},
         student_photos,
         students::{self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter},
     },
@@ -230,10 +231,48 @@ pub struct StudentUpdate {
     pub status: Option<StudentStatusOut>,
 }
 
+/// What an erasure removed (a delete, or a withdrawal of consent).
+#[derive(Debug, Object)]
+pub struct ErasedOut {
+    /// Uploaded registration photos deleted (rows and stored files).
+    pub registration_photos: u64,
+    /// Faces from sessions enrolled into the gallery by a correction, deleted.
+    pub enrolled_photos: u64,
+    /// Face embeddings deleted, of every face model.
+    pub embeddings: u64,
+    /// Crops of the student's faces in attendance sessions, deleted.
+    pub face_crops: u64,
+    /// Descriptors of those faces, cleared.
+    pub face_descriptors: u64,
+    /// Attendance records deleted (only with `purge=true`; otherwise they stay).
+    pub attendance_records: u64,
+}
+
+impl From<Erased> for ErasedOut {
+    fn from(e: Erased) -> Self {
+        ErasedOut {
+            registration_photos: e.registration_photos,
+            enrolled_photos: e.enrolled_photos,
+            embeddings: e.embeddings,
+            face_crops: e.face_crops,
+            face_descriptors: e.face_descriptors,
+            attendance_records: e.attendance_records,
+        }
+    }
+}
+
 #[derive(ApiResponse)]
 pub enum DeleteStudentResponse {
-    #[oai(status = 204)]
-    Deleted,
+    /// The student's biometric data is erased; what was removed.
+    #[oai(status = 200)]
+    Deleted(Json<ErasedOut>),
+}
+
+#[derive(ApiResponse)]
+pub enum WithdrawConsentResponse {
+    /// The student's biometric data is erased and the withdrawal recorded.
+    #[oai(status = 200)]
+    Withdrawn(Json<ErasedOut>),
 }
 
 pub struct StudentsApi;
@@ -379,8 +418,12 @@ impl StudentsApi {
         Ok(Json(StudentOut::new(updated, needs)))
     }
 
-    /// Delete a student with their photos, embeddings and records (admin or department
-    /// admin).
+    /// Delete a student (admin or department admin): every biometric trace goes, their
+    /// registration photos, embeddings of every model, faces enrolled from corrections,
+    /// and the crops and descriptors of their faces in sessions. Their attendance records
+    /// stay (academic records, shown with their name and roll number) unless
+    /// `purge=true`, which deletes them and the student entirely. Answers what was
+    /// removed. The student is not found afterwards, and their roll number is free.
     #[oai(
         path = "/students/:id",
         method = "delete",
@@ -391,9 +434,50 @@ impl StudentsApi {
         state: Data<&AppState>,
         auth: ApiKeyAuth,
         id: Path<Uuid>,
+        /// Also delete the student's attendance records.
+        purge: Query<Option<bool>>,
     ) -> Result<DeleteStudentResponse, ApiError> {
         auth.0.require(Role::DepartmentAdmin)?;
-        students::delete(&state.db, &auth.0.scope, &state.blobs, id.0).await?;
-        Ok(DeleteStudentResponse::Deleted)
+        let erased = erasure::delete_student(
+            &state.db,
+            &auth.0.scope,
+            &state.blobs,
+            id.0,
+            purge.0.unwrap_or(false),
+        )
+        .await?;
+        Ok(DeleteStudentResponse::Deleted(Json(erased.into())))
+    }
+
+    /// Withdraw a student's consent (admin or department admin): their biometric data is
+    /// erased as by a delete, they stay with their attendance records as `withdrawn`,
+    /// and the withdrawal is kept in their consent history with the key that recorded
+    /// it. Not recognised in sessions (on the roll, recorded `unmatched` unless marked
+    /// by hand) until they register again.
+    #[oai(
+        path = "/students/:id/consent",
+        method = "delete",
+        operation_id = "withdraw_consent"
+    )]
+    async fn withdraw_consent(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<Uuid>,
+        /// Why, or on whose request (kept in the consent history; at most 500
+        /// characters).
+        note: Query<Option<String>>,
+    ) -> Result<WithdrawConsentResponse, ApiError> {
+        auth.0.require(Role::DepartmentAdmin)?;
+        let erased = erasure::withdraw_consent(
+            &state.db,
+            &auth.0.scope,
+            &state.blobs,
+            id.0,
+            auth.0.key_id,
+            note.0.as_deref(),
+        )
+        .await?;
+        Ok(WithdrawConsentResponse::Withdrawn(Json(erased.into())))
     }
 }

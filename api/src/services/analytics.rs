@@ -9,7 +9,7 @@ use chrono::{IsoWeek, NaiveDate};
 use models::{
     attendance_record::{self, RecordSource, RecordStatus},
     attendance_session::{self, SessionStatus},
-    student,
+    student::{self, StudentStatus},
 };
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use uuid::Uuid;
@@ -109,9 +109,12 @@ pub async fn class(
         }
     }
     let sessions_held = u32::try_from(table.sessions.len()).unwrap_or(u32::MAX);
+    // A deleted student's records count in the class's figures above, but they are no
+    // longer one of its students (nor under the threshold).
     let students = table
         .rows
         .into_iter()
+        .filter(|row| row.student.status != StudentStatus::Deleted)
         .map(|row| StudentFigure {
             below_threshold: row.tally.percentage().is_some_and(|p| p < threshold),
             student: row.student,

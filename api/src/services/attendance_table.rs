@@ -12,11 +12,14 @@
 //!   session) is blank and does not count.
 //! - **attended** counts `present`; the percentage is attended ÷ total × 100, none
 //!   when the total is 0.
+//! - A deleted student (a tombstone, see `services::erasure`) keeps a row only where
+//!   they have records: their past attendance is an academic record.
 
 use models::{
     attendance_record::{self, RecordStatus},
     attendance_session::{self, SessionStatus},
-    class, student,
+    class,
+    student::{self, StudentStatus},
 };
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -101,7 +104,8 @@ pub struct AttendanceTable {
     pub period: Period,
     /// Completed sessions, oldest first.
     pub sessions: Vec<attendance_session::Model>,
-    /// Every student of the class, by roll number.
+    /// Every student of the class, by roll number; a deleted student only when they
+    /// have a record in one of the sessions.
     pub rows: Vec<StudentRow>,
 }
 
@@ -174,6 +178,11 @@ pub async fn load(
                 marks,
                 tally,
             }
+        })
+        // A deleted student's row stays only for the records it holds.
+        .filter(|row| {
+            row.student.status != StudentStatus::Deleted
+                || row.marks.iter().any(|m| *m != Mark::NoRecord)
         })
         .collect();
     Ok(AttendanceTable {

@@ -116,6 +116,16 @@ pub async fn assign_face(
         .await?
         .ok_or(ServiceError::NotFound("face"))?;
     let student = class_student(db, scope, &session, assignment.student_id).await?;
+    if assignment.enroll && student.status == StudentStatus::Withdrawn {
+        return Err(ServiceError::conflict(
+            "consent_withdrawn",
+            format!(
+                "{} ({}) withdrew consent: no face can be enrolled for them until they \
+                 register again",
+                student.roll_no, student.name
+            ),
+        ));
+    }
 
     // The crop goes into the blob store before the transaction, and is removed again
     // if the transaction does not commit.
@@ -252,7 +262,7 @@ async fn enrolled_photo(
 }
 
 /// The assignment's rows, in one transaction. Returns what changed and the blob keys of
-/// enrolments it removed (to delete after commit).
+/// enrolments (and of a crop) it removed, to delete after commit.
 async fn write_assignment(
     db: &DatabaseConnection,
     face: &detected_face::Model,
@@ -286,6 +296,16 @@ async fn write_assignment(
     row.student_id = Set(Some(student.id));
     row.distance = Set(None);
     row.assigned_by_key_id = Set(Some(key_id));
+    // A student who withdrew consent keeps no face data: the face named as theirs loses
+    // its crop, descriptor and landmarks (the crop's blob goes after commit).
+    let mut erased_crop = None;
+    if student.status == StudentStatus::Withdrawn {
+        erased_crop = face.crop_key.clone();
+        row.crop_key = Set(None);
+        row.descriptor = Set(None);
+        row.model = Set(None);
+        row.landmarks = Set(serde_json::Value::Null);
+    }
     let face_row = row.update(&txn).await?;
 
     let mut records = Vec::new();
@@ -370,7 +390,11 @@ async fn write_assignment(
             records,
             enrolled_photo_id,
         },
-        superseded.into_iter().map(|p| p.blob_key).collect(),
+        superseded
+            .into_iter()
+            .map(|p| p.blob_key)
+            .chain(erased_crop)
+            .collect(),
     ))
 }
 

@@ -3,7 +3,7 @@
 //! [`super::attendance_table`] for what counts) and one session (one row per student).
 
 use models::attendance_record::{self, RecordSource};
-use models::student;
+use models::student::{self, StudentStatus};
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use std::collections::HashMap;
 use uuid::Uuid;
@@ -90,8 +90,10 @@ pub async fn session(
         .into_iter()
         .map(|r| (r.student_id, r))
         .collect();
+    // A deleted student is listed only where they have a record (an academic record).
     let rows = students
         .iter()
+        .filter(|s| s.status != StudentStatus::Deleted || records.contains_key(&s.id))
         .map(|s| {
             let record = records.get(&s.id);
             vec![

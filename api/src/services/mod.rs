@@ -7,6 +7,7 @@ pub mod attendance_table;
 pub mod batches;
 pub mod classes;
 pub mod corrections;
+pub mod erasure;
 pub mod export;
 pub mod idempotency;
 pub mod intake;

@@ -4,7 +4,10 @@
 //! not revealed. Lists are filtered with [`Scope::class_ids`].
 
 use common::JobKind;
-use models::{attendance_session, class, detected_face, job, registration_batch, student};
+use models::{
+    attendance_session, class, detected_face, job, registration_batch,
+    student::{self, StudentStatus},
+};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QuerySelect, QueryTrait,
     sea_query::SelectStatement,
@@ -75,6 +78,8 @@ impl Scope {
         }
     }
 
+    /// A student, unless deleted: a tombstone (kept for its attendance records) is not
+    /// found, to read, change or delete again.
     pub async fn student(
         &self,
         db: &impl ConnectionTrait,
@@ -83,6 +88,7 @@ impl Scope {
         let s = student::Entity::find_by_id(id)
             .one(db)
             .await?
+            .filter(|s| s.status != StudentStatus::Deleted)
             .ok_or(ServiceError::NotFound("student"))?;
         self.through_class(db, s.class_id, "student").await?;
         Ok(s)

@@ -75,11 +75,12 @@ pub async fn add(
         JobKind::Registration,
         student_id,
         async |txn| {
-            // The student may have been deleted since the check: no rows for nobody.
+            // The student may have been deleted since the check: no rows for nobody (nor
+            // for a tombstone).
             if student::Entity::find_by_id(student_id)
                 .one(txn)
                 .await?
-                .is_none()
+                .is_none_or(|s| s.status == StudentStatus::Deleted)
             {
                 return Err(sea_orm::DbErr::RecordNotFound("student".into()));
             }

@@ -1,5 +1,5 @@
 //! Students: registration (photos → blob store, rows + job in one transaction),
-//! listing, editing, deletion.
+//! listing, editing (deletion erases: see [`super::erasure`]).
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -15,7 +15,7 @@ use sea_orm::{
     ActiveModelTrait,
     ActiveValue::Set,
     ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect,
     sea_query::{Expr, ExprTrait, Func, LikeExpr},
 };
 use uuid::Uuid;
@@ -40,9 +40,11 @@ async fn ensure_roll_free(
     roll_no: &str,
     except: Option<Uuid>,
 ) -> Result<(), ServiceError> {
+    // A deleted student's roll number is free (the unique index skips tombstones too).
     let mut q = student::Entity::find()
         .filter(student::Column::ClassId.eq(class_id))
-        .filter(student::Column::RollNo.eq(roll_no));
+        .filter(student::Column::RollNo.eq(roll_no))
+        .filter(student::Column::Status.ne(StudentStatus::Deleted));
     if let Some(id) = except {
         q = q.filter(student::Column::Id.ne(id));
     }
@@ -165,7 +167,9 @@ pub async fn list(
         per_page,
         offset,
     } = Paging::new(filter.page, filter.per_page, DEFAULT_PER_PAGE, MAX_PER_PAGE)?;
-    let mut query = student::Entity::find();
+    // Tombstones of deleted students are never listed.
+    let mut query =
+        student::Entity::find().filter(student::Column::Status.ne(StudentStatus::Deleted));
     if let Some(class_id) = filter.class_id {
         query = query.filter(student::Column::ClassId.eq(class_id));
     }
@@ -344,6 +348,13 @@ pub async fn update(
             "status can only be set to active or inactive",
         ));
     }
+    if changes.status.is_some() && current.status == StudentStatus::Withdrawn {
+        return Err(ServiceError::conflict(
+            "consent_withdrawn",
+            "the student withdrew consent; they become active again by registering new \
+             photos",
+        ));
+    }
     let class_id = changes.class_id.unwrap_or(current.class_id);
     if class_id != current.class_id {
         scope.class(db, class_id).await?;
@@ -366,31 +377,6 @@ pub async fn update(
     }
     model.updated_at = Set(Utc::now());
     Ok(model.update(db).await?)
-}
-
-/// Deletes a student with their photos, embeddings and attendance records (rows by
-/// cascade, in one transaction), then the photo blobs.
-pub async fn delete(
-    db: &DatabaseConnection,
-    scope: &Scope,
-    blobs: &Arc<dyn BlobStore>,
-    id: Uuid,
-) -> Result<(), ServiceError> {
-    let txn = db.begin().await?;
-    get(&txn, scope, id).await?;
-    let keys: Vec<String> = student_photo::Entity::find()
-        .filter(student_photo::Column::StudentId.eq(id))
-        .select_only()
-        .column(student_photo::Column::BlobKey)
-        .into_tuple()
-        .all(&txn)
-        .await?;
-    student::Entity::delete_by_id(id).exec(&txn).await?;
-    txn.commit().await?;
-    // After commit: a failure here leaves orphaned blobs (logged), never rows that
-    // point at missing photos.
-    intake::discard(blobs, &keys).await;
-    Ok(())
 }
 
 #[cfg(test)]

@@ -369,22 +369,7 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
             )
         })
         .collect();
-    let again = {
-        let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
-        zip.start_file("students.csv", options()).unwrap();
-        zip.write_all(b"roll_no,name,class\n21CS001,Barack H. Obama,\n")
-            .unwrap();
-        for (i, photo) in ["people/obama/obama3.jpg", "people/obama/obama4.jpg"]
-            .iter()
-            .enumerate()
-        {
-            zip.start_file(format!("21CS001/{i}.jpg"), options())
-                .unwrap();
-            zip.write_all(&fixture(photo)).unwrap();
-        }
-        zip.finish().unwrap().into_inner()
-    };
-    let (second, _) = accepted(upload(&app, &teacher, again, Some(class)).await).await;
+    let (second, _) = accepted(upload(&app, &teacher, again_zip(), Some(class)).await).await;
     work_until_done(&app, second).await;
     let body: Value = app.get_json(&format!("/students/batches/{second}")).await;
     assert_eq!(body["status"], "completed", "{body:#}");
@@ -402,6 +387,50 @@ async fn batch_registers_good_students_and_reports_bad_entries(db: Db, queue: Qu
     assert_eq!(obama["name"], "Barack H. Obama");
     assert_eq!(obama["status"], "active");
     assert_eq!(obama["photos"].as_array().unwrap().len(), 2, "{obama:#}");
+
+    // A deleted student's roll number in a batch registers a new student; the
+    // tombstone keeps its records and is not updated.
+    let resp = app
+        .delete(&format!("/students/{}", ids["21CS001"]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let (third, _) = accepted(upload(&app, &teacher, again_zip(), Some(class)).await).await;
+    work_until_done(&app, third).await;
+    let body: Value = app.get_json(&format!("/students/batches/{third}")).await;
+    assert_eq!(body["counts"]["active"], 1, "{body:#}");
+    assert_eq!(body["counts"]["updated"], 0, "{body:#}");
+    let new_id = body["items"][0]["student_id"].as_str().unwrap();
+    assert_ne!(new_id, ids["21CS001"]);
+    let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
+    assert_eq!(listed["total"], 3, "{listed:#}");
+
+    // Each archive is deleted once unpacked: the students' photos were copied out, and
+    // no copy of them outlives a student's erasure.
+    let archives: Vec<String> = app
+        .blob_keys()
+        .into_iter()
+        .filter(|k| k.starts_with("batches/"))
+        .collect();
+    assert_eq!(archives, Vec::<String>::new());
+}
+
+/// One student, 21CS001, with two photos.
+fn again_zip() -> Vec<u8> {
+    let mut zip = ZipWriter::new(Cursor::new(Vec::new()));
+    zip.start_file("students.csv", options()).unwrap();
+    zip.write_all(b"roll_no,name,class\n21CS001,Barack H. Obama,\n")
+        .unwrap();
+    for (i, photo) in ["people/obama/obama3.jpg", "people/obama/obama4.jpg"]
+        .iter()
+        .enumerate()
+    {
+        zip.start_file(format!("21CS001/{i}.jpg"), options())
+            .unwrap();
+        zip.write_all(&fixture(photo)).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
 }
 
 #[tokio::test]
@@ -485,6 +514,12 @@ async fn an_archive_declaring_more_than_the_uncompressed_limit_is_refused_whole(
     );
     let listed: Value = app.get_json(&format!("/students?class_id={class}")).await;
     assert_eq!(listed["total"], 0);
+    // A refused archive is deleted too.
+    assert!(
+        !app.blob_keys().contains(&format!("batches/{batch}.zip")),
+        "{:?}",
+        app.blob_keys()
+    );
 }
 
 /// `attendance-api import DIR --class NAME`, the real binary, beside a running server

@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 use crate::helpers::{Db, Queue, TestApp, engine, error_code, fixture, run_next_job, spawn_app};
 
-fn id(v: &Value, field: &str) -> Uuid {
+pub(crate) fn id(v: &Value, field: &str) -> Uuid {
     v[field]
         .as_str()
         .unwrap_or_else(|| panic!("no {field} in {v}"))
@@ -35,7 +35,13 @@ async fn key_id(app: &TestApp, key: &str) -> Uuid {
 }
 
 /// Registers a student from fixture photos and runs the registration job.
-async fn registered(app: &TestApp, class: Uuid, roll: &str, name: &str, photos: &[&str]) -> Uuid {
+pub(crate) async fn registered(
+    app: &TestApp,
+    class: Uuid,
+    roll: &str,
+    name: &str,
+    photos: &[&str],
+) -> Uuid {
     let photos = photos
         .iter()
         .map(|p| (p.rsplit('/').next().unwrap().to_string(), fixture(p)))
@@ -51,7 +57,7 @@ async fn registered(app: &TestApp, class: Uuid, roll: &str, name: &str, photos: 
 
 /// Takes attendance from fixture photos; returns the session and job ids (the job
 /// not run yet).
-async fn mark(app: &TestApp, class: Uuid, photos: &[&str]) -> (Uuid, Uuid) {
+pub(crate) async fn mark(app: &TestApp, class: Uuid, photos: &[&str]) -> (Uuid, Uuid) {
     let mut form = Form::new().text("class_id", class.to_string());
     for p in photos {
         form = form.part("photos", Part::bytes(fixture(p)).file_name("g.jpg"));
@@ -69,7 +75,7 @@ async fn mark(app: &TestApp, class: Uuid, photos: &[&str]) -> (Uuid, Uuid) {
 
 /// Processes the session again: the attendance handler run once more on its job, as
 /// a re-run (or a redelivery that reached the handler) does.
-async fn process_again(app: &TestApp, job_id: Uuid) {
+pub(crate) async fn process_again(app: &TestApp, job_id: Uuid) {
     // A run needs a claim on its job: queued again, then claimed, as a re-run is.
     let mut queued = job::Entity::find_by_id(job_id)
         .one(&app.state.db)
@@ -126,7 +132,7 @@ fn record_of(detail: &Value, student: Uuid) -> (String, String) {
 }
 
 /// The one face of the session matched to `student`.
-fn face_of(detail: &Value, student: Uuid) -> Uuid {
+pub(crate) fn face_of(detail: &Value, student: Uuid) -> Uuid {
     let faces: Vec<Uuid> = detail["faces"]
         .as_array()
         .unwrap()

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::helpers::{PgDatabase, RabbitQueues, fixture};
+use crate::helpers::{PgDatabase, RabbitQueues, fixture, s3_url};
 
 /// Registered from their first two photos.
 const PEOPLE: [&str; 5] = [
@@ -53,16 +53,6 @@ fn model_dir() -> PathBuf {
     std::env::var_os("MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"))
-}
-
-fn s3_url(bucket: &str) -> String {
-    let endpoint =
-        std::env::var("TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
-    let access = std::env::var("TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "attendance".into());
-    let secret = std::env::var("TEST_S3_SECRET_KEY").unwrap_or_else(|_| "attendance-secret".into());
-    format!(
-        "s3://{bucket}?region=us-east-1&endpoint={endpoint}&access_key={access}&secret_key={secret}"
-    )
 }
 
 /// A child process whose output goes to a log file; killed when dropped, and its log

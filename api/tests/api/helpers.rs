@@ -8,8 +8,8 @@ use std::{
 
 use api::{AppState, auth::Role};
 use common::{
-    Config, JobMessage, JobQueue,
-    blob::FsBlobStore,
+    BlobStore, Config, JobMessage, JobQueue,
+    blob::{FsBlobStore, S3BlobStore, S3Options},
     queue::{EmbeddedQueue, RabbitMqOptions, RabbitMqQueue},
 };
 use reqwest::multipart::{Form, Part};
@@ -21,6 +21,26 @@ use uuid::Uuid;
 pub enum Db {
     Sqlite,
     Postgres,
+}
+
+/// Where the app stores photos and crops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    /// A temporary folder (the embedded default).
+    Fs,
+    /// A fresh bucket of the S3 server at TEST_S3_ENDPOINT.
+    S3,
+}
+
+/// An `s3://` storage URL for `bucket` on the test S3 server.
+pub fn s3_url(bucket: &str) -> String {
+    let endpoint =
+        std::env::var("TEST_S3_ENDPOINT").unwrap_or_else(|_| "http://127.0.0.1:9000".into());
+    let access = std::env::var("TEST_S3_ACCESS_KEY").unwrap_or_else(|_| "attendance".into());
+    let secret = std::env::var("TEST_S3_SECRET_KEY").unwrap_or_else(|_| "attendance-secret".into());
+    format!(
+        "s3://{bucket}?region=us-east-1&endpoint={endpoint}&access_key={access}&secret_key={secret}"
+    )
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,6 +172,8 @@ pub struct TestApp {
     pub embedded: Option<EmbeddedQueue>,
     /// The RabbitMQ queues, when the app uses them.
     pub rabbit: Option<RabbitQueues>,
+    /// The S3 store, when the app uses one (else the blobs are under `blob_dir`).
+    pub s3: Option<S3BlobStore>,
     _pg: Option<PgDatabase>,
     _dir: TempDir,
     server: tokio::task::JoinHandle<()>,
@@ -169,6 +191,16 @@ pub async fn spawn_app(db: Db, queue: Queue) -> TestApp {
 
 /// [`spawn_app`] with extra configuration variables (e.g. `BATCH_MAX_BYTES`).
 pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> TestApp {
+    spawn_app_on(db, queue, Storage::Fs, extra).await
+}
+
+/// [`spawn_app_with`] on the given storage.
+pub async fn spawn_app_on(
+    db: Db,
+    queue: Queue,
+    storage: Storage,
+    extra: &[(&str, &str)],
+) -> TestApp {
     common::telemetry::init("api-tests");
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
@@ -202,7 +234,28 @@ pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> Tes
                 .expect("a valid URL"),
         ),
     };
-    let storage_url = format!("file://{}", blob_dir.display());
+    let s3 = match storage {
+        Storage::Fs => None,
+        Storage::S3 => {
+            let bucket = format!("api-{}", Uuid::new_v4().simple());
+            let store = S3BlobStore::connect(S3Options::from_url(&s3_url(&bucket)).unwrap())
+                .await
+                .unwrap();
+            store
+                .ensure_bucket()
+                .await
+                .expect("the S3 server (scripts/s3-server.sh) must be running");
+            Some(store)
+        }
+    };
+    let storage_url = match &s3 {
+        Some(store) => s3_url(store.bucket()),
+        None => format!("file://{}", blob_dir.display()),
+    };
+    let blobs: Arc<dyn BlobStore> = match &s3 {
+        Some(store) => Arc::new(store.clone()),
+        None => Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
+    };
     let data_dir_text = data_dir.display().to_string();
     let config = Config::from_pairs(
         [
@@ -220,7 +273,7 @@ pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> Tes
         db: api::database::connect_and_migrate(&config.database_url)
             .await
             .expect("database"),
-        blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
+        blobs,
         queue: job_queue,
         exif_utc_offset: config.exif_utc_offset,
     };
@@ -246,6 +299,7 @@ pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> Tes
         data_dir,
         embedded,
         rabbit,
+        s3,
         _pg: pg,
         _dir: dir,
         server,
@@ -358,6 +412,37 @@ impl TestApp {
         out.retain(|k| !k.starts_with('.'));
         out.sort();
         out
+    }
+
+    /// Every object of the app's store: the files under the blob directory, or the
+    /// objects of the S3 bucket (listed page by page).
+    pub async fn stored_objects(&self) -> Vec<String> {
+        let Some(store) = &self.s3 else {
+            return self.blob_keys();
+        };
+        let mut keys = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let page = store
+                .client()
+                .list_objects_v2()
+                .bucket(store.bucket())
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .expect("list the bucket");
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_string)),
+            );
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+        keys.sort();
+        keys
     }
 
     /// Row counts of the tables an upload writes.

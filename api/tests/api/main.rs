@@ -10,6 +10,7 @@ mod classes;
 mod clean_answers;
 mod corrections;
 mod e2e;
+mod erasure;
 mod face_cap;
 mod health;
 mod helpers;

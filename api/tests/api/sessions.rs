@@ -210,17 +210,44 @@ async fn processed_session(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), 400);
 
-    // Deleting a student keeps their detected face, as unknown.
-    app.delete(&format!("/students/{}", students[0]))
+    // Deleting a student keeps their detected face as theirs (the tombstone's), with
+    // its crop and descriptor erased.
+    let resp = app
+        .delete(&format!("/students/{}", students[0]))
         .send()
         .await
         .unwrap();
+    assert_eq!(resp.status(), 200);
     let face = detected_face::Entity::find_by_id(face_ids[0])
         .one(&app.state.db)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(face.student_id, None);
+    assert_eq!(face.student_id, Some(students[0]));
+    assert_eq!((face.crop_key, face.descriptor), (None, None));
+    assert!(!app.blob_keys().contains(&crop_key), "the crop is deleted");
+    // The record stays, an academic record with the name and roll number.
+    let detail: Value = app
+        .get_json(&format!("/attendance/session/{session_id}"))
+        .await;
+    assert_eq!(detail["records"][0]["roll_no"], "01", "{detail:#}");
+    assert_eq!(detail["records"][0]["name"], "Barack Obama");
+    assert_eq!(detail["records"][0]["status"], "present");
+    let csv = app
+        .get(&format!(
+            "/export/attendance?class_id={class_id}&format=csv"
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l == "01,Barack Obama,present,1,1,100.0"),
+        "{csv}"
+    );
 }
 
 #[tokio::test]

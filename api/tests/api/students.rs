@@ -113,7 +113,13 @@ async fn list_edit_delete(db: Db) {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), 204);
+    assert_eq!(resp.status(), 200);
+    let erased: Value = resp.json().await.unwrap();
+    assert_eq!(
+        erased,
+        json!({"registration_photos": 1, "enrolled_photos": 0, "embeddings": 1,
+               "face_crops": 0, "face_descriptors": 0, "attendance_records": 0})
+    );
     assert_eq!(
         face_embedding::Entity::find()
             .count(&app.state.db)
@@ -141,11 +147,17 @@ async fn list_edit_delete(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), 404);
     assert_eq!(error_code(resp).await, "not_found");
-    // The others are untouched.
-    let remaining = models::student::Entity::find()
+    // A tombstone stays (for attendance records) but is no longer listed; the others
+    // are untouched.
+    let page: Value = app.get_json(&format!("/students?class_id={class_a}")).await;
+    assert_eq!(page["total"], 2, "{page:#}");
+    let remaining: Vec<_> = models::student::Entity::find()
         .all(&app.state.db)
         .await
-        .unwrap();
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.status != StudentStatus::Deleted)
+        .collect();
     assert_eq!(remaining.len(), 2);
     assert!(
         remaining

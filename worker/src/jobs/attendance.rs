@@ -1,6 +1,6 @@
 //! Attendance: a session's photos → every face detected and embedded → one-to-one
 //! assignment against the class gallery → detected faces (with crops) and one record
-//! per active student.
+//! per active student (and per student who withdrew consent: `unmatched`).
 //!
 //! The decision (faces + gallery → records, unknown faces) is the pure [`decide`];
 //! the rest fetches, analyses and writes. Idempotent: face ids are derived from `(photo_id, face_index)`, so a re-run writes
@@ -28,7 +28,7 @@ use sea_orm::{
     ActiveEnum,
     ActiveValue::Set,
     ColumnTrait, ConnectionTrait, DatabaseTransaction, DbErr, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
     sea_query::{Expr, ExprTrait, OnConflict},
 };
 use serde_json::json;
@@ -156,11 +156,21 @@ async fn run(
             .await;
     }
 
-    // The gallery: every embedding of this model of the class's active students.
+    // Faces of an erased student (deleted, or consent withdrawn) stay erased when the
+    // session is processed again: no crop or descriptor is made of them again, and
+    // they are not matched.
+    let erased_before = erased_faces(&ctx.db, session_id).await?;
+    let (kept_erased, found): (Vec<FoundFace>, Vec<FoundFace>) = found
+        .into_iter()
+        .partition(|f| erased_before.contains_key(&f.id));
+
+    // The gallery: every embedding of this model of the class's active students. The
+    // roll also has the students who withdrew consent: they have no embedding, so are
+    // recorded unmatched, and a teacher can still mark them present by hand.
     let model = ctx.engine.model_name();
     let students = student::Entity::find()
         .filter(student::Column::ClassId.eq(session.class_id))
-        .filter(student::Column::Status.eq(StudentStatus::Active))
+        .filter(student::Column::Status.is_in([StudentStatus::Active, StudentStatus::Withdrawn]))
         .order_by_asc(student::Column::RollNo)
         .all(&ctx.db)
         .await?;
@@ -205,7 +215,7 @@ async fn run(
     let result = AttendanceResult {
         session_id,
         photos: photos.len() as u32,
-        faces: found.len() as u32,
+        faces: (found.len() + kept_erased.len()) as u32,
         present: decision.present,
         absent: decision.absent,
         unknown: decision.unknown,
@@ -226,15 +236,62 @@ async fn run(
         .into_iter()
         .filter_map(|f| Some((f.id, (f.student_id, f.assigned_by_key_id?))))
         .collect();
+    // Students whose face data was erased while this job ran: their faces are written
+    // without it, and the crops just stored go after commit.
+    let erased_now = erased_students(&txn, &decision, &named).await?;
+    let mut crops_to_discard = Vec::new();
     detected_face::Entity::delete_many()
         .filter(detected_face::Column::SessionId.eq(session_id))
         .exec(&txn)
         .await?;
+    for f in &kept_erased {
+        let before = &erased_before[&f.id];
+        detected_face::Entity::insert(detected_face::ActiveModel {
+            id: Set(f.id),
+            session_id: Set(session_id),
+            photo_id: Set(f.photo_id),
+            face_index: Set(f.index as i32),
+            face_box: Set(json!(face_box(f.face.detection.bbox))),
+            landmarks: Set(serde_json::Value::Null),
+            score: Set(f64::from(f.face.detection.score)),
+            crop_key: Set(None),
+            student_id: Set(before.student_id),
+            distance: Set(before.distance),
+            created_at: Set(now),
+            descriptor: Set(None),
+            model: Set(None),
+            assigned_by_key_id: Set(before.assigned_by_key_id),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+    }
     for ((f, matched), crop_key) in found.iter().zip(&decision.faces).zip(crop_keys) {
         let (student_id, distance, assigned_by) = match named.get(&f.id) {
             Some(&(student_id, key_id)) => (student_id, None, Some(key_id)),
             None => (matched.student_id, matched.distance.map(f64::from), None),
         };
+        if student_id.is_some_and(|s| erased_now.contains_key(&s)) {
+            crops_to_discard.extend(crop_key);
+            detected_face::Entity::insert(detected_face::ActiveModel {
+                id: Set(f.id),
+                session_id: Set(session_id),
+                photo_id: Set(f.photo_id),
+                face_index: Set(f.index as i32),
+                face_box: Set(json!(face_box(f.face.detection.bbox))),
+                landmarks: Set(serde_json::Value::Null),
+                score: Set(f64::from(f.face.detection.score)),
+                crop_key: Set(None),
+                student_id: Set(student_id),
+                distance: Set(distance),
+                created_at: Set(now),
+                descriptor: Set(None),
+                model: Set(None),
+                assigned_by_key_id: Set(assigned_by),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            continue;
+        }
         detected_face::Entity::insert(detected_face::ActiveModel {
             id: Set(f.id),
             session_id: Set(session_id),
@@ -256,6 +313,10 @@ async fn run(
         .await?;
     }
     for record in &decision.records {
+        // A student deleted while the job ran gets no new record.
+        if erased_now.get(&record.student_id) == Some(&StudentStatus::Deleted) {
+            continue;
+        }
         upsert_record(
             &txn,
             session_id,
@@ -294,6 +355,11 @@ async fn run(
     )
     .await?;
     txn.commit().await?;
+    for key in &crops_to_discard {
+        if let Err(e) = ctx.blobs.delete(key).await {
+            tracing::warn!(%key, error = %common::error_chain(&e), "could not delete the crop of an erased student's face");
+        }
+    }
     tracing::info!(
         faces = found.len(),
         present = result.present,
@@ -301,6 +367,61 @@ async fn run(
         "attendance recorded"
     );
     Ok(Outcome::Completed(result))
+}
+
+/// The faces of the session, as last written, of a student whose face data is erased
+/// (deleted, or consent withdrawn) and which were erased with it (no crop, no
+/// descriptor), by face id.
+async fn erased_faces(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> Result<HashMap<Uuid, detected_face::Model>, DbErr> {
+    let erased = student::Entity::find()
+        .select_only()
+        .column(student::Column::Id)
+        .filter(student::Column::Status.is_in([StudentStatus::Deleted, StudentStatus::Withdrawn]))
+        .into_query();
+    Ok(detected_face::Entity::find()
+        .filter(detected_face::Column::SessionId.eq(session_id))
+        .filter(detected_face::Column::StudentId.in_subquery(erased))
+        .filter(detected_face::Column::CropKey.is_null())
+        .filter(detected_face::Column::Descriptor.is_null())
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|f| (f.id, f))
+        .collect())
+}
+
+/// Of the students the job is about to write (the roll, the matched and the named),
+/// those whose face data is erased now, read in the writing transaction: one deleted or
+/// withdrawn after the gallery was loaded gets no crop, descriptor or new record.
+async fn erased_students(
+    txn: &DatabaseTransaction,
+    decision: &Decision,
+    named: &HashMap<Uuid, (Option<Uuid>, Uuid)>,
+) -> Result<HashMap<Uuid, StudentStatus>, DbErr> {
+    let ids: HashSet<Uuid> = decision
+        .records
+        .iter()
+        .map(|r| r.student_id)
+        .chain(decision.faces.iter().filter_map(|f| f.student_id))
+        .chain(named.values().filter_map(|(s, _)| *s))
+        .collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    Ok(student::Entity::find()
+        .select_only()
+        .column(student::Column::Id)
+        .column(student::Column::Status)
+        .filter(student::Column::Id.is_in(ids))
+        .filter(student::Column::Status.is_in([StudentStatus::Deleted, StudentStatus::Withdrawn]))
+        .into_tuple::<(Uuid, StudentStatus)>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect())
 }
 
 /// Who a detected face was matched to.
@@ -467,7 +588,8 @@ async fn load_gallery(
     Ok((Gallery::new(enrolled, rule), ids))
 }
 
-/// The active students without an embedding of `model`, and why, in roll order.
+/// The students of the roll (active, or withdrawn) without an embedding of `model`,
+/// and why, in roll order.
 async fn not_yet_embedded(
     ctx: &JobContext,
     students: &[student::Model],
@@ -519,14 +641,22 @@ async fn not_yet_embedded(
         .map(|s| NotYetEmbedded {
             student_id: s.id,
             roll_no: s.roll_no.clone(),
-            reason: not_embedded_reason(
-                model,
-                other_models.get(&s.id).map(Vec::as_slice).unwrap_or(&[]),
-                tried.contains(&s.id),
-            ),
+            reason: if s.status == StudentStatus::Withdrawn {
+                WITHDRAWN_REASON.to_string()
+            } else {
+                not_embedded_reason(
+                    model,
+                    other_models.get(&s.id).map(Vec::as_slice).unwrap_or(&[]),
+                    tried.contains(&s.id),
+                )
+            },
         })
         .collect())
 }
+
+/// Why a student who withdrew consent is not matched.
+pub const WITHDRAWN_REASON: &str =
+    "consent withdrawn: face data erased, not recognised until registered again; mark by hand";
 
 /// Why a student has no embedding of `model`, as an admin reads it.
 pub fn not_embedded_reason(model: &str, other_models: &[String], tried: bool) -> String {

@@ -56,10 +56,15 @@ impl Job for BulkRegistration {
                     &ctx.public_url,
                     job.id,
                     ItemStatus::Failed,
-                    Some("the student was deleted before registration".into()),
+                    Some(
+                        "the student was deleted (or withdrew consent) before registration".into(),
+                    ),
                 )
                 .await?;
-                Outcome::Skipped(format!("student {} no longer exists", job.subject_id))
+                Outcome::Skipped(format!(
+                    "student {} no longer exists or their face data was erased",
+                    job.subject_id
+                ))
             }
         };
         txn.commit().await?;

@@ -23,7 +23,7 @@ use common::JobKind;
 use common::job::result::ReembedResult;
 use models::face_embedding;
 use models::job;
-use models::student;
+use models::student::{self, StudentStatus};
 use sea_orm::{
     ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
     TransactionTrait,
@@ -73,6 +73,16 @@ async fn run(
             "student {student_id} no longer exists"
         )));
     };
+    // Erased since the job was scheduled: no photo is left to embed.
+    if matches!(
+        student.status,
+        StudentStatus::Deleted | StudentStatus::Withdrawn
+    ) {
+        tracing::warn!(%student_id, status = ?student.status, "student's face data was erased; nothing to re-embed");
+        return Ok(Outcome::Skipped(format!(
+            "student {student_id}'s face data was erased"
+        )));
+    }
     let photos = load_photos(&ctx.db, student_id).await?;
     let seen = look_at_all(ctx, &photos, progress).await?;
     let model = ctx.engine.model_name();

@@ -291,7 +291,7 @@ async fn run(
 ) -> Result<Outcome<RegistrationResult>, JobError> {
     let Some(prepared) = prepare(ctx, job, progress).await? else {
         return Ok(Outcome::Skipped(format!(
-            "student {} no longer exists",
+            "student {} no longer exists or their face data was erased",
             job.subject_id
         )));
     };
@@ -310,7 +310,8 @@ pub(crate) struct Prepared {
 }
 
 /// The reading and deciding part of a registration (storage, engine, classmates);
-/// `None` when the student no longer exists.
+/// `None` when the student no longer exists, was deleted, or withdrew consent (and
+/// has no new photo).
 pub(crate) async fn prepare(
     ctx: &JobContext,
     job: &job::Model,
@@ -322,7 +323,19 @@ pub(crate) async fn prepare(
         tracing::warn!(%student_id, "student no longer exists; nothing to register");
         return Ok(None);
     };
+    // A deleted student's data was erased: a job queued before that has nothing to do
+    // (and must not make the tombstone a student again).
+    if student.status == StudentStatus::Deleted {
+        tracing::warn!(%student_id, "student was deleted; nothing to register");
+        return Ok(None);
+    }
     let photos = load_photos(&ctx.db, student_id).await?;
+    // Consent withdrawn after the job was queued: the photos are gone and the student
+    // stays withdrawn. (Photos added after the withdrawal are a new registration.)
+    if student.status == StudentStatus::Withdrawn && photos.is_empty() {
+        tracing::warn!(%student_id, "student withdrew consent; nothing to register");
+        return Ok(None);
+    }
     let seen = look_at_all(ctx, &photos, progress).await?;
     let model = ctx.engine.model_name();
     let classmates = load_classmates(ctx, &student, model).await?;

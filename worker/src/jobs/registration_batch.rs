@@ -258,7 +258,24 @@ async fn run(
     finish_if_done(&txn, &ctx.public_url, batch_id).await?;
     txn.commit().await?;
     tracing::info!(%batch_id, students, updated, rejected, "registration batch unpacked");
+    discard_archive(ctx, &batch).await;
     Ok(Outcome::Completed(result))
+}
+
+/// The uploaded ZIP holds students' photos: once the batch is unpacked (each student's
+/// photos copied out) or refused, it goes, so that no copy of a photo outlives the
+/// erasure of its student. After commit: a redelivered job that finds it missing has
+/// already completed.
+async fn discard_archive(ctx: &JobContext, batch: &registration_batch::Model) {
+    match ctx.blobs.delete(&batch.blob_key).await {
+        Ok(()) => tracing::debug!(batch_id = %batch.id, "batch archive deleted"),
+        Err(e) => tracing::warn!(
+            batch_id = %batch.id,
+            key = %batch.blob_key,
+            error = %e,
+            "could not delete the unpacked batch archive"
+        ),
+    }
 }
 
 /// The running total of decompressed bytes against the batch's limit (an archive that
@@ -522,9 +539,12 @@ async fn queue_student(
     name: Option<String>,
     photos: Vec<(Vec<u8>, image::ImageFormat)>,
 ) -> Result<Queued, JobError> {
+    // A deleted student's tombstone keeps its roll number for the records only: the
+    // roll number is registered anew.
     let existing = student::Entity::find()
         .filter(student::Column::ClassId.eq(class_id))
         .filter(student::Column::RollNo.eq(roll_no))
+        .filter(student::Column::Status.ne(StudentStatus::Deleted))
         .one(&ctx.db)
         .await?;
     let student_id = existing.as_ref().map_or_else(Uuid::new_v4, |s| s.id);
@@ -762,5 +782,6 @@ async fn fail_batch(
     set_failed(&txn, batch.id, reason).await?;
     super::complete(&txn, job, &result.clone().into()).await?;
     txn.commit().await?;
+    discard_archive(ctx, batch).await;
     Ok(Outcome::Completed(result))
 }
