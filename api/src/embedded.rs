@@ -28,6 +28,7 @@ pub fn spawn(config: &Config, state: &AppState) -> Result<JoinHandle<()>, Startu
         state.db.clone(),
         std::sync::Arc::clone(&state.blobs),
         std::sync::Arc::clone(&state.queue),
+        std::sync::Arc::clone(&state.clock),
     )
     .map_err(|e| StartupError::Worker(e.to_string()))
 }

@@ -38,6 +38,10 @@ pub enum ServiceError {
     NotFound(&'static str),
     #[error("{message}")]
     Conflict { code: &'static str, message: String },
+    /// What was asked for existed but was deleted on purpose (e.g. by the retention
+    /// policy) and will not come back (410).
+    #[error("{message}")]
+    Gone { code: &'static str, message: String },
     /// A parameter is out of range or malformed (400).
     #[error("{message}")]
     BadRequest { code: &'static str, message: String },
@@ -84,6 +88,13 @@ impl ServiceError {
 
     pub fn conflict(code: &'static str, message: impl Into<String>) -> ServiceError {
         ServiceError::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn gone(code: &'static str, message: impl Into<String>) -> ServiceError {
+        ServiceError::Gone {
             code,
             message: message.into(),
         }
@@ -153,6 +164,10 @@ pub enum ApiError {
     /// Conflicts with existing data (e.g. roll number taken).
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Deleted on purpose (e.g. a face crop past the retention period); it will not
+    /// come back.
+    #[oai(status = 410)]
+    Gone(Json<ErrorBody>),
     /// A file or the whole request is too large.
     #[oai(status = 413)]
     PayloadTooLarge(Json<ErrorBody>),
@@ -207,6 +222,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::Conflict { code, message } => {
                 ApiError::Conflict(ErrorBody::new(code, message))
             }
+            ServiceError::Gone { code, message } => ApiError::Gone(ErrorBody::new(code, message)),
             ServiceError::BadRequest { code, message } => ApiError::bad_request(code, message),
             ServiceError::Invalid { code, message } => {
                 ApiError::Unprocessable(ErrorBody::new(code, message))

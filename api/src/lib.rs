@@ -13,6 +13,7 @@ pub mod nul_bytes;
 pub mod outbox;
 pub mod provenance;
 pub mod response_headers;
+pub mod retention_schedule;
 pub mod routes;
 pub mod services;
 pub mod state;
@@ -68,8 +69,8 @@ pub struct Application {
 }
 
 /// Connects and migrates the database, opens blob store and queue, creates the first
-/// admin key if there is none, starts the outbox relay (and, with the embedded queue,
-/// the in-process worker), and binds `config.bind` (port 0 picks a free port).
+/// admin key if there is none, starts the outbox relay, the daily retention schedule
+/// (and, with the embedded queue, the in-process worker), and binds `config.bind` (port 0 picks a free port).
 pub async fn build(config: &Config) -> Result<Application, StartupError> {
     embedded::ensure_available(config.embedded_queue(), embedded::AVAILABLE)?;
     tracing::info!(
@@ -88,6 +89,7 @@ pub async fn build(config: &Config) -> Result<Application, StartupError> {
             blobs,
             queue,
             exif_utc_offset: config.exif_utc_offset,
+            clock: common::clock::system(),
         },
         config.embedded_queue(),
     )
@@ -112,6 +114,14 @@ pub async fn build_with(
         Arc::clone(&state.queue),
         outbox::RelayOptions::default(),
     )];
+    // Every API process checks; the day's job id makes that one job a day.
+    background.extend(retention_schedule::spawn(
+        state.db.clone(),
+        Arc::clone(&state.queue),
+        Arc::clone(&state.clock),
+        config.privacy.retention_days,
+        retention_schedule::CHECK_EVERY,
+    ));
     if in_process_worker {
         background.push(embedded::spawn(config, &state)?);
     }

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use common::{BlobStore, JobQueue};
+use common::{BlobStore, Clock, JobQueue};
 use sea_orm::DatabaseConnection;
 
 #[derive(Clone)]
@@ -12,4 +12,7 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// The UTC offset of photos' EXIF times that carry none (`EXIF_UTC_OFFSET`).
     pub exif_utc_offset: chrono::FixedOffset,
+    /// "Now" for what depends on the date (a session's upload time, the retention
+    /// schedule); the system clock but in tests.
+    pub clock: Arc<dyn Clock>,
 }

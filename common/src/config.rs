@@ -147,7 +147,8 @@ pub struct Config {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrivacySettings {
     /// `RETENTION_DAYS`: session photos and the crops of faces that matched nobody are
-    /// deleted this many days after the session was taken; `None` (`0`) keeps them.
+    /// deleted this many days after they were uploaded (the session's `created_at`, see
+    /// `common::retention`); `None` (`0`) keeps them.
     pub retention_days: Option<u32>,
     /// `REQUIRE_CONSENT`: a registration without `consent=true` is refused.
     pub require_consent: bool,

@@ -59,6 +59,10 @@ pub enum JobKind {
     /// bulk lane, and the batch's outcome updated in the same transaction.
     #[sea_orm(string_value = "bulk_registration")]
     BulkRegistration,
+    /// The day's retention run (`RETENTION_DAYS`): photos of old sessions and the crops
+    /// of their unknown faces deleted. Its own subject (it concerns no one row).
+    #[sea_orm(string_value = "retention")]
+    Retention,
 }
 
 /// Separate queues so that an overnight batch never delays a teacher waiting on a photo.
@@ -79,19 +83,23 @@ pub enum Lane {
 }
 
 impl JobKind {
-    pub const ALL: [JobKind; 5] = [
+    pub const ALL: [JobKind; 6] = [
         JobKind::Registration,
         JobKind::Attendance,
         JobKind::Reembed,
         JobKind::RegistrationBatch,
         JobKind::BulkRegistration,
+        JobKind::Retention,
     ];
 
     /// The queue this kind is published to.
     pub const fn lane(&self) -> Lane {
         match self {
             JobKind::Registration | JobKind::Attendance => Lane::Interactive,
-            JobKind::Reembed | JobKind::RegistrationBatch | JobKind::BulkRegistration => Lane::Bulk,
+            JobKind::Reembed
+            | JobKind::RegistrationBatch
+            | JobKind::BulkRegistration
+            | JobKind::Retention => Lane::Bulk,
         }
     }
 
@@ -103,6 +111,7 @@ impl JobKind {
             JobKind::Reembed => "reembed",
             JobKind::RegistrationBatch => "registration_batch",
             JobKind::BulkRegistration => "bulk_registration",
+            JobKind::Retention => "retention",
         }
     }
 
@@ -236,6 +245,7 @@ mod tests {
         assert_eq!(JobKind::Reembed.lane(), Lane::Bulk);
         assert_eq!(JobKind::RegistrationBatch.lane(), Lane::Bulk);
         assert_eq!(JobKind::BulkRegistration.lane(), Lane::Bulk);
+        assert_eq!(JobKind::Retention.lane(), Lane::Bulk);
         assert_eq!(Lane::Interactive.queue_name(), "jobs.interactive");
         assert_eq!(Lane::Bulk.queue_name(), "jobs.bulk");
         assert_eq!(Lane::parse("bulk"), Some(Lane::Bulk));

@@ -6,18 +6,21 @@
 //! production (S3 + RabbitMQ) run the same code.
 
 pub mod blob;
+pub mod clock;
 pub mod config;
 pub mod error_chain;
 pub mod face_model;
 pub mod image_limits;
 pub mod job;
 pub mod queue;
+pub mod retention;
 pub mod session_warning;
 pub mod shutdown;
 pub mod telemetry;
 pub mod webhook_address;
 
 pub use blob::{BlobError, BlobStore, open_blob_store};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{Config, ConfigError, PrivacySettings, ServerLimits};
 pub use error_chain::error_chain;
 pub use face_model::{Detector, FaceModel};

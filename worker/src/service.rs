@@ -20,8 +20,8 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use chrono::Utc;
 use common::{
-    BlobError, BlobStore, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError, error_chain,
-    open_blob_store, open_queue,
+    BlobError, BlobStore, Clock, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError,
+    error_chain, open_blob_store, open_queue,
 };
 use models::job::{self, JobStatus};
 use sea_orm::{
@@ -398,6 +398,7 @@ fn exhausted_reason(
         JobKind::Registration | JobKind::BulkRegistration => "this student's photos",
         JobKind::Reembed => "this student's photos for the new face model",
         JobKind::RegistrationBatch => "this batch",
+        JobKind::Retention => "the retention of old session photos",
     };
     let times = |n: i32| {
         if n == 1 {
@@ -532,6 +533,8 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
             engine,
             queue: Some(Arc::clone(&queue)),
             public_url: config.public_url.clone(),
+            clock: common::clock::system(),
+            retention_days: config.privacy.retention_days,
         },
         WorkerOptions::from_config(&config),
     );
@@ -558,12 +561,13 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
 /// The same loop inside the API process (embedded mode). Returns at once: the engine is
 /// loaded in the background (retried every minute if its weights cannot be had), and
 /// messages wait in the queue meanwhile. Must be called within a Tokio runtime; abort
-/// the handle to stop.
+/// the handle to stop. `clock` is the API process's (what its scheduler uses too).
 pub fn spawn_in_process(
     config: &Config,
     db: DatabaseConnection,
     blobs: Arc<dyn BlobStore>,
     queue: Arc<dyn JobQueue>,
+    clock: Arc<dyn Clock>,
 ) -> Result<JoinHandle<()>, ServiceError> {
     let config = config.clone();
     let options = WorkerOptions::from_config(&config);
@@ -594,6 +598,8 @@ pub fn spawn_in_process(
                         engine,
                         queue: Some(Arc::clone(&queue)),
                         public_url: config.public_url.clone(),
+                        clock,
+                        retention_days: config.privacy.retention_days,
                     },
                     options,
                 );

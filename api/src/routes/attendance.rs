@@ -106,6 +106,9 @@ pub struct SessionOut {
     /// Provenance warnings: a photo already used in another session of the class, a
     /// `taken_at` far from a photo's EXIF time. The session is processed regardless.
     pub warnings: Vec<SessionWarning>,
+    /// When the retention policy (`RETENTION_DAYS`) deleted the session's photos and
+    /// the crops of its unknown faces; null while they are kept. Records stay.
+    pub photos_deleted_at: Option<DateTime<Utc>>,
 }
 
 impl From<attendance_session::Model> for SessionOut {
@@ -119,6 +122,7 @@ impl From<attendance_session::Model> for SessionOut {
             warnings,
             status: m.status.into(),
             created_at: m.created_at,
+            photos_deleted_at: m.photos_deleted_at,
         }
     }
 }
@@ -258,6 +262,7 @@ impl AttendanceApi {
                 taken_at,
                 created_by_key_id: Some(auth.0.key_id),
                 exif_utc_offset: state.exif_utc_offset,
+                received_at: state.clock.now(),
             },
             photos,
         )
@@ -328,7 +333,8 @@ impl AttendanceApi {
         }))
     }
 
-    /// The cropped image of a detected face.
+    /// The cropped image of a detected face. 410 when the retention policy deleted it
+    /// (the face matched nobody and the session's photos are past `RETENTION_DAYS`).
     #[oai(
         path = "/faces/:id/crop",
         method = "get",

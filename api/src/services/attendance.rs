@@ -39,6 +39,9 @@ pub struct NewSession {
     pub created_by_key_id: Option<Uuid>,
     /// The UTC offset of EXIF times that carry none (`EXIF_UTC_OFFSET`).
     pub exif_utc_offset: FixedOffset,
+    /// When the upload was received (the app's clock): the session's `created_at`,
+    /// from which its photos' retention counts.
+    pub received_at: DateTime<Utc>,
 }
 
 /// Accepts classroom photos for a class: checks the class (404) before storing
@@ -63,7 +66,7 @@ pub async fn mark(
     scope.class(db, new.class_id).await?;
 
     let session_id = Uuid::new_v4();
-    let now = Utc::now();
+    let now = new.received_at;
     let provenance = provenance::assess(
         db,
         new.class_id,
@@ -212,7 +215,8 @@ pub async fn get(
     })
 }
 
-/// The stored crop of a detected face.
+/// The stored crop of a detected face; [`ServiceError::Gone`] when the retention
+/// policy deleted it.
 pub async fn face_crop(
     db: &impl ConnectionTrait,
     scope: &Scope,
@@ -220,6 +224,26 @@ pub async fn face_crop(
     face_id: Uuid,
 ) -> Result<Bytes, ServiceError> {
     let face = scope.face(db, face_id).await?;
-    let key = face.crop_key.ok_or(ServiceError::NotFound("face crop"))?;
-    Ok(blobs.get(&key).await?)
+    let Some(key) = &face.crop_key else {
+        // Retention clears the crop of a face that matched nobody, then marks the session.
+        let session = attendance_session::Entity::find_by_id(face.session_id)
+            .one(db)
+            .await?;
+        return Err(match session.and_then(|s| s.photos_deleted_at) {
+            Some(at) if face.student_id.is_none() => crop_deleted_by_retention(at),
+            _ => ServiceError::NotFound("face crop"),
+        });
+    };
+    Ok(blobs.get(key).await?)
+}
+
+fn crop_deleted_by_retention(at: DateTime<Utc>) -> ServiceError {
+    ServiceError::gone(
+        "deleted_by_retention",
+        format!(
+            "this face matched no student and its crop was deleted on {} under the \
+             retention policy (RETENTION_DAYS), with the session's photos",
+            at.format("%Y-%m-%d")
+        ),
+    )
 }

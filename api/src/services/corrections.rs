@@ -130,7 +130,7 @@ pub async fn assign_face(
     // The crop goes into the blob store before the transaction, and is removed again
     // if the transaction does not commit.
     let enrolment = if assignment.enroll {
-        Some(store_crop(db, blobs, &face, student.id).await?)
+        Some(store_crop(db, blobs, &face, student.id, session.photos_deleted_at).await?)
     } else {
         None
     };
@@ -218,10 +218,21 @@ async fn store_crop(
     blobs: &Arc<dyn BlobStore>,
     face: &detected_face::Model,
     student_id: Uuid,
+    photos_deleted_at: Option<DateTime<Utc>>,
 ) -> Result<StoredCrop, ServiceError> {
     let (Some(descriptor), Some(model), Some(crop_key)) =
         (&face.descriptor, &face.model, &face.crop_key)
     else {
+        if let Some(at) = photos_deleted_at {
+            return Err(ServiceError::conflict(
+                "face_not_enrollable",
+                format!(
+                    "this face's crop and descriptor were deleted on {} under the retention \
+                     policy (RETENTION_DAYS); it can still be assigned without enrol",
+                    at.format("%Y-%m-%d")
+                ),
+            ));
+        }
         return Err(ServiceError::conflict(
             "face_not_enrollable",
             "this face was stored without its descriptor or crop; process the session \

@@ -149,6 +149,8 @@ impl Scope {
                     .await?
                     .map(|s| s.class_id)
             }
+            // Concerns every department: admins only.
+            JobKind::Retention => return Err(ServiceError::NotFound("job")),
             // A batch belongs to a department rather than a class.
             JobKind::RegistrationBatch => {
                 let batch = registration_batch::Entity::find_by_id(j.subject_id)

@@ -163,6 +163,8 @@ async fn work_until_done(app: &TestApp, batch: Uuid) -> Vec<(JobKind, Lane)> {
             engine: crate::helpers::engine(),
             queue: Some(queue.clone()),
             public_url: "http://127.0.0.1:8080".into(),
+            clock: common::clock::system(),
+            retention_days: None,
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -101,6 +101,8 @@ pub(crate) async fn process_again(app: &TestApp, job_id: Uuid) {
         engine: engine(),
         queue: None,
         public_url: "http://127.0.0.1:8080".into(),
+        clock: common::clock::system(),
+        retention_days: None,
     };
     let progress = worker::jobs::Progress::new(&app.state.db, &row);
     let outcome = worker::jobs::run(JobKind::Attendance, &ctx, &row, &progress).await;

@@ -28,6 +28,8 @@ async fn run_next_job_capped(app: &TestApp, capped: std::sync::Arc<FaceEngine>) 
             engine: capped,
             queue: None,
             public_url: "http://127.0.0.1:8080".into(),
+            clock: common::clock::system(),
+            retention_days: None,
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -201,6 +201,29 @@ pub async fn spawn_app_on(
     storage: Storage,
     extra: &[(&str, &str)],
 ) -> TestApp {
+    spawn_app_full(db, queue, storage, extra, common::clock::system()).await
+}
+
+/// [`spawn_app_with`] on a clock the test controls. Retention is off (no daily job is
+/// scheduled, which would sit on the queue of every test) unless `extra` sets
+/// `RETENTION_DAYS`.
+pub async fn spawn_app_at(
+    db: Db,
+    queue: Queue,
+    extra: &[(&str, &str)],
+    clock: Arc<dyn common::Clock>,
+) -> TestApp {
+    spawn_app_full(db, queue, Storage::Fs, extra, clock).await
+}
+
+/// The app on the given storage and clock.
+pub async fn spawn_app_full(
+    db: Db,
+    queue: Queue,
+    storage: Storage,
+    extra: &[(&str, &str)],
+    clock: Arc<dyn common::Clock>,
+) -> TestApp {
     common::telemetry::init("api-tests");
     let dir = tempfile::tempdir().expect("temp dir");
     let data_dir = dir.path().join("data");
@@ -264,6 +287,7 @@ pub async fn spawn_app_on(
             ("STORAGE_URL", storage_url.as_str()),
             ("BIND", "127.0.0.1:0"),
             ("DATA_DIR", data_dir_text.as_str()),
+            ("RETENTION_DAYS", "0"),
         ]
         .into_iter()
         .chain(extra.iter().copied()),
@@ -276,6 +300,7 @@ pub async fn spawn_app_on(
         blobs,
         queue: job_queue,
         exif_utc_offset: config.exif_utc_offset,
+        clock,
     };
     // Jobs are inspected by the tests, so no in-process worker consumes them.
     let app = api::build_with(&config, state, false)
@@ -540,6 +565,8 @@ pub async fn run_next_job(app: &TestApp) {
             engine: engine(),
             queue: None,
             public_url: "http://127.0.0.1:8080".into(),
+            clock: app.state.clock.clone(),
+            retention_days: None,
         },
         worker::service::WorkerOptions::from_config(&common::Config::default()),
     );

@@ -21,6 +21,7 @@ mod limits;
 mod outbox;
 mod provenance;
 mod reports;
+mod retention;
 mod sessions;
 mod student_photos;
 mod students;

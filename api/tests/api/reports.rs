@@ -707,6 +707,7 @@ async fn reports_follow_a_real_attendance_job() {
         app.state.db.clone(),
         Arc::clone(&app.state.blobs),
         Arc::clone(&app.state.queue),
+        Arc::clone(&app.state.clock),
     )
     .unwrap();
 

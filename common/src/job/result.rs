@@ -4,6 +4,7 @@
 //!
 //! The JSON is internally tagged by `type`: `{"type": "registration", "accepted": 2, …}`.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -21,6 +22,8 @@ pub enum JobResult {
     Reembed(ReembedResult),
     #[cfg_attr(feature = "openapi", oai(mapping = "registration_batch"))]
     RegistrationBatch(BatchUnpackResult),
+    #[cfg_attr(feature = "openapi", oai(mapping = "retention"))]
+    Retention(RetentionResult),
     /// The job's student or session was deleted before it ran: nothing was done.
     #[cfg_attr(feature = "openapi", oai(mapping = "skipped"))]
     Skipped(SkippedResult),
@@ -54,6 +57,31 @@ impl From<AttendanceResult> for JobResult {
 impl From<ReembedResult> for JobResult {
     fn from(r: ReembedResult) -> Self {
         JobResult::Reembed(r)
+    }
+}
+
+/// A retention run (`RETENTION_DAYS`): the sessions uploaded before `cutoff` whose
+/// photos, and the crops and descriptors of whose unknown faces, were deleted.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(poem_openapi::Object))]
+pub struct RetentionResult {
+    pub retention_days: u32,
+    /// Sessions uploaded before this instant were due.
+    pub cutoff: DateTime<Utc>,
+    /// Sessions whose photos were deleted by this run.
+    pub sessions: u32,
+    /// Session photos deleted.
+    pub photos_deleted: u32,
+    /// Crops (with descriptors) of faces that matched nobody, deleted.
+    pub crops_deleted: u32,
+    /// Due sessions whose faces kept changing during the run (a person correcting them):
+    /// left for the next run.
+    pub left_for_next_run: u32,
+}
+
+impl From<RetentionResult> for JobResult {
+    fn from(r: RetentionResult) -> Self {
+        JobResult::Retention(r)
     }
 }
 

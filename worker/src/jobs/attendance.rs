@@ -100,6 +100,14 @@ async fn run(
             "session {session_id} no longer exists"
         )));
     };
+    if let Some(deleted_at) = session.photos_deleted_at {
+        // Its records stay as they are (a completed session is never marked failed).
+        return Err(JobError::abort(format!(
+            "the photos of this session were deleted on {} under the retention policy \
+             (RETENTION_DAYS); it cannot be processed again, but its records are kept",
+            deleted_at.format("%Y-%m-%d")
+        )));
+    }
     let class = class::Entity::find_by_id(session.class_id)
         .one(&ctx.db)
         .await?;

@@ -24,13 +24,14 @@ pub mod crops;
 pub mod reembed;
 pub mod registration;
 pub mod registration_batch;
+pub mod retention;
 
 use std::{future::Future, marker::PhantomData, pin::Pin, sync::Arc};
 
 use bytes::Bytes;
 use chrono::Utc;
 use common::job::result::{JobResult, SkippedResult};
-use common::{BlobError, BlobStore, JobKind, JobQueue};
+use common::{BlobError, BlobStore, Clock, JobKind, JobQueue};
 use models::job::{self, JobStatus};
 use sea_orm::{
     ActiveEnum, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, EntityTrait,
@@ -205,6 +206,7 @@ pub fn handler(kind: JobKind) -> &'static dyn Handler {
         JobKind::BulkRegistration => {
             &Registered::<bulk_registration::BulkRegistration>(PhantomData)
         }
+        JobKind::Retention => &Registered::<retention::Retention>(PhantomData),
     }
 }
 
@@ -220,6 +222,10 @@ pub struct JobContext {
     pub queue: Option<Arc<dyn JobQueue>>,
     /// `PUBLIC_URL`, for the links in webhook payloads.
     pub public_url: String,
+    /// "Now" for what depends on the date (retention); the system clock but in tests.
+    pub clock: Arc<dyn Clock>,
+    /// `RETENTION_DAYS` (`None`: session photos are kept for ever).
+    pub retention_days: Option<u32>,
 }
 
 /// Reports a job's progress (0..=1) on its row while it runs, under the run's claim

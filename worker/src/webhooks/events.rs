@@ -151,6 +151,8 @@ pub async fn job_department(
             }
             batch.class_id
         }
+        // Concerns every department: the admins' subscriptions only.
+        JobKind::Retention => return Ok(None),
     };
     let Some(class_id) = class_id else {
         return Ok(None);

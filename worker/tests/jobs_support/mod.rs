@@ -199,6 +199,8 @@ pub fn context(db: &DatabaseConnection, blobs: &Arc<dyn BlobStore>) -> JobContex
         engine: engine(),
         queue: None,
         public_url: "http://127.0.0.1:8080".into(),
+        clock: common::clock::system(),
+        retention_days: None,
     }
 }
 
@@ -214,6 +216,8 @@ pub fn context_with(
         engine,
         queue: None,
         public_url: "http://127.0.0.1:8080".into(),
+        clock: common::clock::system(),
+        retention_days: None,
     }
 }
 
@@ -294,8 +298,18 @@ pub async fn insert_session(
     class_id: Uuid,
     photos: &[Vec<u8>],
 ) -> (Uuid, Vec<Uuid>) {
+    insert_session_at(db, blobs, class_id, photos, Utc::now()).await
+}
+
+/// [`insert_session`] uploaded at `now` (a test clock's time).
+pub async fn insert_session_at(
+    db: &DatabaseConnection,
+    blobs: &Arc<dyn BlobStore>,
+    class_id: Uuid,
+    photos: &[Vec<u8>],
+    now: chrono::DateTime<Utc>,
+) -> (Uuid, Vec<Uuid>) {
     let id = Uuid::new_v4();
-    let now = Utc::now();
     AttendanceSession::insert(attendance_session::ActiveModel {
         id: Set(id),
         class_id: Set(class_id),
