@@ -88,6 +88,7 @@ pub async fn build(config: &Config) -> Result<Application, StartupError> {
             blobs,
             queue,
             exif_utc_offset: config.exif_utc_offset,
+            privacy: config.privacy,
         },
         config.embedded_queue(),
     )

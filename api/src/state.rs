@@ -12,4 +12,6 @@ pub struct AppState {
     pub queue: Arc<dyn JobQueue>,
     /// The UTC offset of photos' EXIF times that carry none (`EXIF_UTC_OFFSET`).
     pub exif_utc_offset: chrono::FixedOffset,
+    /// `RETENTION_DAYS`, `REQUIRE_CONSENT`.
+    pub privacy: common::config::PrivacySettings,
 }

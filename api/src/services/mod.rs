@@ -6,6 +6,7 @@ pub mod attendance;
 pub mod attendance_table;
 pub mod batches;
 pub mod classes;
+pub mod consent;
 pub mod corrections;
 pub mod export;
 pub mod idempotency;

@@ -223,6 +223,7 @@ pub async fn spawn_app_with(db: Db, queue: Queue, extra: &[(&str, &str)]) -> Tes
         blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
         queue: job_queue,
         exif_utc_offset: config.exif_utc_offset,
+        privacy: config.privacy,
     };
     // Jobs are inspected by the tests, so no in-process worker consumes them.
     let app = api::build_with(&config, state, false)

@@ -228,6 +228,7 @@ impl Running {
             blobs: Arc::new(FsBlobStore::open(&blob_dir).await.expect("blob dir")),
             queue: Arc::new(EmbeddedQueue::new()),
             exif_utc_offset: config.exif_utc_offset,
+            privacy: config.privacy,
         };
         let app = api::build_with(&config, state, worker)
             .await
