@@ -17,6 +17,7 @@ pub mod provenance;
 pub mod report_time;
 pub mod scope;
 pub mod sheet;
+pub mod student_data;
 pub mod student_photos;
 pub mod students;
 pub mod webhooks;
