@@ -90,6 +90,7 @@ pub async fn build(config: &Config) -> Result<Application, StartupError> {
             queue,
             exif_utc_offset: config.exif_utc_offset,
             clock: common::clock::system(),
+            privacy: config.privacy,
         },
         config.embedded_queue(),
     )

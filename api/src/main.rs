@@ -35,12 +35,22 @@ enum Command {
     },
     /// Register a folder of students (one folder of photos per roll number, optional
     /// students.csv) as one batch, with a progress bar until every student is done.
+    /// Consent: students.csv's consent and consent_note columns, or --consent for every
+    /// student whose line does not say otherwise; with REQUIRE_CONSENT=true a student
+    /// without it is refused.
     Import {
         /// The folder to import.
         dir: std::path::PathBuf,
         /// Default class of the students: its id, or its exact name.
         #[arg(long)]
         class: Option<String>,
+        /// Record every student's consent (collected outside this system, e.g. signed
+        /// forms), unless their students.csv line says consent=false.
+        #[arg(long)]
+        consent: bool,
+        /// A note kept with the consent of --consent (e.g. where the forms are).
+        #[arg(long, requires = "consent")]
+        consent_note: Option<String>,
     },
 }
 
@@ -98,8 +108,18 @@ async fn main() -> anyhow::Result<()> {
             // Whoever runs the CLI has the database: the operator manages every key.
             run_keys(&db, command).await?;
         }
-        Command::Import { dir, class } => {
-            let failed = run_import(&config, &dir, class.as_deref()).await?;
+        Command::Import {
+            dir,
+            class,
+            consent,
+            consent_note,
+        } => {
+            let consent = api::services::consent::ConsentClaim::from_form(
+                Some(consent),
+                consent_note.as_deref(),
+            )
+            .map_err(|e| anyhow::anyhow!("--consent-note: {e}"))?;
+            let failed = run_import(&config, &dir, class.as_deref(), consent).await?;
             if failed {
                 std::process::exit(1);
             }
@@ -114,6 +134,7 @@ async fn run_import(
     config: &Config,
     dir: &std::path::Path,
     class: Option<&str>,
+    consent: api::services::consent::ConsentClaim,
 ) -> anyhow::Result<bool> {
     use api::services::{batches, scope::Scope};
     use models::class;
@@ -165,6 +186,13 @@ async fn run_import(
         queue.as_ref(),
         batches::BatchLimits::from_config(config),
         class_id,
+        &batches::BatchConsent {
+            // Whoever runs the import has the database; no key records it.
+            uploaded_by_key_id: None,
+            source: models::consent_entry::ConsentSource::Cli,
+            required: config.privacy.require_consent,
+            for_all: consent,
+        },
         &mut file,
     )
     .await

@@ -15,4 +15,6 @@ pub struct AppState {
     /// "Now" for what depends on the date (a session's upload time, the retention
     /// schedule); the system clock but in tests.
     pub clock: Arc<dyn Clock>,
+    /// `RETENTION_DAYS`, `REQUIRE_CONSENT`.
+    pub privacy: common::config::PrivacySettings,
 }

@@ -25,6 +25,7 @@ mod m20261130_000500_add_photo_provenance;
 mod m20261130_000600_add_job_lease;
 mod m20261130_000700_create_idempotency_keys;
 mod m20261130_000800_add_privacy;
+mod m20261130_000850_add_batch_consent;
 
 pub struct Migrator;
 
@@ -50,6 +51,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000600_add_job_lease::Migration),
             Box::new(m20261130_000700_create_idempotency_keys::Migration),
             Box::new(m20261130_000800_add_privacy::Migration),
+            Box::new(m20261130_000850_add_batch_consent::Migration),
         ]
     }
 }

@@ -16,14 +16,17 @@ use super::ApiTags;
 use crate::{
     auth::ApiKeyAuth,
     error::ApiError,
-    services::batches::{self, BatchCounts, BatchDetail, BatchLimits},
+    services::{
+        batches::{self, BatchConsent, BatchCounts, BatchDetail, BatchLimits},
+        consent::ConsentClaim,
+    },
     state::AppState,
 };
 
 #[derive(Debug, Multipart)]
 pub struct BatchForm {
     /// A ZIP with one folder per roll number holding that student's photos, and
-    /// optionally `students.csv` (`roll_no,name,class[,photos]`).
+    /// optionally `students.csv` (`roll_no,name,class[,photos][,consent,consent_note]`).
     pub file: Upload,
     /// Default class of the batch's students (`students.csv` may name others).
     pub class_id: Option<Uuid>,
@@ -204,6 +207,12 @@ impl BatchesApi {
         _idempotency_key: Header<Option<String>>,
         form: BatchForm,
     ) -> Result<BatchUploadResponse, ApiError> {
+        let consent = BatchConsent {
+            uploaded_by_key_id: Some(auth.0.key_id),
+            source: models::consent_entry::ConsentSource::Batch,
+            required: state.privacy.require_consent,
+            for_all: ConsentClaim::default(),
+        };
         let mut reader = form.file.into_async_read();
         let accepted = batches::create(
             &state.db,
@@ -212,6 +221,7 @@ impl BatchesApi {
             Some(&state.queue),
             **limits,
             form.class_id,
+            &consent,
             &mut reader,
         )
         .await?;

@@ -9,6 +9,7 @@ pub mod export;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod student_data;
 pub mod student_photos;
 pub mod students;
 pub mod webhooks;
@@ -62,6 +63,7 @@ pub type Apis = (
     keys::KeysApi,
     corrections::CorrectionsApi,
     student_photos::StudentPhotosApi,
+    student_data::StudentDataApi,
     batches::BatchesApi,
     webhooks::WebhooksApi,
 );
@@ -80,6 +82,7 @@ pub fn openapi_service() -> OpenApiService<Apis, ()> {
             keys::KeysApi,
             corrections::CorrectionsApi,
             student_photos::StudentPhotosApi,
+            student_data::StudentDataApi,
             batches::BatchesApi,
             webhooks::WebhooksApi,
         ),

@@ -10,7 +10,10 @@ use super::ApiTags;
 use crate::{
     auth::{ApiKeyAuth, Role},
     error::ApiError,
-    services::{student_photos, students},
+    services::{
+        consent::{Consent, ConsentClaim},
+        student_photos, students,
+    },
     state::AppState,
 };
 
@@ -18,6 +21,13 @@ use crate::{
 pub struct AddPhotosForm {
     /// 1–10 photos of the student's face (JPEG, PNG or WebP; ≤ 10 MB each).
     pub photos: Vec<Upload>,
+    /// `true` records the student's consent, with this key and the time. Needed by a
+    /// student who withdrew consent (422 `consent_withdrawn`), and with
+    /// `REQUIRE_CONSENT=true` unless their consent is already in force (422
+    /// `consent_required`).
+    pub consent: Option<bool>,
+    /// A note kept with the consent, up to 500 characters; only with `consent=true`.
+    pub consent_note: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -49,7 +59,8 @@ pub struct StudentPhotosApi;
 impl StudentPhotosApi {
     /// Add 1–10 photos to a registered student. Answers 202; a registration job gives
     /// each photo its verdict as at registration, and the student stays matched with
-    /// the photos accepted so far meanwhile.
+    /// the photos accepted so far meanwhile. A student who withdrew consent registers
+    /// again this way, with `consent=true`.
     #[oai(
         path = "/students/:id/photos",
         method = "post",
@@ -63,6 +74,12 @@ impl StudentPhotosApi {
         id: Path<Uuid>,
         form: AddPhotosForm,
     ) -> Result<AddPhotosResponse, ApiError> {
+        let consent = Consent {
+            claim: ConsentClaim::from_form(form.consent, form.consent_note.as_deref())?,
+            recorded_by_key_id: Some(auth.0.key_id),
+            source: models::consent_entry::ConsentSource::Api,
+            required: state.privacy.require_consent,
+        };
         let photos = crate::upload::validate_uploads(
             &gate,
             form.photos,
@@ -77,6 +94,7 @@ impl StudentPhotosApi {
             &state.queue,
             id.0,
             photos,
+            &consent,
         )
         .await?;
         Ok(AddPhotosResponse::Accepted(Json(PhotosAccepted {

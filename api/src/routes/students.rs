@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use common::job::result::{PossibleDuplicate, Rejection};
+use models::consent_entry::{self, ConsentAction, ConsentSource};
 use models::student::{self, StudentStatus};
 use models::student_photo::PhotoVerdict;
 use poem::web::Data;
@@ -19,6 +20,7 @@ use crate::{
     error::ApiError,
     services::{
         erasure::{self, Erased},
+        consent::{Consent, ConsentClaim},
         student_photos,
         students::{self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter},
     },
@@ -165,6 +167,56 @@ pub struct RegistrationJobOut {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ConsentActionOut {
+    /// Consent to the processing of the student's face data was given.
+    Given,
+    /// It was withdrawn: the student's face data was erased.
+    Withdrawn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum ConsentSourceOut {
+    /// A request to the API (registration, photos, withdrawal).
+    Api,
+    /// A line of a registration batch's `students.csv`.
+    Batch,
+    /// The command-line import (`attendance-api import`).
+    Cli,
+}
+
+/// A consent given or withdrawn, with who recorded it and when.
+#[derive(Debug, Object)]
+pub struct ConsentOut {
+    pub action: ConsentActionOut,
+    pub recorded_at: DateTime<Utc>,
+    /// The API key that recorded it; null for the command-line import.
+    pub recorded_by_key_id: Option<Uuid>,
+    pub source: ConsentSourceOut,
+    pub note: Option<String>,
+}
+
+impl From<consent_entry::Model> for ConsentOut {
+    fn from(e: consent_entry::Model) -> Self {
+        ConsentOut {
+            action: match e.action {
+                ConsentAction::Given => ConsentActionOut::Given,
+                ConsentAction::Withdrawn => ConsentActionOut::Withdrawn,
+            },
+            recorded_at: e.created_at,
+            recorded_by_key_id: e.recorded_by_key_id,
+            source: match e.source {
+                ConsentSource::Api => ConsentSourceOut::Api,
+                ConsentSource::Batch => ConsentSourceOut::Batch,
+                ConsentSource::Cli => ConsentSourceOut::Cli,
+            },
+            note: e.note,
+        }
+    }
+}
+
 /// A student with each registration photo's verdict.
 #[derive(Debug, Object)]
 pub struct StudentDetailOut {
@@ -173,6 +225,9 @@ pub struct StudentDetailOut {
     /// Oldest first.
     pub photos: Vec<StudentPhotoOut>,
     pub registration_job: Option<RegistrationJobOut>,
+    /// The consent in force (the latest given or withdrawn); null when none was
+    /// recorded.
+    pub consent: Option<ConsentOut>,
 }
 
 impl From<StudentDetail> for StudentDetailOut {
@@ -187,6 +242,7 @@ impl From<StudentDetail> for StudentDetailOut {
                 error: j.error,
                 finished_at: j.finished_at,
             }),
+            consent: d.consent.map(Into::into),
         }
     }
 }
@@ -206,6 +262,13 @@ pub struct RegisterForm {
     pub class_id: Uuid,
     /// 1–10 photos of the student's face (JPEG, PNG or WebP; ≤ 10 MB each).
     pub photos: Vec<Upload>,
+    /// `true` records the student's consent to the processing of their face data, with
+    /// this key and the time; absent or `false`: no consent. Required when the server
+    /// runs with `REQUIRE_CONSENT=true` (else 422 `consent_required`).
+    pub consent: Option<bool>,
+    /// A note kept with the consent (e.g. where the signed form is), up to 500
+    /// characters; only with `consent=true`.
+    pub consent_note: Option<String>,
 }
 
 #[derive(Debug, Object)]
@@ -279,7 +342,8 @@ pub struct StudentsApi;
 
 #[OpenApi(tag = "ApiTags::Students")]
 impl StudentsApi {
-    /// Register a student with 1–10 photos. Answers 202; a job embeds the faces.
+    /// Register a student with 1–10 photos, and their consent. Answers 202; a job embeds
+    /// the faces.
     #[oai(
         path = "/students/register",
         method = "post",
@@ -297,6 +361,14 @@ impl StudentsApi {
         _idempotency_key: Header<Option<String>>,
         form: RegisterForm,
     ) -> Result<RegisterResponse, ApiError> {
+        let consent = Consent {
+            claim: ConsentClaim::from_form(form.consent, form.consent_note.as_deref())?,
+            recorded_by_key_id: Some(auth.0.key_id),
+            source: ConsentSource::Api,
+            required: state.privacy.require_consent,
+        };
+        // Before the photos are decoded: a refusal costs nothing.
+        consent.check_new()?;
         let photos = upload::validate_uploads(
             &gate,
             form.photos,
@@ -315,6 +387,7 @@ impl StudentsApi {
                 name: form.name,
             },
             photos,
+            &consent,
         )
         .await?;
         Ok(RegisterResponse::Accepted(Json(RegisterAccepted {

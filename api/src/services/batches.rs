@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use common::{BlobStore, JobKind, JobQueue};
+use models::consent_entry::ConsentSource;
 use models::registration_batch::{self, BatchStatus};
 use models::registration_batch_item::{self, ItemStatus};
 use sea_orm::{
@@ -16,7 +17,7 @@ use sea_orm::{
 use tokio::io::{AsyncRead, AsyncReadExt};
 use uuid::Uuid;
 
-use super::{Accepted, intake, scope::Scope};
+use super::{Accepted, consent::ConsentClaim, intake, scope::Scope};
 use crate::{error::ServiceError, outbox};
 
 /// The size limits of a batch (`BATCH_MAX_BYTES`, `BATCH_MAX_UNCOMPRESSED_BYTES`).
@@ -37,10 +38,27 @@ impl BatchLimits {
     }
 }
 
+/// How a batch records its students' consent (each student's `students.csv` line may
+/// give it with `consent` and `consent_note`).
+#[derive(Debug, Clone)]
+pub struct BatchConsent {
+    /// The uploading API key; `None` for the command-line import.
+    pub uploaded_by_key_id: Option<Uuid>,
+    /// `batch` (an upload) or `cli` (the import).
+    pub source: ConsentSource,
+    /// `REQUIRE_CONSENT`: a student without consent is refused with a reason.
+    pub required: bool,
+    /// Consent for every student whose line does not say otherwise (the import's
+    /// `--consent`).
+    pub for_all: ConsentClaim,
+}
+
 /// Streams a ZIP from `reader` into the blob store and queues its unpacking. `class_id`
 /// is the default class of its students (404 when not visible). With `queue` `None`
 /// (the CLI beside an embedded-mode server) the job is left to the server's outbox
 /// relay.
+// The batch's context comes from several places (caller, configuration, request).
+#[allow(clippy::too_many_arguments)]
 pub async fn create(
     db: &DatabaseConnection,
     scope: &Scope,
@@ -48,6 +66,7 @@ pub async fn create(
     queue: Option<&Arc<dyn JobQueue>>,
     limits: BatchLimits,
     class_id: Option<Uuid>,
+    consent: &BatchConsent,
     reader: &mut (dyn AsyncRead + Send + Unpin),
 ) -> Result<Accepted, ServiceError> {
     let department = match (class_id, scope) {
@@ -104,6 +123,11 @@ pub async fn create(
             created_at: Set(now),
             updated_at: Set(now),
             finished_at: Set(None),
+            uploaded_by_key_id: Set(consent.uploaded_by_key_id),
+            consent_source: Set(consent.source),
+            require_consent: Set(consent.required),
+            consent_for_all: Set(consent.for_all.given),
+            consent_note: Set(consent.for_all.note.clone()),
         }
         .insert(&txn)
         .await?;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use chrono::Utc;
 use common::{BlobStore, JobKind, JobQueue};
 use models::{
-    face_embedding,
+    consent_entry, face_embedding,
     student::{self, StudentStatus},
     student_photo::{self, PhotoVerdict},
 };
@@ -18,7 +18,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{intake, scope::Scope, students};
+use super::{consent::Consent, intake, scope::Scope, students};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// What adding photos answers.
@@ -30,10 +30,12 @@ pub struct PhotosAdded {
     pub photo_ids: Vec<Uuid>,
 }
 
-/// Adds 1–10 photos to a registered student: stores them, writes the rows (`pending`)
-/// and a registration job in one transaction, then publishes the job. The job judges
-/// every photo of the student as a registration does; the student keeps being matched
-/// with the photos accepted so far meanwhile.
+/// Adds 1–10 photos to a registered student: checks consent (see
+/// [`Consent::check_existing`]), stores the photos, writes the rows (`pending`), the
+/// consent given and a registration job in one transaction, then publishes the job.
+/// The job judges every photo of the student as a registration does; the student keeps
+/// being matched with the photos accepted so far meanwhile. A student who withdrew
+/// consent and gives it again is `pending` until the job decides.
 pub async fn add(
     db: &DatabaseConnection,
     scope: &Scope,
@@ -41,6 +43,7 @@ pub async fn add(
     queue: &Arc<dyn JobQueue>,
     student_id: Uuid,
     photos: Vec<ValidatedPhoto>,
+    consent: &Consent,
 ) -> Result<PhotosAdded, ServiceError> {
     if !(students::MIN_PHOTOS..=students::MAX_PHOTOS).contains(&photos.len()) {
         return Err(ServiceError::invalid(
@@ -52,7 +55,13 @@ pub async fn add(
             ),
         ));
     }
-    scope.student(db, student_id).await?;
+    let student = scope.student(db, student_id).await?;
+    // Checked before anything is stored, and again under the transaction in case the
+    // consent changed meanwhile.
+    consent.check_existing(
+        student.status,
+        consent_entry::in_force(db, student_id).await?.as_ref(),
+    )?;
     let placed = intake::place("students", student_id, photos);
     let now = Utc::now();
     let rows: Vec<_> = placed
@@ -67,6 +76,8 @@ pub async fn add(
             )
         })
         .collect();
+    let consent_row = consent.entry(student_id, now);
+    let mut refused = None;
     let job_id = intake::accept(
         db,
         blobs,
@@ -77,12 +88,30 @@ pub async fn add(
         async |txn| {
             // The student may have been deleted since the check: no rows for nobody (nor
             // for a tombstone).
-            if student::Entity::find_by_id(student_id)
+            let Some(current) = student::Entity::find_by_id(student_id)
                 .one(txn)
                 .await?
-                .is_none_or(|s| s.status == StudentStatus::Deleted)
-            {
+                .filter(|s| s.status != StudentStatus::Deleted)
+            else {
                 return Err(sea_orm::DbErr::RecordNotFound("student".into()));
+            };
+            let in_force = consent_entry::in_force(txn, student_id).await?;
+            if let Err(e) = consent.check_existing(current.status, in_force.as_ref()) {
+                refused = Some(e);
+                return Err(sea_orm::DbErr::Custom("consent refused".into()));
+            }
+            if let Some(row) = consent_row {
+                consent_entry::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
+            }
+            // Consent given again after a withdrawal: registered again from these
+            // photos (the job makes the student active or failed).
+            if current.status == StudentStatus::Withdrawn {
+                let mut row = current.into_active_model();
+                row.status = Set(StudentStatus::Pending);
+                row.updated_at = Set(now);
+                row.update(txn).await?;
             }
             student_photo::Entity::insert_many(rows).exec(txn).await?;
             Ok(())
@@ -94,7 +123,11 @@ pub async fn add(
             ServiceError::NotFound("student")
         }
         e => e,
-    })?;
+    });
+    if let Some(e) = refused {
+        return Err(e);
+    }
+    let job_id = job_id?;
     tracing::info!(%student_id, photos = placed.len(), %job_id, "photos added");
     Ok(PhotosAdded {
         student_id,

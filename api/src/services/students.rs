@@ -7,7 +7,7 @@ use chrono::Utc;
 use common::job::result::{JobResult, PhotoCheck, PossibleDuplicate, Rejection, Verdict};
 use common::{BlobStore, JobKind, JobQueue};
 use models::{
-    job,
+    consent_entry, job,
     student::{self, StudentStatus},
     student_photo::{self, PhotoVerdict},
 };
@@ -20,7 +20,10 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::{Accepted, Page, Paging, intake, jobs, required_text, scope::Scope, student_photos};
+use super::{
+    Accepted, Page, Paging, consent::Consent, intake, jobs, required_text, scope::Scope,
+    student_photos,
+};
 use crate::{error::ServiceError, upload::ValidatedPhoto};
 
 /// Photos per registration.
@@ -57,9 +60,10 @@ async fn ensure_roll_free(
     Ok(())
 }
 
-/// Registers a student from validated photos: checks the class (404) and the roll
-/// number (409) before storing anything, then stores the photos and writes the
-/// student, photo and job rows in one transaction, then publishes the job.
+/// Registers a student from validated photos: checks consent (422 when required and
+/// not given), the class (404) and the roll number (409) before storing anything,
+/// then stores the photos and writes the student, consent, photo and job rows in one
+/// transaction, then publishes the job.
 pub async fn register(
     db: &DatabaseConnection,
     scope: &Scope,
@@ -67,7 +71,9 @@ pub async fn register(
     queue: &Arc<dyn JobQueue>,
     new: NewStudent,
     photos: Vec<ValidatedPhoto>,
+    consent: &Consent,
 ) -> Result<Accepted, ServiceError> {
+    consent.check_new()?;
     if !(MIN_PHOTOS..=MAX_PHOTOS).contains(&photos.len()) {
         return Err(ServiceError::invalid(
             "photo_count",
@@ -104,6 +110,7 @@ pub async fn register(
             )
         })
         .collect();
+    let consent_row = consent.entry(student_id, now);
 
     let job_id = intake::accept(
         db,
@@ -114,6 +121,11 @@ pub async fn register(
         student_id,
         async |txn| {
             student::Entity::insert(student_row).exec(txn).await?;
+            if let Some(row) = consent_row {
+                consent_entry::Entity::insert(row)
+                    .exec_without_returning(txn)
+                    .await?;
+            }
             student_photo::Entity::insert_many(photo_rows)
                 .exec(txn)
                 .await?;
@@ -229,6 +241,8 @@ pub struct StudentDetail {
     pub photos: Vec<PhotoDetail>,
     /// The newest registration job of the student.
     pub registration_job: Option<job::Model>,
+    /// The consent in force: the latest entry, given or withdrawn.
+    pub consent: Option<consent_entry::Model>,
 }
 
 /// One registration photo's verdict, explained.
@@ -279,11 +293,13 @@ pub async fn detail(
             explain(photo, check)
         })
         .collect();
+    let consent = consent_entry::in_force(db, id).await?;
     Ok(StudentDetail {
         student,
         needs_photos,
         photos,
         registration_job,
+        consent,
     })
 }
 

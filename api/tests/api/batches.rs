@@ -127,7 +127,12 @@ fn forge_size(zip: &mut [u8], name: &str, size: u32) {
     assert_eq!(forged, 2, "local header and central directory record");
 }
 
-async fn upload(app: &TestApp, key: &str, zip: Vec<u8>, class: Option<Uuid>) -> reqwest::Response {
+pub(crate) async fn upload(
+    app: &TestApp,
+    key: &str,
+    zip: Vec<u8>,
+    class: Option<Uuid>,
+) -> reqwest::Response {
     let mut form = Form::new().part("file", Part::bytes(zip).file_name("batch.zip"));
     if let Some(class) = class {
         form = form.text("class_id", class.to_string());
@@ -141,7 +146,7 @@ async fn upload(app: &TestApp, key: &str, zip: Vec<u8>, class: Option<Uuid>) -> 
         .unwrap()
 }
 
-async fn accepted(resp: reqwest::Response) -> (Uuid, Uuid) {
+pub(crate) async fn accepted(resp: reqwest::Response) -> (Uuid, Uuid) {
     assert_eq!(resp.status(), 202, "{}", resp.text().await.unwrap());
     let body: Value = resp.json().await.unwrap();
     let id = |k: &str| body[k].as_str().unwrap().parse::<Uuid>().unwrap();
@@ -150,7 +155,7 @@ async fn accepted(resp: reqwest::Response) -> (Uuid, Uuid) {
 
 /// Runs the real worker over the app's queue until the batch is finished; returns the
 /// (kind, lane) of every delivery it handled.
-async fn work_until_done(app: &TestApp, batch: Uuid) -> Vec<(JobKind, Lane)> {
+pub(crate) async fn work_until_done(app: &TestApp, batch: Uuid) -> Vec<(JobKind, Lane)> {
     let queue: Arc<dyn JobQueue> = match (&app.embedded, &app.rabbit) {
         (Some(q), _) => Arc::new(q.clone()),
         (_, Some(r)) => r.queue.clone(),

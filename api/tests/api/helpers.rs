@@ -301,6 +301,7 @@ pub async fn spawn_app_full(
         queue: job_queue,
         exif_utc_offset: config.exif_utc_offset,
         clock,
+        privacy: config.privacy,
     };
     // Jobs are inspected by the tests, so no in-process worker consumes them.
     let app = api::build_with(&config, state, false)

@@ -229,6 +229,7 @@ impl Running {
             queue: Arc::new(EmbeddedQueue::new()),
             exif_utc_offset: config.exif_utc_offset,
             clock: common::clock::system(),
+            privacy: config.privacy,
         };
         let app = api::build_with(&config, state, worker)
             .await

@@ -1,7 +1,7 @@
 //! `consent_entries`: every consent to the processing of a student's face data given or
 //! withdrawn, with who recorded it and when. The latest entry is in force.
 
-use sea_orm::entity::prelude::*;
+use sea_orm::{QueryOrder, entity::prelude::*};
 use serde::{Deserialize, Serialize};
 
 #[derive(
@@ -67,3 +67,27 @@ impl Related<super::student::Entity> for Entity {
 }
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// The longest note kept with an entry, in characters.
+pub const NOTE_MAX_CHARS: usize = 500;
+
+/// The student's latest entry, which is the consent in force (`None`: never recorded).
+pub async fn in_force<C: ConnectionTrait>(
+    db: &C,
+    student_id: Uuid,
+) -> Result<Option<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::StudentId.eq(student_id))
+        .order_by_desc(Column::CreatedAt)
+        .one(db)
+        .await
+}
+
+/// Every entry of the student, oldest first.
+pub async fn history<C: ConnectionTrait>(db: &C, student_id: Uuid) -> Result<Vec<Model>, DbErr> {
+    Entity::find()
+        .filter(Column::StudentId.eq(student_id))
+        .order_by_asc(Column::CreatedAt)
+        .all(db)
+        .await
+}

@@ -4,6 +4,8 @@
 use sea_orm::entity::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::consent_entry::ConsentSource;
+
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
@@ -46,6 +48,19 @@ pub struct Model {
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
     pub finished_at: Option<DateTimeUtc>,
+    /// The API key that uploaded the batch; `None` for the command-line import.
+    pub uploaded_by_key_id: Option<Uuid>,
+    /// The source of the consent entries the batch records: `batch` or `cli`.
+    pub consent_source: ConsentSource,
+    /// `REQUIRE_CONSENT` when the batch was uploaded: a student without consent (in
+    /// their `students.csv` line, or already in force) is refused.
+    pub require_consent: bool,
+    /// Consent for every student whose line does not say otherwise (the import's
+    /// `--consent`).
+    pub consent_for_all: bool,
+    /// The note of `consent_for_all`.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub consent_note: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

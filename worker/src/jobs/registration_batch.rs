@@ -8,6 +8,12 @@
 //! the batch's class) and an optional `photos` column (`;`-separated paths inside the
 //! ZIP), so that a manifest alone with photos anywhere in the archive works too.
 //!
+//! Consent: optional `consent` (true/false) and `consent_note` columns; a student
+//! given consent gets a `consent_entries` row (the batch's uploading key and source)
+//! with their rows. Under the batch's `require_consent`, a student with neither
+//! consent on their line nor consent in force is refused with a reason, and a student
+//! who withdrew consent always needs it on their line (see [`consent_for`]).
+//!
 //! Idempotent: a redelivered job skips the roll numbers already queued by an earlier
 //! run of the same batch and rewrites the refusals.
 
@@ -20,6 +26,7 @@ use std::{
 use chrono::Utc;
 use common::job::result::BatchUnpackResult;
 use common::{JobKind, JobMessage};
+use models::consent_entry::{self, ConsentAction, NOTE_MAX_CHARS};
 use models::job::{self, JobStatus};
 use models::registration_batch::{self, BatchStatus};
 use models::registration_batch_item::{self, ItemStatus};
@@ -75,6 +82,12 @@ struct Plan {
     /// The manifest's class (id or name), else the batch's.
     class: Option<String>,
     photos: Vec<Entry>,
+    /// The manifest's `consent`, when its line says.
+    consent: Option<bool>,
+    consent_note: Option<String>,
+    /// The manifest line and why it cannot be used (an unreadable consent): the
+    /// student is refused rather than registered from their folder without it.
+    refused: Option<(String, String)>,
 }
 
 /// A refusal for the report.
@@ -194,8 +207,36 @@ async fn run(
         if already.contains(&roll_no) {
             continue;
         }
+        if let Some((line, reason)) = plan.refused {
+            refusals.push(Refusal::rejected(Some(&roll_no), &line, reason));
+            continue;
+        }
         let class_id = match resolve_class(&classes, plan.class.as_deref(), batch.class_id) {
             Ok(id) => id,
+            Err(reason) => {
+                refusals.push(Refusal {
+                    roll_no: Some(roll_no),
+                    entry: None,
+                    status: ItemStatus::Rejected,
+                    reason,
+                });
+                continue;
+            }
+        };
+        let existing = registered(&ctx.db, class_id, &roll_no).await?;
+        let in_force = match &existing {
+            Some(s) => consent_entry::in_force(&ctx.db, s.id)
+                .await?
+                .map(|e| e.action),
+            None => None,
+        };
+        let consent = match consent_for(
+            &ConsentPolicy::of(&batch),
+            &plan,
+            existing.as_ref().map(|s| s.status),
+            in_force,
+        ) {
+            Ok(consent) => consent,
             Err(reason) => {
                 refusals.push(Refusal {
                     roll_no: Some(roll_no),
@@ -227,7 +268,14 @@ async fn run(
             });
             continue;
         }
-        let queued = queue_student(ctx, &batch, class_id, &roll_no, plan.name, photos).await?;
+        let student = StudentPlan {
+            class_id,
+            roll_no: &roll_no,
+            name: plan.name,
+            existing,
+            consent,
+        };
+        let queued = queue_student(ctx, &batch, student, photos).await?;
         students += 1;
         updated += u32::from(queued.updated);
         publish(ctx, queued.job_id).await;
@@ -349,6 +397,7 @@ fn parse_manifest(bytes: &[u8], refusals: &mut Vec<Refusal>) -> Manifest {
         return Manifest { plans };
     };
     let (name_col, class_col, photos_col) = (column("name"), column("class"), column("photos"));
+    let (consent_col, note_col) = (column("consent"), column("consent_note"));
     for (i, record) in reader.records().enumerate() {
         let line = format!("{MANIFEST} line {}", i + 2);
         let record = match record {
@@ -393,14 +442,113 @@ fn parse_manifest(bytes: &[u8], refusals: &mut Vec<Refusal>) -> Manifest {
                     .collect()
             })
             .unwrap_or_default();
+        let (consent, consent_note, refused) =
+            match read_consent(field(consent_col), field(note_col)) {
+                Ok((consent, note)) => (consent, note, None),
+                Err(reason) => (None, None, Some((line, reason))),
+            };
         let plan = Plan {
             name,
             class: field(class_col),
             photos: Vec::new(),
+            consent,
+            consent_note,
+            refused,
         };
         plans.insert(roll_no, (plan, photos));
     }
     Manifest { plans }
+}
+
+/// A line's `consent` (`true`/`false`, `yes`/`no`, `1`/`0`; empty: not said) and
+/// `consent_note`, or why they cannot be used.
+fn read_consent(
+    consent: Option<String>,
+    note: Option<String>,
+) -> Result<(Option<bool>, Option<String>), String> {
+    let consent = match consent.map(|c| c.to_ascii_lowercase()).as_deref() {
+        None => None,
+        Some("true" | "yes" | "y" | "1") => Some(true),
+        Some("false" | "no" | "n" | "0") => Some(false),
+        Some(other) => {
+            return Err(format!("consent must be true or false, not {other:?}"));
+        }
+    };
+    if let Some(note) = &note {
+        // PostgreSQL refuses NUL in text.
+        if note.contains('\0') {
+            return Err("consent_note contains a NUL character".into());
+        }
+        if note.chars().count() > NOTE_MAX_CHARS {
+            return Err(format!(
+                "consent_note is longer than {NOTE_MAX_CHARS} characters"
+            ));
+        }
+    }
+    Ok((consent, note))
+}
+
+/// How the batch treats consent (fixed when it was uploaded).
+#[derive(Debug, Clone, Default)]
+struct ConsentPolicy {
+    /// `REQUIRE_CONSENT`.
+    required: bool,
+    /// Consent for every student whose line does not say otherwise, and its note.
+    for_all: bool,
+    note: Option<String>,
+}
+
+impl ConsentPolicy {
+    fn of(batch: &registration_batch::Model) -> ConsentPolicy {
+        ConsentPolicy {
+            required: batch.require_consent,
+            for_all: batch.consent_for_all,
+            note: batch.consent_note.clone(),
+        }
+    }
+}
+
+/// What the batch records about one student's consent: `Ok(Some(note))` consent given
+/// (with its note), `Ok(None)` none, `Err(reason)` the student is refused. A student
+/// who withdrew consent (status or latest entry) must give it again on their line;
+/// under `required`, a student needs consent on their line or already in force.
+fn consent_for(
+    policy: &ConsentPolicy,
+    plan: &Plan,
+    existing: Option<StudentStatus>,
+    in_force: Option<ConsentAction>,
+) -> Result<Option<Option<String>>, String> {
+    let (given, note) = match plan.consent {
+        Some(given) => (given, plan.consent_note.clone()),
+        None => (
+            policy.for_all,
+            plan.consent_note
+                .clone()
+                .or_else(|| policy.note.clone().filter(|_| policy.for_all)),
+        ),
+    };
+    if given {
+        return Ok(Some(note));
+    }
+    if note.is_some() {
+        return Err("consent_note is recorded only with consent=true".into());
+    }
+    if existing == Some(StudentStatus::Withdrawn) || in_force == Some(ConsentAction::Withdrawn) {
+        return Err(
+            "this student withdrew their consent; to register them again, give consent=true \
+             on their line of students.csv"
+                .into(),
+        );
+    }
+    if policy.required && in_force != Some(ConsentAction::Given) {
+        return Err(
+            "no consent: this server requires the student's consent to register them; give \
+             consent=true on their line of students.csv (or --consent with attendance-api \
+             import)"
+                .into(),
+        );
+    }
+    Ok(None)
 }
 
 fn invalid_roll(roll_no: &str) -> Option<String> {
@@ -523,30 +671,54 @@ async fn queued_before(
     Ok(rolls)
 }
 
+/// The student registered under `roll_no` in the class (a deleted student's tombstone
+/// is not: the roll number is free again).
+async fn registered(
+    db: &impl ConnectionTrait,
+    class_id: Uuid,
+    roll_no: &str,
+) -> Result<Option<student::Model>, DbErr> {
+    student::Entity::find()
+        .filter(student::Column::ClassId.eq(class_id))
+        .filter(student::Column::RollNo.eq(roll_no))
+        .filter(student::Column::Status.ne(StudentStatus::Deleted))
+        .one(db)
+        .await
+}
+
 struct Queued {
     job_id: Uuid,
     updated: bool,
 }
 
+/// One student to queue, as decided from the batch.
+struct StudentPlan<'a> {
+    class_id: Uuid,
+    roll_no: &'a str,
+    name: Option<String>,
+    /// Already registered under this roll number in the class.
+    existing: Option<student::Model>,
+    /// The consent to record, with its note (see [`consent_for`]).
+    consent: Option<Option<String>>,
+}
+
 /// Stores one student's photos, then in one transaction creates the student (or
 /// updates the one already registered under this roll number in the class, replacing
-/// its photos), the photo rows, the bulk registration job and the batch outcome.
+/// its photos), the consent entry, the photo rows, the bulk registration job and the
+/// batch outcome.
 async fn queue_student(
     ctx: &JobContext,
     batch: &registration_batch::Model,
-    class_id: Uuid,
-    roll_no: &str,
-    name: Option<String>,
+    plan: StudentPlan<'_>,
     photos: Vec<(Vec<u8>, image::ImageFormat)>,
 ) -> Result<Queued, JobError> {
-    // A deleted student's tombstone keeps its roll number for the records only: the
-    // roll number is registered anew.
-    let existing = student::Entity::find()
-        .filter(student::Column::ClassId.eq(class_id))
-        .filter(student::Column::RollNo.eq(roll_no))
-        .filter(student::Column::Status.ne(StudentStatus::Deleted))
-        .one(&ctx.db)
-        .await?;
+    let StudentPlan {
+        class_id,
+        roll_no,
+        name,
+        existing,
+        consent,
+    } = plan;
     let student_id = existing.as_ref().map_or_else(Uuid::new_v4, |s| s.id);
     let now = Utc::now();
     let mut rows = Vec::with_capacity(photos.len());
@@ -617,6 +789,19 @@ async fn queue_student(
                 .exec_without_returning(&txn)
                 .await?;
             }
+        }
+        if let Some(note) = consent {
+            consent_entry::Entity::insert(consent_entry::ActiveModel {
+                id: Set(Uuid::new_v4()),
+                student_id: Set(student_id),
+                action: Set(ConsentAction::Given),
+                note: Set(note),
+                recorded_by_key_id: Set(batch.uploaded_by_key_id),
+                source: Set(batch.consent_source),
+                created_at: Set(now),
+            })
+            .exec_without_returning(&txn)
+            .await?;
         }
         student_photo::Entity::insert_many(rows)
             .exec_without_returning(&txn)
@@ -784,4 +969,122 @@ async fn fail_batch(
     txn.commit().await?;
     discard_archive(ctx, batch).await;
     Ok(Outcome::Completed(result))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(consent: Option<bool>, note: Option<&str>) -> Plan {
+        Plan {
+            consent,
+            consent_note: note.map(str::to_string),
+            ..Plan::default()
+        }
+    }
+
+    fn policy(required: bool, for_all: bool, note: Option<&str>) -> ConsentPolicy {
+        ConsentPolicy {
+            required,
+            for_all,
+            note: note.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn consent_values_are_read_and_bad_ones_refused() {
+        let read = |c: Option<&str>, n: Option<&str>| {
+            read_consent(c.map(str::to_string), n.map(str::to_string))
+        };
+        for yes in ["true", "TRUE", "yes", "Y", "1"] {
+            assert_eq!(read(Some(yes), None), Ok((Some(true), None)));
+        }
+        for no in ["false", "No", "n", "0"] {
+            assert_eq!(read(Some(no), None), Ok((Some(false), None)));
+        }
+        assert_eq!(
+            read(None, Some("form 12")),
+            Ok((None, Some("form 12".to_string())))
+        );
+        assert!(
+            read(Some("maybe"), None)
+                .unwrap_err()
+                .contains("true or false")
+        );
+        assert!(
+            read(Some("true"), Some("a\0b"))
+                .unwrap_err()
+                .contains("NUL")
+        );
+        let long = "x".repeat(NOTE_MAX_CHARS + 1);
+        assert!(
+            read(Some("true"), Some(&long))
+                .unwrap_err()
+                .contains("longer")
+        );
+    }
+
+    #[test]
+    fn consent_is_given_by_the_line_or_the_batch_and_required_when_asked() {
+        let none = policy(false, false, None);
+        let required = policy(true, false, None);
+        // The line's own consent, with its note.
+        assert_eq!(
+            consent_for(&required, &line(Some(true), Some("form")), None, None),
+            Ok(Some(Some("form".to_string())))
+        );
+        // Nothing said, nothing required: registered without consent.
+        assert_eq!(consent_for(&none, &line(None, None), None, None), Ok(None));
+        assert_eq!(
+            consent_for(&none, &line(Some(false), None), None, None),
+            Ok(None)
+        );
+        // Required: refused unless the line gives it or it is in force already.
+        let refused = consent_for(&required, &line(None, None), None, None).unwrap_err();
+        assert!(refused.contains("requires"), "{refused}");
+        assert!(consent_for(&required, &line(Some(false), None), None, None).is_err());
+        assert_eq!(
+            consent_for(
+                &required,
+                &line(None, None),
+                Some(StudentStatus::Active),
+                Some(ConsentAction::Given)
+            ),
+            Ok(None)
+        );
+        // The import's --consent, with its note, unless the line says no.
+        let for_all = policy(true, true, Some("forms in the office"));
+        assert_eq!(
+            consent_for(&for_all, &line(None, None), None, None),
+            Ok(Some(Some("forms in the office".to_string())))
+        );
+        assert_eq!(
+            consent_for(&for_all, &line(None, Some("own note")), None, None),
+            Ok(Some(Some("own note".to_string())))
+        );
+        assert!(consent_for(&for_all, &line(Some(false), None), None, None).is_err());
+        // A note without consent would be lost.
+        assert!(
+            consent_for(&none, &line(Some(false), Some("x")), None, None)
+                .unwrap_err()
+                .contains("consent_note")
+        );
+    }
+
+    #[test]
+    fn a_student_who_withdrew_needs_consent_on_their_line_whatever_is_required() {
+        let none = policy(false, false, None);
+        for (status, latest) in [
+            (StudentStatus::Withdrawn, Some(ConsentAction::Withdrawn)),
+            (StudentStatus::Withdrawn, None),
+            (StudentStatus::Active, Some(ConsentAction::Withdrawn)),
+        ] {
+            let refused = consent_for(&none, &line(None, None), Some(status), latest).unwrap_err();
+            assert!(refused.contains("withdrew"), "{refused}");
+            assert_eq!(
+                consent_for(&none, &line(Some(true), None), Some(status), latest),
+                Ok(Some(None))
+            );
+        }
+    }
 }
