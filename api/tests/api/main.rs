@@ -24,4 +24,5 @@ mod sessions;
 mod student_photos;
 mod students;
 mod uploads;
+mod web_ui;
 mod webhooks;
