@@ -160,6 +160,13 @@ test('sessions, analytics and settings screens', async () => {
   await keyForm.getByLabel('Key department').fill('CSE');
   await keyForm.getByRole('button', { name: 'Create key' }).click();
   await expect(page.getByTestId('new-key')).toHaveText(/^att_/);
-  await expect(page.getByRole('cell', { name: 'Dr. Rao' })).toBeVisible();
+  await expect(page.getByRole('cell', { name: 'Dr. Rao', exact: true })).toBeVisible();
   await screenshot(page, '10-settings');
+  // Revoking asks first; Cancel keeps the key.
+  await page.getByRole('button', { name: 'Revoke Dr. Rao' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Cancel' }).click();
+  await expect(page.getByRole('button', { name: 'Revoke Dr. Rao' })).toBeVisible();
+  await page.getByRole('button', { name: 'Revoke Dr. Rao' }).click();
+  await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
+  await expect(page.getByRole('row', { name: /Dr\. Rao/ })).toContainText('revoked');
 });
