@@ -170,3 +170,22 @@ test('sessions, analytics and settings screens', async () => {
   await page.getByRole('dialog').getByRole('button', { name: 'Revoke' }).click();
   await expect(page.getByRole('row', { name: /Dr\. Rao/ })).toContainText('revoked');
 });
+
+test('an unknown face is named from the tray', async () => {
+  await page.getByRole('link', { name: 'Attendance' }).click();
+  await page.getByLabel('Class', { exact: true }).selectOption({ label: 'CSE 3A (CSE)' });
+  await page.getByLabel('Subject').fill('Lab');
+  await page.getByLabel('choose photos').setInputFiles([fixture('groups/six_people.jpg')]);
+  await page.getByRole('button', { name: 'Mark attendance' }).click();
+  // Nobody of the class is in this photo: six unknown faces.
+  await expect(page.getByLabel('Summary')).toContainText('6 unknown faces', { timeout: 180_000 });
+  await expect(page.getByLabel('Summary')).toContainText('0 present');
+  await screenshot(page, '13-unknown-faces');
+  const first = page.locator('.tray-face').first();
+  await first.getByLabel(/Who is this/).selectOption({ label: 'Alex Lacamoire (21CS003)' });
+  await expect(first.getByLabel("Add to this student's photos")).toBeVisible();
+  await first.getByRole('button', { name: 'Assign' }).click();
+  await expect(page.getByLabel('Summary')).toContainText('5 unknown faces');
+  await expect(page.getByRole('switch', { name: 'Alex Lacamoire present' })).toBeChecked();
+  await expect(page.locator('.face-label', { hasText: 'Alex Lacamoire' })).toBeVisible();
+});

@@ -11,7 +11,7 @@ test('a teacher sees only their department and no admin screens', async ({ page 
   const admin = adminKey();
   const own = await apiCall<Created>(admin, 'POST', '/classes', { name: 'MECH 1B', department: 'MECH' });
   const other = await apiCall<Created>(admin, 'POST', '/classes', { name: 'ECE 2B', department: 'ECE' });
-  const teacher = await apiCall<{ key: string }>(admin, 'POST', '/keys', {
+  const teacher = await apiCall<{ id: string; key: string }>(admin, 'POST', '/keys', {
     role: 'teacher',
     name: 'Ms. Iyer',
     department: 'MECH',
@@ -45,4 +45,9 @@ test('a teacher sees only their department and no admin screens', async ({ page 
   await page.goto(`${base()}/#/classes/${own.id}`);
   await expect(page.getByRole('heading', { name: 'MECH 1B' })).toBeVisible();
   await expect(page.getByRole('button', { name: 'Delete class' })).toHaveCount(0);
+
+  // A key revoked while in use sends the page back to sign-in.
+  await apiCall(admin, 'DELETE', `/keys/${teacher.id}`);
+  await page.getByRole('link', { name: 'Classes' }).click();
+  await expect(page.getByRole('button', { name: 'Sign in' })).toBeVisible();
 });

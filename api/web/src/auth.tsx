@@ -1,7 +1,7 @@
 // Who is signed in: the key (session storage) and what the API says about it
 // (`GET /keys/me`: role and department), which decides the screens shown.
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react';
-import { api, unwrap, type Schemas } from './api/client';
+import { api, SIGNED_OUT_EVENT, unwrap, type Schemas } from './api/client';
 import { clearKey, getKey, setKey } from './api/keyStore';
 
 export type Me = Schemas['KeyOut'];
@@ -24,6 +24,13 @@ export async function fetchMe(): Promise<Me> {
 export function AuthProvider({ children }: { children: ReactNode }) {
   const [me, setMe] = useState<Me | null>(null);
   const [checking, setChecking] = useState(() => getKey() !== null);
+
+  // A key revoked while in use: every screen would fail, so sign out.
+  useEffect(() => {
+    const onRefused = () => setMe(null);
+    window.addEventListener(SIGNED_OUT_EVENT, onRefused);
+    return () => window.removeEventListener(SIGNED_OUT_EVENT, onRefused);
+  }, []);
 
   useEffect(() => {
     if (getKey() === null) return;

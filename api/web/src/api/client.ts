@@ -4,7 +4,7 @@
 import createClient, { type Middleware } from 'openapi-fetch';
 import type { components, paths } from './schema';
 import { ApiError, errorFromBody } from './errors';
-import { getKey } from './keyStore';
+import { clearKey, getKey } from './keyStore';
 
 export type Schemas = components['schemas'];
 
@@ -21,11 +21,21 @@ export function authHeaders(): Record<string, string> {
   return key ? { Authorization: `Bearer ${key}` } : {};
 }
 
+/** Fired when the API refuses the stored key (revoked meanwhile): back to sign-in. */
+export const SIGNED_OUT_EVENT = 'attendance:key-refused';
+
 const auth: Middleware = {
   onRequest({ request }) {
     const key = getKey();
     if (key) request.headers.set('Authorization', `Bearer ${key}`);
     return request;
+  },
+  onResponse({ response }) {
+    if (response.status === 401 && getKey()) {
+      clearKey();
+      window.dispatchEvent(new Event(SIGNED_OUT_EVENT));
+    }
+    return response;
   },
 };
 

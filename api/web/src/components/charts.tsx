@@ -28,7 +28,7 @@ export function BarChart({
   threshold: number;
   label: string;
 }) {
-  const plot: Plot = { width: Math.max(320, bars.length * 36 + 60), height: 240, left: 44, right: 12, top: 12, bottom: 64 };
+  const plot: Plot = { width: Math.max(320, bars.length * 36 + 100), height: 250, left: 44, right: 48, top: 24, bottom: 64 };
   const slots = barSlots(bars.length, plot);
   return (
     <div className="chart-scroll">
@@ -68,8 +68,8 @@ export function BarChart({
           className="threshold"
           data-testid="threshold-line"
         />
-        <text x={plot.width - plot.right} y={yOf(threshold, plot) - 4} textAnchor="end" className="threshold-label">
-          {threshold}% required
+        <text x={plot.left + 4} y={plot.top - 8} className="threshold-label">
+          - - {threshold}% required
         </text>
       </svg>
     </div>

@@ -133,7 +133,11 @@ function ApiKeys() {
                         ) : k.id === me.id ? null : (
                           <ConfirmButton
                             className="link danger"
-                            label={`Revoke ${k.name}`}
+                            label={
+                              <>
+                                Revoke<span className="visually-hidden"> {k.name}</span>
+                              </>
+                            }
                             question={`Revoke the key "${k.name}"? Whoever uses it is refused from the next request on.`}
                             confirmLabel="Revoke"
                             onConfirm={async () => {
