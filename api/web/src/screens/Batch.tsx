@@ -158,7 +158,15 @@ function BatchStatus({ id }: { id: string }) {
                           <span className={`badge ${it.status}`}>{it.status}</span>
                           {it.updated && ' (updated)'}
                         </td>
-                        <td>{it.reason ?? (it.entry ? <code>{it.entry}</code> : '')}</td>
+                        <td>
+                          {it.reason}
+                          {it.entry && (
+                            <>
+                              {it.reason ? ' ' : ''}
+                              <code>{it.entry}</code>
+                            </>
+                          )}
+                        </td>
                       </tr>
                     ))}
                   </tbody>
