@@ -47,6 +47,10 @@ echo "attendance-api --no-default-features links no candle crate"
 
 bash scripts/services.sh
 
+# The web UI's committed bundle (embedded in attendance-api) must be what its sources
+# build; this also installs its npm dependencies.
+bash scripts/web.sh check
+
 cargo build --workspace --all-targets
 # The binary just built: `cargo run -p worker` would resolve features for that crate
 # alone and rebuild it.
@@ -56,6 +60,9 @@ for f in "$MODEL_CACHE"/*.pt "$MODEL_CACHE"/*.dat "$MODEL_CACHE"/*.onnx; do
   [ -e "$MODEL_DIR/$(basename "$f")" ] || cp "$f" "$MODEL_DIR/"
 done
 cargo test --workspace --no-fail-fast -- --test-threads "${TEST_THREADS:-2}"
+# The web UI: Vitest, then the browser tests (Debian's Chromium, installed if missing)
+# against the attendance-api just built; screenshots in target/ui-screenshots/.
+bash scripts/web.sh test
 # The shortened load-and-fault soak: its own PostgreSQL and S3 server, the shared
 # RabbitMQ; fails unless every accepted upload is accounted for ("lost: 0").
 bash scripts/soak.sh --short

@@ -18,6 +18,7 @@ pub mod routes;
 pub mod services;
 pub mod state;
 pub mod upload;
+pub mod web_ui;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 

@@ -3,6 +3,7 @@
 //! person-free routes (health, metrics, the OpenAPI document and docs page). No-store
 //! everywhere else is simpler and safer than a list of personal routes: students,
 //! sessions, records, analytics, exports, jobs, photos and face crops are all personal.
+//! The web UI's content-hashed files (`/assets/…`) set their own long-lived caching.
 
 use poem::{
     Endpoint, IntoResponse, Request, Response,
@@ -17,6 +18,7 @@ fn cacheable(path: &str) -> bool {
     matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
         || path == "/docs"
         || path.starts_with("/docs/")
+        || path.starts_with(crate::web_ui::ASSETS_PREFIX)
 }
 
 pub async fn security_headers<E: Endpoint>(next: E, req: Request) -> poem::Result<Response> {

@@ -8,7 +8,7 @@ use models::{
 };
 use poem::web::Data;
 use poem_openapi::{
-    ApiResponse, Enum, Multipart, Object, OpenApi,
+    ApiResponse, Enum, Multipart, Object, OpenApi, ResponseContent,
     param::{Header, Path, Query},
     payload::{Binary, Json},
     types::multipart::Upload,
@@ -197,6 +197,18 @@ impl From<detected_face::Model> for FaceOut {
     }
 }
 
+/// A classroom photo of a session.
+#[derive(Debug, Object)]
+pub struct SessionPhotoOut {
+    pub id: Uuid,
+    /// 1-based, in upload order (as warnings and job errors number photos).
+    pub number: u32,
+    pub width: Option<i32>,
+    pub height: Option<i32>,
+    /// `GET` this for the photo as uploaded (404 once retention has removed it).
+    pub url: String,
+}
+
 #[derive(Debug, Object)]
 pub struct SessionDetailOut {
     #[oai(flatten)]
@@ -208,10 +220,29 @@ pub struct SessionDetailOut {
     pub job_status: Option<JobStatusOut>,
     /// One record per student of the class, by roll number (empty until processed).
     pub records: Vec<RecordOut>,
+    /// The session's photos, in upload order; faces name theirs by `photo_id`.
+    pub photos: Vec<SessionPhotoOut>,
     /// Every detected face; `student_id` null marks an unknown face.
     pub faces: Vec<FaceOut>,
     /// Every change a person made (records corrected, faces named), oldest first.
     pub audit: Vec<AuditEntryOut>,
+}
+
+/// A session photo in the format it was uploaded in.
+#[derive(ResponseContent)]
+pub enum PhotoFile {
+    #[oai(content_type = "image/jpeg")]
+    Jpeg(Binary<Vec<u8>>),
+    #[oai(content_type = "image/png")]
+    Png(Binary<Vec<u8>>),
+    #[oai(content_type = "image/webp")]
+    Webp(Binary<Vec<u8>>),
+}
+
+#[derive(ApiResponse)]
+pub enum SessionPhotoResponse {
+    #[oai(status = 200)]
+    Photo(PhotoFile),
 }
 
 #[derive(ApiResponse)]
@@ -328,8 +359,46 @@ impl AttendanceApi {
                     corrected_by_key_id: r.corrected_by_key_id,
                 })
                 .collect(),
+            photos: d
+                .photos
+                .into_iter()
+                .zip(1u32..)
+                .map(|(p, number)| SessionPhotoOut {
+                    url: format!("/attendance/session/{}/photos/{}", p.session_id, p.id),
+                    id: p.id,
+                    number,
+                    width: p.width,
+                    height: p.height,
+                })
+                .collect(),
             faces: d.faces.into_iter().map(Into::into).collect(),
             audit: d.audit.into_iter().map(Into::into).collect(),
+        }))
+    }
+
+    /// One classroom photo of a session, as uploaded. 410 once the retention policy
+    /// deleted the session's photos.
+    #[oai(
+        path = "/attendance/session/:id/photos/:photo_id",
+        method = "get",
+        operation_id = "get_session_photo"
+    )]
+    async fn photo(
+        &self,
+        state: Data<&AppState>,
+        auth: ApiKeyAuth,
+        id: Path<Uuid>,
+        photo_id: Path<Uuid>,
+    ) -> Result<SessionPhotoResponse, ApiError> {
+        let (bytes, content_type) =
+            attendance::session_photo(&state.db, &auth.0.scope, &state.blobs, id.0, photo_id.0)
+                .await?;
+        let bytes = Binary(bytes.to_vec());
+        // Uploads are validated as one of these three (`upload::validate_uploads`).
+        Ok(SessionPhotoResponse::Photo(match content_type.as_str() {
+            "image/png" => PhotoFile::Png(bytes),
+            "image/webp" => PhotoFile::Webp(bytes),
+            _ => PhotoFile::Jpeg(bytes),
         }))
     }
 

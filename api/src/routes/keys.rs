@@ -165,6 +165,13 @@ impl KeysApi {
         Ok(Json(all.into_iter().map(Into::into).collect()))
     }
 
+    /// The key making this request: its role and department (what a client shows or
+    /// hides). Any valid key may read its own.
+    #[oai(path = "/keys/me", method = "get", operation_id = "get_own_key")]
+    async fn me(&self, state: Data<&AppState>, auth: ApiKeyAuth) -> Result<Json<KeyOut>, ApiError> {
+        Ok(Json(keys::own(&state.db, auth.0.key_id).await?.into()))
+    }
+
     /// Revoke a key; it is refused from the next request on.
     #[oai(path = "/keys/:id", method = "delete", operation_id = "revoke_key")]
     async fn revoke(

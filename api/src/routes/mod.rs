@@ -27,7 +27,7 @@ use crate::{
     error, idempotency, limits, metrics, nul_bytes, response_headers,
     services::{batches::BatchLimits, webhooks::WebhookPolicy},
     state::AppState,
-    upload,
+    upload, web_ui,
 };
 
 #[derive(Tags)]
@@ -114,6 +114,8 @@ pub fn app(
         .nest("/docs", docs)
         .at("/metrics", poem::get(health::prometheus_metrics))
         .nest("/", api)
+        // The web UI at `/` and `/assets/…`, beside the API's own paths.
+        .around(web_ui::serve)
         // A handler's panic is a JSON 500, never a dropped connection (and releases
         // the request's Idempotency-Key like any 5xx).
         .with(CatchPanic::new().with_handler(error::panic_response))

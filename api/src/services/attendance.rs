@@ -95,16 +95,19 @@ pub async fn mark(
         warnings: Set(common::SessionWarning::to_stored(&provenance.warnings)),
         photos_deleted_at: Set(None),
     };
+    // One microsecond apart, so that ordering by `created_at` (the worker's photo
+    // numbers, the session's `photos`) is the upload order; ids are random.
     let photo_rows: Vec<_> = placed
         .iter()
-        .map(|p| session_photo::ActiveModel {
+        .zip(0i64..)
+        .map(|(p, i)| session_photo::ActiveModel {
             id: Set(p.id),
             session_id: Set(session_id),
             blob_key: Set(p.key.clone()),
             content_type: Set(p.photo.content_type().to_string()),
             width: Set(i32::try_from(p.photo.width).ok()),
             height: Set(i32::try_from(p.photo.height).ok()),
-            created_at: Set(now),
+            created_at: Set(now + chrono::TimeDelta::microseconds(i)),
             sha256: Set(Some(p.photo.facts.sha256.clone())),
         })
         .collect();
@@ -175,6 +178,8 @@ pub struct SessionDetail {
     pub created_by: Option<KeyRef>,
     /// Each record with its student, by roll number.
     pub records: Vec<(attendance_record::Model, student::Model)>,
+    /// The session's photos in upload order (the order the worker numbers them).
+    pub photos: Vec<session_photo::Model>,
     /// Every detected face (`student_id == None`: unknown), by photo and index.
     pub faces: Vec<detected_face::Model>,
     /// Every change a person made to the session, oldest first.
@@ -202,6 +207,12 @@ pub async fn get(
         .order_by_asc(detected_face::Column::FaceIndex)
         .all(db)
         .await?;
+    let photos = session_photo::Entity::find()
+        .filter(session_photo::Column::SessionId.eq(id))
+        .order_by_asc(session_photo::Column::CreatedAt)
+        .order_by_asc(session_photo::Column::Id)
+        .all(db)
+        .await?;
     let job = jobs::latest_for_subject(db, id).await?;
     let created_by = keys::key_ref(db, session.created_by_key_id).await?;
     let audit = corrections::audit_log(db, id).await?;
@@ -211,8 +222,37 @@ pub async fn get(
         job,
         created_by,
         records,
+        photos,
         faces,
     })
+}
+
+/// One of a session's photos, as uploaded, with its content type; [`ServiceError::Gone`]
+/// once the retention policy deleted the session's photos.
+pub async fn session_photo(
+    db: &impl ConnectionTrait,
+    scope: &Scope,
+    blobs: &Arc<dyn BlobStore>,
+    session_id: Uuid,
+    photo_id: Uuid,
+) -> Result<(Bytes, String), ServiceError> {
+    let session = scope.session(db, session_id).await?;
+    let photo = session_photo::Entity::find_by_id(photo_id)
+        .filter(session_photo::Column::SessionId.eq(session_id))
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound("session photo"))?;
+    if let Some(at) = session.photos_deleted_at {
+        return Err(ServiceError::gone(
+            "deleted_by_retention",
+            format!(
+                "the session's photos were deleted on {} under the retention policy \
+                 (RETENTION_DAYS); its records are kept",
+                at.format("%Y-%m-%d")
+            ),
+        ));
+    }
+    Ok((blobs.get(&photo.blob_key).await?, photo.content_type))
 }
 
 /// The stored crop of a detected face; [`ServiceError::Gone`] when the retention

@@ -124,6 +124,14 @@ pub async fn revoke(
     Ok(key)
 }
 
+/// The caller's own key, as it would be listed (`GET /keys/me`): any role may read it.
+pub async fn own(db: &impl ConnectionTrait, key_id: Uuid) -> Result<api_key::Model, ServiceError> {
+    api_key::Entity::find_by_id(key_id)
+        .one(db)
+        .await?
+        .ok_or(ServiceError::NotFound("API key"))
+}
+
 /// The id and name of the key that created something, if it is known.
 pub async fn key_ref(
     db: &impl ConnectionTrait,

@@ -28,4 +28,5 @@ mod student_data;
 mod student_photos;
 mod students;
 mod uploads;
+mod web_ui;
 mod webhooks;
