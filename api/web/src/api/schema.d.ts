@@ -107,7 +107,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** One classroom photo of a session, as uploaded. */
+        /**
+         * One classroom photo of a session, as uploaded. 410 once the retention policy
+         *     deleted the session's photos.
+         */
         get: operations["get_session_photo"];
         put?: never;
         post?: never;
@@ -248,7 +251,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The cropped image of a detected face. */
+        /**
+         * The cropped image of a detected face. 410 when the retention policy deleted it
+         *     (the face matched nobody and the session's photos are past `RETENTION_DAYS`).
+         */
         get: operations["get_face_crop"];
         put?: never;
         post?: never;
@@ -465,7 +471,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Register a student with 1–10 photos. Answers 202; a job embeds the faces. */
+        /**
+         * Register a student with 1–10 photos, and their consent. Answers 202; a job embeds
+         *     the faces.
+         */
         post: operations["register_student"];
         delete?: never;
         options?: never;
@@ -489,10 +498,59 @@ export interface paths {
         put: operations["update_student"];
         post?: never;
         /**
-         * Delete a student with their photos, embeddings and records (admin or department
-         *     admin).
+         * Delete a student (admin or department admin): every biometric trace goes, their
+         *     registration photos, embeddings of every model, faces enrolled from corrections,
+         *     and the crops and descriptors of their faces in sessions. Their attendance records
+         *     stay (academic records, shown with their name and roll number) unless
+         *     `purge=true`, which deletes them and the student entirely. Answers what was
+         *     removed. The student is not found afterwards, and their roll number is free.
          */
         delete: operations["delete_student"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/students/{id}/consent": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Withdraw a student's consent (admin or department admin): their biometric data is
+         *     erased as by a delete, they stay with their attendance records as `withdrawn`,
+         *     and the withdrawal is kept in their consent history with the key that recorded
+         *     it. Not recognised in sessions (on the roll, recorded `unmatched` unless marked
+         *     by hand) until they register again.
+         */
+        delete: operations["withdraw_consent"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/students/{id}/data": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Everything held about a student, as a ZIP (admin or department admin): the
+         *     profile, registration photos with their verdicts, the crops of session faces
+         *     matched to them, their attendance records and every consent entry. A photo or
+         *     crop missing from storage is listed as missing.
+         */
+        get: operations["get_student_data"];
+        put?: never;
+        post?: never;
+        delete?: never;
         options?: never;
         head?: never;
         patch?: never;
@@ -510,7 +568,8 @@ export interface paths {
         /**
          * Add 1–10 photos to a registered student. Answers 202; a registration job gives
          *     each photo its verdict as at registration, and the student stays matched with
-         *     the photos accepted so far meanwhile.
+         *     the photos accepted so far meanwhile. A student who withdrew consent registers
+         *     again this way, with `consent=true`.
          */
         post: operations["add_student_photos"];
         delete?: never;
@@ -914,6 +973,26 @@ export interface components {
             /** Format: int32 */
             year?: number;
         };
+        /** @enum {string} */
+        ConsentActionOut: "given" | "withdrawn";
+        /**
+         * ConsentOut
+         * @description A consent given or withdrawn, with who recorded it and when.
+         */
+        ConsentOut: {
+            action: components["schemas"]["ConsentActionOut"];
+            note?: string;
+            /** Format: date-time */
+            recorded_at: string;
+            /**
+             * Format: uuid
+             * @description The API key that recorded it; null for the command-line import.
+             */
+            recorded_by_key_id?: string;
+            source: components["schemas"]["ConsentSourceOut"];
+        };
+        /** @enum {string} */
+        ConsentSourceOut: "api" | "batch" | "cli";
         /**
          * CorrectedRecordOut
          * @description A record as a correction left it.
@@ -1016,6 +1095,42 @@ export interface components {
              */
             next_attempt_at?: string;
             status: components["schemas"]["WebhookDeliveryStatus"];
+        };
+        /**
+         * ErasedOut
+         * @description What an erasure removed (a delete, or a withdrawal of consent).
+         */
+        ErasedOut: {
+            /**
+             * Format: uint64
+             * @description Attendance records deleted (only with `purge=true`; otherwise they stay).
+             */
+            attendance_records: number;
+            /**
+             * Format: uint64
+             * @description Face embeddings deleted, of every face model.
+             */
+            embeddings: number;
+            /**
+             * Format: uint64
+             * @description Faces from sessions enrolled into the gallery by a correction, deleted.
+             */
+            enrolled_photos: number;
+            /**
+             * Format: uint64
+             * @description Crops of the student's faces in attendance sessions, deleted.
+             */
+            face_crops: number;
+            /**
+             * Format: uint64
+             * @description Descriptors of those faces, cleared.
+             */
+            face_descriptors: number;
+            /**
+             * Format: uint64
+             * @description Uploaded registration photos deleted (rows and stored files).
+             */
+            registration_photos: number;
         };
         /** ErrorBody */
         ErrorBody: {
@@ -1133,7 +1248,7 @@ export interface components {
          *     compiler asks for). Older workers dead-letter kinds they do not know.
          * @enum {string}
          */
-        JobKind: "registration" | "attendance" | "reembed" | "registration_batch" | "bulk_registration";
+        JobKind: "registration" | "attendance" | "reembed" | "registration_batch" | "bulk_registration" | "retention";
         /** JobOut */
         JobOut: {
             /** Format: int32 */
@@ -1170,7 +1285,7 @@ export interface components {
             updated_at: string;
         };
         /** @description A job's result, by what the job did. */
-        JobResult: components["schemas"]["JobResult_RegistrationResult"] | components["schemas"]["JobResult_AttendanceResult"] | components["schemas"]["JobResult_ReembedResult"] | components["schemas"]["JobResult_BatchUnpackResult"] | components["schemas"]["JobResult_SkippedResult"];
+        JobResult: components["schemas"]["JobResult_RegistrationResult"] | components["schemas"]["JobResult_AttendanceResult"] | components["schemas"]["JobResult_ReembedResult"] | components["schemas"]["JobResult_BatchUnpackResult"] | components["schemas"]["JobResult_RetentionResult"] | components["schemas"]["JobResult_SkippedResult"];
         /** @description A job's result, by what the job did. */
         JobResult_AttendanceResult: {
             /**
@@ -1226,6 +1341,20 @@ export interface components {
              * @enum {string}
              */
             type: "registration";
+        };
+        /** @description A job's result, by what the job did. */
+        JobResult_RetentionResult: {
+            /**
+             * @example retention
+             * @enum {string}
+             */
+            type: "retention";
+        } & components["schemas"]["RetentionResult"] & {
+            /**
+             * @description discriminator enum property added by openapi-typescript
+             * @enum {string}
+             */
+            type: "retention";
         };
         /** @description A job's result, by what the job did. */
         JobResult_SkippedResult: {
@@ -1516,6 +1645,41 @@ export interface components {
          * @enum {string}
          */
         Rejection: "no_face" | "several_faces" | "face_too_small" | "low_confidence" | "unreadable";
+        /**
+         * RetentionResult
+         * @description A retention run (`RETENTION_DAYS`): the sessions uploaded before `cutoff` whose
+         *     photos, and the crops and descriptors of whose unknown faces, were deleted.
+         */
+        RetentionResult: {
+            /**
+             * Format: uint32
+             * @description Crops (with descriptors) of faces that matched nobody, deleted.
+             */
+            crops_deleted: number;
+            /**
+             * Format: date-time
+             * @description Sessions uploaded before this instant were due.
+             */
+            cutoff: string;
+            /**
+             * Format: uint32
+             * @description Due sessions whose faces kept changing during the run (a person correcting them):
+             *     left for the next run.
+             */
+            left_for_next_run: number;
+            /**
+             * Format: uint32
+             * @description Session photos deleted.
+             */
+            photos_deleted: number;
+            /** Format: uint32 */
+            retention_days: number;
+            /**
+             * Format: uint32
+             * @description Sessions whose photos were deleted by this run.
+             */
+            sessions: number;
+        };
         /** SessionDetailOut */
         SessionDetailOut: {
             /** @description Every change a person made (records corrected, faces named), oldest first. */
@@ -1538,6 +1702,12 @@ export interface components {
             job_status?: components["schemas"]["JobStatusOut"];
             /** @description The session's photos, in upload order; faces name theirs by `photo_id`. */
             photos: components["schemas"]["SessionPhotoOut"][];
+            /**
+             * Format: date-time
+             * @description When the retention policy (`RETENTION_DAYS`) deleted the session's photos and
+             *     the crops of its unknown faces; null while they are kept. Records stay.
+             */
+            photos_deleted_at?: string;
             /** @description One record per student of the class, by roll number (empty until processed). */
             records: components["schemas"]["RecordOut"][];
             status: components["schemas"]["SessionStatusOut"];
@@ -1558,6 +1728,12 @@ export interface components {
             created_at: string;
             /** Format: uuid */
             id: string;
+            /**
+             * Format: date-time
+             * @description When the retention policy (`RETENTION_DAYS`) deleted the session's photos and
+             *     the crops of its unknown faces; null while they are kept. Records stay.
+             */
+            photos_deleted_at?: string;
             status: components["schemas"]["SessionStatusOut"];
             subject?: string;
             /** Format: date-time */
@@ -1658,6 +1834,11 @@ export interface components {
         StudentDetailOut: {
             /** Format: uuid */
             class_id: string;
+            /**
+             * @description The consent in force (the latest given or withdrawn); null when none was
+             *     recorded.
+             */
+            consent?: components["schemas"]["ConsentOut"] & unknown;
             /** Format: date-time */
             created_at: string;
             /** Format: uuid */
@@ -1934,6 +2115,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -2043,6 +2236,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2182,6 +2387,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -2284,6 +2501,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2409,6 +2638,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -2514,6 +2755,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2636,6 +2889,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -2747,6 +3012,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -2847,6 +3124,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2965,6 +3254,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3067,6 +3368,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3187,6 +3500,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3287,6 +3612,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3414,6 +3751,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3529,6 +3878,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3631,6 +3992,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3766,6 +4139,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3881,6 +4266,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -3981,6 +4378,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4099,6 +4508,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -4206,6 +4627,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -4306,6 +4739,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4458,6 +4903,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -4529,7 +4986,7 @@ export interface operations {
                     /**
                      * Format: binary
                      * @description A ZIP with one folder per roll number holding that student's photos, and
-                     *     optionally `students.csv` (`roll_no,name,class[,photos]`).
+                     *     optionally `students.csv` (`roll_no,name,class[,photos][,consent,consent_note]`).
                      */
                     file: string;
                 };
@@ -4582,6 +5039,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4691,6 +5160,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -4809,6 +5290,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -4874,6 +5367,17 @@ export interface operations {
                 "multipart/form-data": {
                     /** Format: uuid */
                     class_id: string;
+                    /**
+                     * @description `true` records the student's consent to the processing of their face data, with
+                     *     this key and the time; absent or `false`: no consent. Required when the server
+                     *     runs with `REQUIRE_CONSENT=true` (else 422 `consent_required`).
+                     */
+                    consent?: boolean;
+                    /**
+                     * @description A note kept with the consent (e.g. where the signed form is), up to 500
+                     *     characters; only with `consent=true`.
+                     */
+                    consent_note?: string;
                     name: string;
                     /** @description 1–10 photos of the student's face (JPEG, PNG or WebP; ≤ 10 MB each). */
                     photos: string[];
@@ -4928,6 +5432,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5037,6 +5553,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5157,6 +5685,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -5205,7 +5745,10 @@ export interface operations {
     };
     delete_student: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Also delete the student's attendance records. */
+                purge?: boolean;
+            };
             header?: never;
             path: {
                 id: string;
@@ -5214,11 +5757,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            204: {
+            /** @description The student's biometric data is erased; what was removed. */
+            200: {
                 headers: {
                     [name: string]: unknown;
                 };
-                content?: never;
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErasedOut"];
+                };
             };
             /** @description Malformed request. */
             400: {
@@ -5257,6 +5803,273 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A file or the whole request is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a JPEG, PNG or WebP image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed but unacceptable content (undecodable image, wrong photo count...). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency (database, storage, queue) is unavailable; retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    withdraw_consent: {
+        parameters: {
+            query?: {
+                /**
+                 * @description Why, or on whose request (kept in the consent history; at most 500
+                 *     characters).
+                 */
+                note?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The student's biometric data is erased and the withdrawal recorded. */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErasedOut"];
+                };
+            };
+            /** @description Malformed request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (e.g. roll number taken). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A file or the whole request is too large. */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Not a JPEG, PNG or WebP image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Well-formed but unacceptable content (undecodable image, wrong photo count...). */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description A dependency (database, storage, queue) is unavailable; retry later. */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+        };
+    };
+    get_student_data: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /**
+             * @description `profile.json`, `photos.json` with `photos/`, `matches.json` with `crops/`,
+             *     `records.csv`, `consent.json` and a `README.txt` saying what each is.
+             */
+            200: {
+                headers: {
+                    "CONTENT-DISPOSITION": string;
+                    "CONTENT-LENGTH": number;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": string;
+                };
+            };
+            /** @description Malformed request. */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Missing, unknown or revoked API key. */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description The key's role may not do this. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /** @description Conflicts with existing data (e.g. roll number taken). */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5322,6 +6135,15 @@ export interface operations {
         requestBody: {
             content: {
                 "multipart/form-data": {
+                    /**
+                     * @description `true` records the student's consent, with this key and the time. Needed by a
+                     *     student who withdrew consent (422 `consent_withdrawn`), and with
+                     *     `REQUIRE_CONSENT=true` unless their consent is already in force (422
+                     *     `consent_required`).
+                     */
+                    consent?: boolean;
+                    /** @description A note kept with the consent, up to 500 characters; only with `consent=true`. */
+                    consent_note?: string;
                     /** @description 1–10 photos of the student's face (JPEG, PNG or WebP; ≤ 10 MB each). */
                     photos: string[];
                 };
@@ -5374,6 +6196,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5489,6 +6323,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -5589,6 +6435,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5707,6 +6565,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -5807,6 +6677,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -5926,6 +6808,18 @@ export interface operations {
                     "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
                 };
             };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
             /** @description A file or the whole request is too large. */
             413: {
                 headers: {
@@ -6029,6 +6923,18 @@ export interface operations {
             };
             /** @description Conflicts with existing data (e.g. roll number taken). */
             409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json; charset=utf-8": components["schemas"]["ErrorBody"];
+                };
+            };
+            /**
+             * @description Deleted on purpose (e.g. a face crop past the retention period); it will not
+             *     come back.
+             */
+            410: {
                 headers: {
                     [name: string]: unknown;
                 };
