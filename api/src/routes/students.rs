@@ -19,8 +19,8 @@ use crate::{
     auth::{ApiKeyAuth, Role},
     error::ApiError,
     services::{
-        erasure::{self, Erased},
         consent::{Consent, ConsentClaim},
+        erasure::{self, Erased},
         student_photos,
         students::{self, NewStudent, PhotoDetail, StudentChanges, StudentDetail, StudentFilter},
     },
