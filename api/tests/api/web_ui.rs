@@ -166,7 +166,7 @@ async fn session_photos(db: Db) {
         .unwrap();
     assert_eq!(resp.status(), 404);
 
-    // Once retention has removed the session's photos, they are gone here too.
+    // Once retention has removed the session's photos, they are gone (410), saying why.
     let session = attendance_session::Entity::find_by_id(session_id)
         .one(&app.state.db)
         .await
@@ -176,7 +176,9 @@ async fn session_photos(db: Db) {
     active.photos_deleted_at = Set(Some(Utc::now()));
     active.update(&app.state.db).await.unwrap();
     let resp = app.get(&url).send().await.unwrap();
-    assert_eq!(resp.status(), 404);
+    assert_eq!(resp.status(), 410);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "deleted_by_retention", "{body}");
 }
 
 #[tokio::test]
