@@ -4,7 +4,7 @@
 // student and see it persist, export CSV; then the other screens.
 import { readFileSync } from 'node:fs';
 import { expect, test, type Page } from '@playwright/test';
-import { adminKey, base, expectNoSideScroll, fixture, GROUPS, PEOPLE, PRESENT, screenshot, signIn } from './app';
+import { adminKey, apiCall, base, expectNoSideScroll, fixture, GROUPS, PEOPLE, PRESENT, screenshot, signIn } from './app';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -56,6 +56,8 @@ test('the fixture people are registered through the form, each photo judged', as
     await page.getByLabel('Name', { exact: true }).fill(person.name);
     await page.getByLabel('choose photos').setInputFiles(person.photos.map(fixture));
     await expect(page.getByRole('img', { name: /^Photo \d/ })).toHaveCount(person.photos.length);
+    await page.getByLabel(/consented to the use of their face/).check();
+    await page.getByLabel('Consent note (optional)').fill(`form ${person.roll}`);
     await page.getByRole('button', { name: 'Register' }).click();
     await expect(page.getByText('Registration complete')).toBeVisible({ timeout: 120_000 });
     const verdicts = page.getByTestId('verdict');
@@ -66,6 +68,19 @@ test('the fixture people are registered through the form, each photo judged', as
   await page.goto(`${base()}/#/students`);
   for (const p of PEOPLE) await expect(page.getByRole('link', { name: p.name })).toBeVisible();
   await expect(page.locator('tbody tr')).toHaveCount(PEOPLE.length);
+  // The consent ticked in the form is on record, with its note.
+  const listed = await apiCall<{ items: { id: string; roll_no: string }[] }>(adminKey(), 'GET', '/students?per_page=50');
+  for (const p of PEOPLE) {
+    const s = listed.items.find((i) => i.roll_no === p.roll);
+    expect(s, p.roll).toBeDefined();
+    const detail = await apiCall<{ consent?: { action: string; note?: string | null } | null }>(
+      adminKey(),
+      'GET',
+      `/students/${s!.id}`,
+    );
+    expect(detail.consent?.action).toBe('given');
+    expect(detail.consent?.note).toBe(`form ${p.roll}`);
+  }
   await screenshot(page, '04-students');
 });
 

@@ -63,6 +63,8 @@ function RegisterForm({
   const [rollNo, setRollNo] = useState('');
   const [name, setName] = useState('');
   const [photos, setPhotos] = useState<File[]>([]);
+  const [consent, setConsent] = useState(false);
+  const [consentNote, setConsentNote] = useState('');
   const [stage, setStage] = useState<Stage>({ step: 'form' });
   const [error, setError] = useState<unknown>(null);
   const [idempotencyKey] = useState(newIdempotencyKey);
@@ -76,6 +78,12 @@ function RegisterForm({
     form.append('roll_no', rollNo.trim());
     form.append('name', name.trim());
     form.append('class_id', classId);
+    // The student's consent to the use of their face, as recorded by the college; the API
+    // stores it with this key and refuses registrations without it when REQUIRE_CONSENT is on.
+    if (consent) {
+      form.append('consent', 'true');
+      if (consentNote.trim()) form.append('consent_note', consentNote.trim());
+    }
     for (const p of photos) form.append('photos', p, p.name);
     setStage({ step: 'uploading', progress: 0 });
     try {
@@ -153,6 +161,18 @@ function RegisterForm({
       <Field label="Roll number" value={rollNo} onChange={(e) => setRollNo(e.target.value)} required maxLength={64} />
       <Field label="Name" value={name} onChange={(e) => setName(e.target.value)} required maxLength={200} />
       <PhotoPicker files={photos} onChange={setPhotos} max={MAX_PHOTOS} label="Photos of the student" disabled={uploading} />
+      <label className="check">
+        <input type="checkbox" checked={consent} onChange={(e) => setConsent(e.target.checked)} /> The student has
+        consented to the use of their face for attendance
+      </label>
+      {consent && (
+        <Field
+          label="Consent note (optional)"
+          value={consentNote}
+          onChange={(e) => setConsentNote(e.target.value)}
+          maxLength={500}
+        />
+      )}
       <ErrorMessage error={error} />
       {uploading && <ProgressBar value={stage.progress} label="Uploading photos" />}
       <div className="row end">
