@@ -138,12 +138,16 @@ pub trait Job: Send + Sync + 'static {
 
     /// Marks the subject of a job that failed for good (the student, the session…)
     /// as failed, in the caller's transaction alongside the job row.
-    /// `public_url` is for the links of the webhook events this may raise.
+    /// `public_url` is for the links of the webhook events this may raise. By default
+    /// nothing: jobs whose subject keeps its state when they fail (re-embedding,
+    /// retention) need no more than the failed job row.
     fn mark_subject_failed(
-        db: &DatabaseTransaction,
-        public_url: &str,
-        subject_id: Uuid,
-    ) -> impl Future<Output = Result<(), DbErr>> + Send;
+        _db: &DatabaseTransaction,
+        _public_url: &str,
+        _subject_id: Uuid,
+    ) -> impl Future<Output = Result<(), DbErr>> + Send {
+        async { Ok(()) }
+    }
 }
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;

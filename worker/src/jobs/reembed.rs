@@ -24,10 +24,7 @@ use common::job::result::ReembedResult;
 use models::face_embedding;
 use models::job;
 use models::student::{self, StudentStatus};
-use sea_orm::{
-    ColumnTrait, DatabaseTransaction, DbErr, EntityTrait, QueryFilter, QuerySelect,
-    TransactionTrait,
-};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QuerySelect, TransactionTrait};
 use uuid::Uuid;
 
 use super::registration::{self, Decision, Standards, load_photos, look_at_all, write_photos};
@@ -46,17 +43,6 @@ impl Job for Reembed {
         progress: &Progress<'_>,
     ) -> Result<Outcome<ReembedResult>, JobError> {
         run(ctx, job, progress).await
-    }
-
-    /// Nothing to mark: the student keeps their status and their other models'
-    /// embeddings; the failed job row says why, and sessions record the student
-    /// `unmatched` until a later run succeeds.
-    async fn mark_subject_failed(
-        _db: &DatabaseTransaction,
-        _public_url: &str,
-        _student_id: Uuid,
-    ) -> Result<(), DbErr> {
-        Ok(())
     }
 }
 

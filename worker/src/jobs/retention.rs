@@ -31,8 +31,8 @@ use models::detected_face;
 use models::job;
 use models::session_photo;
 use sea_orm::{
-    ColumnTrait, Condition, DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, TransactionTrait, sea_query::Expr,
+    ColumnTrait, Condition, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, TransactionTrait, sea_query::Expr,
 };
 use uuid::Uuid;
 
@@ -57,15 +57,6 @@ impl Job for Retention {
         progress: &Progress<'_>,
     ) -> Result<Outcome<RetentionResult>, JobError> {
         run(ctx, job, progress).await
-    }
-
-    async fn mark_subject_failed(
-        _db: &DatabaseTransaction,
-        _public_url: &str,
-        _subject_id: Uuid,
-    ) -> Result<(), DbErr> {
-        // The job is its own subject: nothing else to mark.
-        Ok(())
     }
 }
 
