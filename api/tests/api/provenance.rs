@@ -121,6 +121,14 @@ async fn same_photo_in_two_sessions_of_a_class_warns(db: Db) {
         .unwrap();
     assert_eq!(listed_second["warnings"], detail["warnings"]);
 
+    // A third use names the first session still (each photo's earliest use).
+    let third = mark(&app, class_a, std::slice::from_ref(&photo), None).await;
+    let again = session(&app, third).await;
+    let again = again["warnings"].as_array().unwrap();
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_eq!(again[0]["earlier_session_id"], first.to_string());
+    assert_eq!(again[0]["photo"], 1);
+
     // Another class: the same bytes are no concern of this one.
     let elsewhere = mark(&app, class_b, std::slice::from_ref(&photo), None).await;
     assert_eq!(

@@ -82,7 +82,10 @@ async fn register_accepts_and_publishes(db: Db, queue: Queue) {
         if job.published_at.is_some() {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "published_at never set");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "published_at never set"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
 
