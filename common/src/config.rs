@@ -66,6 +66,17 @@ pub mod defaults {
     pub const RETENTION_DAYS: u32 = 180;
     /// Consent is recorded when given; requiring it is the operator's choice.
     pub const REQUIRE_CONSENT: bool = false;
+    // GPU workers (issue 12).
+    /// Jobs one worker runs at once: on the CPU the engine already uses every core; a
+    /// GPU is kept busy by several photos in flight.
+    pub const WORKER_CONCURRENCY_CPU: usize = 1;
+    pub const WORKER_CONCURRENCY_CUDA: usize = 8;
+    /// Faces per pass of the shared embedding stage.
+    pub const EMBED_BATCH_CPU: usize = 32;
+    pub const EMBED_BATCH_CUDA: usize = 64;
+    /// How long the embedding stage waits for other jobs' faces before running a
+    /// partial batch: short enough that a lone photo is not delayed noticeably.
+    pub const EMBED_WAIT_MS: u64 = 3;
 }
 
 /// The queue URL that selects the in-process queue.
@@ -141,6 +152,50 @@ pub struct Config {
     pub limits: ServerLimits,
     /// `RETENTION_DAYS`, `REQUIRE_CONSENT`.
     pub privacy: PrivacySettings,
+    /// `WORKER_CONCURRENCY`, `EMBED_BATCH`, `EMBED_WAIT_MS`.
+    pub worker: WorkerSettings,
+}
+
+/// How a worker shares its device between jobs. Unset counts take the device's default
+/// ([`WorkerSettings::concurrency_on`]), known only once the device is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerSettings {
+    /// `WORKER_CONCURRENCY`: jobs run at once by one worker process.
+    pub concurrency: Option<usize>,
+    /// `EMBED_BATCH`: most faces embedded in one pass, across the jobs in flight.
+    pub embed_batch: Option<usize>,
+    /// `EMBED_WAIT_MS`: longest wait for more faces before a partial pass.
+    pub embed_wait: std::time::Duration,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        WorkerSettings {
+            concurrency: None,
+            embed_batch: None,
+            embed_wait: std::time::Duration::from_millis(defaults::EMBED_WAIT_MS),
+        }
+    }
+}
+
+impl WorkerSettings {
+    /// Jobs at once on a CUDA device (`cuda`) or the CPU.
+    pub fn concurrency_on(&self, cuda: bool) -> usize {
+        self.concurrency.unwrap_or(if cuda {
+            defaults::WORKER_CONCURRENCY_CUDA
+        } else {
+            defaults::WORKER_CONCURRENCY_CPU
+        })
+    }
+
+    /// Faces per embedding pass on a CUDA device (`cuda`) or the CPU.
+    pub fn embed_batch_on(&self, cuda: bool) -> usize {
+        self.embed_batch.unwrap_or(if cuda {
+            defaults::EMBED_BATCH_CUDA
+        } else {
+            defaults::EMBED_BATCH_CPU
+        })
+    }
 }
 
 /// How long biometric data is kept and whether consent is required to register.
@@ -481,6 +536,38 @@ impl Config {
             require_consent,
         };
 
+        // GPU workers (issue 12): unset counts are the device's defaults.
+        let optional_count = |var: &'static str| -> Result<Option<usize>, ConfigError> {
+            let raw = get(var, "")?;
+            if raw.trim().is_empty() {
+                return Ok(None);
+            }
+            match raw.trim().parse::<usize>() {
+                Ok(n) if (1..=4096).contains(&n) => Ok(Some(n)),
+                _ => Err(ConfigError::Invalid {
+                    var,
+                    value: raw,
+                    reason: "expected a whole number from 1 to 4096".into(),
+                }),
+            }
+        };
+        let wait_raw = get("EMBED_WAIT_MS", &defaults::EMBED_WAIT_MS.to_string())?;
+        let embed_wait = match wait_raw.trim().parse::<u64>() {
+            Ok(ms) if ms <= 1_000 => std::time::Duration::from_millis(ms),
+            _ => {
+                return Err(ConfigError::Invalid {
+                    var: "EMBED_WAIT_MS",
+                    value: wait_raw,
+                    reason: "expected milliseconds from 0 to 1000".into(),
+                });
+            }
+        };
+        let worker = WorkerSettings {
+            concurrency: optional_count("WORKER_CONCURRENCY")?,
+            embed_batch: optional_count("EMBED_BATCH")?,
+            embed_wait,
+        };
+
         Ok(Config {
             database_url: get("DATABASE_URL", defaults::DATABASE_URL)?,
             queue_url,
@@ -504,6 +591,7 @@ impl Config {
             max_faces_per_photo,
             limits,
             privacy,
+            worker,
         })
     }
 
@@ -566,6 +654,32 @@ mod tests {
         }
     }
 
+    #[test]
+    fn worker_settings_default_by_device_and_are_checked() {
+        let d = Config::from_pairs([]).unwrap().worker;
+        assert_eq!((d.concurrency_on(false), d.concurrency_on(true)), (1, 8));
+        assert_eq!((d.embed_batch_on(false), d.embed_batch_on(true)), (32, 64));
+        assert_eq!(d.embed_wait, std::time::Duration::from_millis(3));
+        let c = Config::from_pairs([
+            ("WORKER_CONCURRENCY", "4"),
+            ("EMBED_BATCH", "256"),
+            ("EMBED_WAIT_MS", "0"),
+        ])
+        .unwrap()
+        .worker;
+        assert_eq!((c.concurrency_on(false), c.concurrency_on(true)), (4, 4));
+        assert_eq!(c.embed_batch_on(true), 256);
+        assert_eq!(c.embed_wait, std::time::Duration::ZERO);
+        for (var, value) in [
+            ("WORKER_CONCURRENCY", "0"),
+            ("WORKER_CONCURRENCY", "lots"),
+            ("EMBED_BATCH", "100000"),
+            ("EMBED_WAIT_MS", "5000"),
+        ] {
+            let err = Config::from_pairs([(var, value)]).unwrap_err();
+            assert!(err.to_string().contains(var), "{err}");
+        }
+    }
     #[test]
     fn photo_limits_are_read_and_checked() {
         let c = Config::from_pairs([

@@ -13,8 +13,10 @@
 //! too: the next claim finds the job `running` under an expired lease, and once the
 //! limit is reached the job is failed saying the photo stopped the worker.
 //!
-//! Jobs run one at a time per process (the engine already uses every core); prefetch
-//! keeps the next message at hand. More throughput = more worker processes.
+//! A worker runs up to `WORKER_CONCURRENCY` jobs at once (1 on the CPU, where the engine
+//! already uses every core; 8 on a GPU, which several photos in flight keep busy); their
+//! faces share one embedding stage ([`crate::engine::embed_stage`]). Prefetch keeps the
+//! next message at hand. More CPU throughput = more worker processes; one per GPU.
 
 use std::{future::Future, sync::Arc, time::Duration};
 
@@ -23,6 +25,8 @@ use common::{
     BlobError, BlobStore, Clock, Config, Delivery, JobKind, JobMessage, JobQueue, QueueError,
     error_chain, open_blob_store, open_queue,
 };
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use models::job::{self, JobStatus};
 use sea_orm::{
     ActiveEnum, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
@@ -32,6 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, field::Empty};
 
 use crate::engine::EngineError;
+use crate::engine::embed_stage::BatchOptions;
 use crate::engine::pipeline::{FaceEngine, PhotoLimits};
 use crate::jobs::claim::{self, Claim};
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
@@ -57,6 +62,8 @@ pub enum ServiceError {
 /// How the consumer loop behaves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WorkerOptions {
+    /// Jobs handled at once.
+    pub concurrency: usize,
     /// Unsettled deliveries per lane.
     pub prefetch: u16,
     /// Runs of a job before it is failed and dead-lettered.
@@ -69,9 +76,19 @@ pub struct WorkerOptions {
 }
 
 impl WorkerOptions {
+    /// The options for a worker on the CPU (see [`Self::for_device`]).
     pub fn from_config(config: &Config) -> Self {
+        Self::for_device(config, false)
+    }
+
+    /// The options for a worker on a CUDA device (`cuda`) or the CPU: unset counts are
+    /// that device's defaults.
+    pub fn for_device(config: &Config, cuda: bool) -> Self {
+        let concurrency = config.worker.concurrency_on(cuda);
         WorkerOptions {
-            prefetch: 2,
+            concurrency,
+            // One message waiting beyond those being run.
+            prefetch: u16::try_from(concurrency + 1).unwrap_or(u16::MAX).max(2),
             max_attempts: config.max_attempts,
             lease: config.job_lease,
             base_backoff: Duration::from_secs(2),
@@ -111,27 +128,35 @@ impl Worker {
         shutdown: impl Future<Output = ()>,
     ) -> Result<(), ServiceError> {
         let mut consumer = queue.consume(self.options.prefetch).await?;
+        let concurrency = self.options.concurrency.max(1);
         tracing::info!(
+            concurrency,
             prefetch = self.options.prefetch,
             max_attempts = self.options.max_attempts,
             model = self.ctx.engine.model_name(),
             "worker consuming jobs"
         );
         tokio::pin!(shutdown);
+        let mut running = FuturesUnordered::new();
         loop {
-            let delivery = tokio::select! {
+            tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                next = consumer.next() => next,
-            };
-            match delivery {
-                Ok(delivery) => self.handle(delivery).await,
-                Err(e) => {
-                    // The RabbitMQ consumer reconnects by itself; this is a pause, not an exit.
-                    tracing::warn!(error = %e, "could not receive a job; trying again");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
+                Some(()) = running.next(), if !running.is_empty() => {}
+                next = consumer.next(), if running.len() < concurrency => match next {
+                    Ok(delivery) => running.push(self.handle(delivery)),
+                    Err(e) => {
+                        // The RabbitMQ consumer reconnects by itself; this is a pause,
+                        // not an exit (the jobs in progress go on in their threads).
+                        tracing::warn!(error = %e, "could not receive a job; trying again");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
             }
+        }
+        if !running.is_empty() {
+            tracing::info!(jobs = running.len(), "finishing the jobs in progress");
+            while running.next().await.is_some() {}
         }
         tracing::info!("worker stopped");
         Ok(())
@@ -491,11 +516,22 @@ pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceErro
     let device = config.device.clone();
     let (model, detector) = (config.face_model, config.detector);
     let limits = PhotoLimits::from_config(config);
+    let settings = config.worker;
     let span = tracing::Span::current();
     let engine = tokio::task::spawn_blocking(move || {
         span.in_scope(|| {
-            FaceEngine::open(&model_dir, model, detector, &device, true)
-                .map(|e| e.with_limits(limits))
+            let engine =
+                FaceEngine::open(&model_dir, model, detector, &device, true)?.with_limits(limits);
+            let cuda = engine.device().is_cuda();
+            // Several jobs at once share one embedding stage; one job needs none.
+            if settings.concurrency_on(cuda) > 1 {
+                engine.with_shared_embedding(BatchOptions {
+                    max_faces: settings.embed_batch_on(cuda),
+                    wait: settings.embed_wait,
+                })
+            } else {
+                Ok(engine)
+            }
         })
     })
     .await
@@ -504,6 +540,7 @@ pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceErro
         model = engine.model_name(),
         detector = engine.detector().name(),
         device = ?engine.device(),
+        shared_embedding = engine.embed_stage_counts().is_some(),
         "face engine loaded"
     );
     Ok(Arc::new(engine))
@@ -526,6 +563,7 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
     let engine = load_engine(&config).await?;
     schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
     let dispatcher = Dispatcher::new(db.clone(), DispatcherOptions::from_config(&config));
+    let options = WorkerOptions::for_device(&config, engine.device().is_cuda());
     let worker = Worker::new(
         JobContext {
             db,
@@ -536,7 +574,7 @@ pub async fn run(config: Config, schema_wait: SchemaWait) -> Result<(), ServiceE
             clock: common::clock::system(),
             retention_days: config.privacy.retention_days,
         },
-        WorkerOptions::from_config(&config),
+        options,
     );
     // One signal stops both loops; each finishes what it is sending first.
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -570,7 +608,6 @@ pub fn spawn_in_process(
     clock: Arc<dyn Clock>,
 ) -> Result<JoinHandle<()>, ServiceError> {
     let config = config.clone();
-    let options = WorkerOptions::from_config(&config);
     let dispatcher = Dispatcher::new(db.clone(), DispatcherOptions::from_config(&config));
     let span = tracing::info_span!("in_process_worker");
     // Webhooks are sent while the engine loads; both run in this one task, so that
@@ -591,6 +628,7 @@ pub fn spawn_in_process(
                     }
                 };
                 schedule_reembedding(&db, queue.as_ref(), engine.model_name()).await;
+                let options = WorkerOptions::for_device(&config, engine.device().is_cuda());
                 let worker = Worker::new(
                     JobContext {
                         db: db.clone(),

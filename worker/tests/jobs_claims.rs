@@ -40,6 +40,7 @@ async fn rabbit() -> (Arc<RabbitMqQueue>, String) {
 
 fn options(max_attempts: u32) -> WorkerOptions {
     WorkerOptions {
+        concurrency: 1,
         prefetch: 2,
         max_attempts,
         lease: Duration::from_secs(30),

@@ -42,6 +42,7 @@ async fn enqueue(
 
 fn fast_options(max_attempts: u32) -> WorkerOptions {
     WorkerOptions {
+        concurrency: 1,
         prefetch: 2,
         max_attempts,
         lease: Duration::from_secs(30),
@@ -675,4 +676,111 @@ async fn attendance_worker_reembed_queues_the_jobs_and_waits_for_them() {
     running.stop().await;
     rabbit.delete_queues().await.unwrap();
     test_db.cleanup().await;
+}
+
+// ---- Several jobs at once (WORKER_CONCURRENCY) sharing one embedding stage ----
+
+/// The stored descriptors of a session's faces, by face index.
+async fn session_descriptors(db: &sea_orm::DatabaseConnection, session: Uuid) -> Vec<Vec<f32>> {
+    use sea_orm::{ColumnTrait, QueryFilter, QueryOrder};
+    DetectedFace::find()
+        .filter(models::detected_face::Column::SessionId.eq(session))
+        .order_by_asc(models::detected_face::Column::FaceIndex)
+        .all(db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|f| models::vector::decode(f.descriptor.as_deref().expect("descriptor")).unwrap())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_jobs_share_embedding_passes_and_record_what_one_at_a_time_does() {
+    use models::attendance_record::RecordStatus;
+    use worker::engine::FaceEngine;
+    use worker::engine::embed_stage::BatchOptions;
+
+    let test_db = TestDb::sqlite().await;
+    let db = &test_db.db;
+    let (blobs, _dir) = blob_store().await;
+    let class_id = insert_class(db, None).await;
+    let [obama, biden, kit] = register_under_dlib(db, &blobs, class_id).await;
+
+    // A worker running three jobs at once; the long wait makes their faces meet in
+    // the stage whatever the machine's speed.
+    let shared = FaceEngine::from_model_dir(&model_dir(), "cpu", false)
+        .unwrap()
+        .with_shared_embedding(BatchOptions {
+            max_faces: 64,
+            wait: Duration::from_secs(5),
+        })
+        .unwrap();
+    let shared = Arc::new(shared);
+    let queue = Arc::new(EmbeddedQueue::new());
+    let options = WorkerOptions {
+        concurrency: 3,
+        prefetch: 4,
+        ..fast_options(3)
+    };
+    let ctx = context_with(db, &blobs, Arc::clone(&shared));
+    let running = start(ctx, options, queue.clone());
+
+    let photos = [
+        "groups/obama_biden_side_by_side.jpg",
+        "groups/rose_and_kit.jpg",
+        "groups/six_people.jpg",
+    ];
+    let mut sessions = Vec::new();
+    let mut jobs = Vec::new();
+    for photo in photos {
+        let (session, _) = insert_session(db, &blobs, class_id, &[fixture(photo)]).await;
+        jobs.push(enqueue(db, queue.as_ref(), JobKind::Attendance, session).await);
+        sessions.push(session);
+    }
+    for job in &jobs {
+        let done = wait_finished(db, job.id).await;
+        assert_eq!(done.status, JobStatus::Succeeded, "{done:?}");
+    }
+    running.stop().await;
+
+    // The three photos' faces went through fewer passes than there were photos.
+    let counts = shared.embed_stage_counts().expect("a shared stage");
+    assert_eq!(counts.requests, 3, "{counts:?}");
+    assert!(counts.passes < counts.requests, "{counts:?}");
+    assert_eq!(counts.faces, 2 + 2 + 6, "{counts:?}");
+
+    // The right students, and exactly the descriptors the engine gives one photo at
+    // a time (jobs_support's engine has no stage).
+    let present = |statuses: &std::collections::HashMap<Uuid, RecordStatus>| {
+        let mut ids: Vec<Uuid> = statuses
+            .iter()
+            .filter(|(_, s)| **s == RecordStatus::Present)
+            .map(|(id, _)| *id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut expected = vec![obama, biden];
+    expected.sort();
+    assert_eq!(present(&record_statuses(db, sessions[0]).await), expected);
+    assert_eq!(present(&record_statuses(db, sessions[1]).await), vec![kit]);
+    assert!(present(&record_statuses(db, sessions[2]).await).is_empty());
+    let alone = engine();
+    assert!(alone.embed_stage_counts().is_none());
+    for (session, photo) in sessions.iter().zip(photos) {
+        let image = worker::engine::pipeline::decode_image(&fixture(photo), photo).unwrap();
+        let mut expected: Vec<Vec<f32>> = alone
+            .analyze(&image)
+            .unwrap()
+            .into_iter()
+            .map(|f| f.descriptor)
+            .collect();
+        let mut stored = session_descriptors(db, *session).await;
+        // Both in the engine's order (most confident first), but compare as sets in
+        // case the job orders its faces otherwise.
+        let key = |d: &Vec<f32>| d.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        expected.sort_by_key(key);
+        stored.sort_by_key(key);
+        assert_eq!(stored, expected, "{photo}: batched descriptors differ");
+    }
 }

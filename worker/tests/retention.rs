@@ -129,6 +129,7 @@ async fn retention_on_postgres_rabbitmq_and_s3() {
     let worker_ctx = ctx.clone();
     let running = tokio::spawn(async move {
         let options = WorkerOptions {
+            concurrency: 1,
             prefetch: 2,
             max_attempts: 3,
             lease: Duration::from_secs(30),

@@ -5,7 +5,7 @@ use candle_core::Device;
 use image::RgbImage;
 
 use super::Result;
-use super::arcface::{ArcFaceEmbedder, Keypoints};
+use super::arcface::{ArcFaceEmbedder, alignment};
 use super::detector::Detection;
 use super::dlib::face_chip::face_chip;
 use super::dlib::resnet::FaceDescriptor;
@@ -13,12 +13,24 @@ use super::dlib::shape_predictor::{DlibRect, ShapePredictor};
 use super::matching::Descriptor;
 use super::model_files::ModelPaths;
 
-/// Turns detected faces into descriptors.
+/// Turns detected faces into descriptors in two steps: aligning each face into the
+/// network's input crop (per photo, on the CPU), then the network on a batch of crops,
+/// which may come from several photos (see [`super::embed_stage`]).
 pub trait Embedder: Send + Sync {
     /// Stable name stored with each embedding.
     fn model_name(&self) -> &'static str;
+    /// The network's input for each detection, in order.
+    fn align(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<RgbImage>>;
+    /// One descriptor per aligned crop, in order; a crop's descriptor does not depend
+    /// on the other crops of the batch.
+    fn embed_aligned(&self, crops: &[RgbImage]) -> Result<Vec<Descriptor>>;
     /// One descriptor per detection, in order, computed in one batch.
-    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>>;
+    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>> {
+        if faces.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.embed_aligned(&self.align(image, faces)?)
+    }
 }
 
 /// dlib's pipeline: 5-point shape predictor on the box, 150×150 face chip, ResNet.
@@ -48,15 +60,15 @@ impl Embedder for DlibEmbedder {
         Self::MODEL_NAME
     }
 
-    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let chips: Vec<RgbImage> = faces
+    fn align(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<RgbImage>> {
+        Ok(faces
             .iter()
             .map(|f| face_chip(image, &self.landmarks(image, f)))
-            .collect();
-        self.resnet.embed(&chips)
+            .collect())
+    }
+
+    fn embed_aligned(&self, chips: &[RgbImage]) -> Result<Vec<Descriptor>> {
+        self.resnet.embed(chips)
     }
 }
 
@@ -67,12 +79,15 @@ impl Embedder for ArcFaceEmbedder {
         Self::MODEL_NAME
     }
 
-    fn embed(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<Descriptor>> {
-        if faces.is_empty() {
-            return Ok(Vec::new());
-        }
-        let keypoints: Vec<Keypoints> = faces.iter().map(|f| f.landmarks).collect();
-        ArcFaceEmbedder::embed(self, image, &keypoints)
+    fn align(&self, image: &RgbImage, faces: &[Detection]) -> Result<Vec<RgbImage>> {
+        faces
+            .iter()
+            .map(|f| alignment::norm_crop(image, &f.landmarks))
+            .collect()
+    }
+
+    fn embed_aligned(&self, crops: &[RgbImage]) -> Result<Vec<Descriptor>> {
+        self.embed_crops(crops)
     }
 }
 

@@ -9,6 +9,7 @@ pub mod area_downscale;
 pub mod detector;
 pub mod device;
 pub mod dlib;
+pub mod embed_stage;
 pub mod embedder;
 pub mod error;
 pub mod matching;

@@ -3,6 +3,7 @@
 //! command shares.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::Device;
 // Shared with the API's upload check, so that what it accepts is what we decode.
@@ -14,6 +15,7 @@ use common::{Detector, FaceModel};
 
 use super::arcface::ArcFaceEmbedder;
 use super::detector::{Detection, FaceDetector};
+use super::embed_stage::{BatchOptions, EmbedStage, StageCounts};
 use super::embedder::{DlibEmbedder, Embedder};
 use super::matching::{DecisionRule, Descriptor};
 use super::model_files::{self, ModelPaths, names};
@@ -90,7 +92,9 @@ pub struct PhotoFaces {
 pub struct FaceEngine {
     model: FaceModel,
     detector: FaceDetector,
-    embedder: Box<dyn Embedder>,
+    embedder: Arc<dyn Embedder>,
+    /// The shared embedding stage, when several jobs run at once.
+    stage: Option<EmbedStage>,
     device: Device,
     limits: PhotoLimits,
 }
@@ -99,11 +103,12 @@ impl FaceEngine {
     /// The dlib pipeline (MTCNN → dlib) from verified model files on the given device.
     pub fn load(paths: &ModelPaths, device: Device) -> Result<Self> {
         let detector = Mtcnn::load(&paths.pnet, &paths.rnet, &paths.onet, &device)?;
-        let embedder = Box::new(DlibEmbedder::load(paths, &device)?);
+        let embedder = Arc::new(DlibEmbedder::load(paths, &device)?);
         Ok(Self {
             model: FaceModel::DlibResnet,
             detector: FaceDetector::Mtcnn(detector),
             embedder,
+            stage: None,
             device,
             limits: PhotoLimits::default(),
         })
@@ -148,18 +153,19 @@ impl FaceEngine {
             )?),
             Detector::Scrfd => FaceDetector::Scrfd(Scrfd::load(&file(names::SCRFD), &device)?),
         };
-        let embedder: Box<dyn Embedder> = match model {
+        let embedder: Arc<dyn Embedder> = match model {
             FaceModel::DlibResnet => {
-                Box::new(DlibEmbedder::load(&ModelPaths::in_dir(model_dir), &device)?)
+                Arc::new(DlibEmbedder::load(&ModelPaths::in_dir(model_dir), &device)?)
             }
             FaceModel::ArcfaceMbf => {
-                Box::new(ArcFaceEmbedder::load(&file(names::ARCFACE), &device)?)
+                Arc::new(ArcFaceEmbedder::load(&file(names::ARCFACE), &device)?)
             }
         };
         Ok(Self {
             model,
             detector,
             embedder,
+            stage: None,
             device,
             limits: PhotoLimits::default(),
         })
@@ -176,6 +182,22 @@ impl FaceEngine {
 
     pub fn limits(&self) -> PhotoLimits {
         self.limits
+    }
+
+    /// The same engine with a shared embedding stage: the faces of photos analysed at
+    /// once (from several threads) are embedded together, in batches of up to
+    /// `options.max_faces`. Descriptors are the same as without it.
+    pub fn with_shared_embedding(self, options: BatchOptions) -> Result<Self> {
+        let stage = EmbedStage::start(Arc::clone(&self.embedder), options)?;
+        Ok(Self {
+            stage: Some(stage),
+            ..self
+        })
+    }
+
+    /// What the shared embedding stage has done, if there is one.
+    pub fn embed_stage_counts(&self) -> Option<StageCounts> {
+        self.stage.as_ref().map(EmbedStage::counts)
     }
 
     /// Decodes a photo, reduced to the working size when it is larger (see
@@ -251,7 +273,7 @@ impl FaceEngine {
     }
 
     fn with_descriptors(&self, image: &RgbImage, detections: Vec<Detection>) -> Result<Vec<Face>> {
-        let descriptors = self.embedder.embed(image, &detections)?;
+        let descriptors = self.embed(image, &detections)?;
         Ok(detections
             .into_iter()
             .zip(descriptors)
@@ -264,7 +286,12 @@ impl FaceEngine {
 
     /// Descriptors for given detections (e.g. a chosen subset).
     pub fn embed(&self, image: &RgbImage, detections: &[Detection]) -> Result<Vec<Descriptor>> {
-        self.embedder.embed(image, detections)
+        match &self.stage {
+            // Aligning stays on the caller's thread: it is per photo and runs in
+            // parallel across jobs; only the network pass is shared.
+            Some(stage) => stage.embed(self.embedder.align(image, detections)?),
+            None => self.embedder.embed(image, detections),
+        }
     }
 }
 

@@ -17,8 +17,11 @@ use super::onnx::OnnxModel;
 
 /// Length of an ArcFace embedding.
 pub const EMBEDDING_LEN: usize = 512;
-/// Crops per forward pass: bounds the largest feature maps (about 200 MB at 32 crops).
+/// Crops per forward pass on the CPU: bounds the largest feature maps (about 200 MB at
+/// 32 crops).
 const MAX_BATCH: usize = 32;
+/// On a GPU: the shared embedding stage's batches (`EMBED_BATCH`) go through whole.
+const MAX_GPU_BATCH: usize = 256;
 
 /// Five keypoints of a face, (x, y) in photo pixels: left eye, right eye, nose tip, left
 /// and right mouth corners, "left" being the image's left.
@@ -63,7 +66,11 @@ impl ArcFaceEmbedder {
     /// Embeddings of aligned 112×112 RGB crops, in order, batched.
     pub fn embed_crops(&self, crops: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(crops.len());
-        for batch in crops.chunks(MAX_BATCH) {
+        let max = match self.net.layout() {
+            Layout::Nhwc => MAX_BATCH,
+            Layout::Candle => MAX_GPU_BATCH,
+        };
+        for batch in crops.chunks(max) {
             out.extend(self.net.forward(batch)?);
         }
         Ok(out)

@@ -24,8 +24,10 @@ use layer_chain::{ParsedNet, Record, Records, parse};
 /// Length of a dlib face descriptor.
 pub const DESCRIPTOR_LEN: usize = 128;
 
-/// Chips per forward pass; bounds the im2col buffers (≈ 0.5 GB of f32 at 32).
+/// Chips per forward pass on the CPU; bounds the im2col buffers (≈ 0.5 GB of f32 at 32).
 const MAX_BATCH: usize = 32;
+/// On a GPU: the shared embedding stage's batches (`EMBED_BATCH`) go through whole.
+const MAX_GPU_BATCH: usize = 256;
 
 /// One residual unit: `relu(shortcut ⊕ conv2(relu(conv1(x))))`, where the shortcut of a
 /// down unit is a 2×2 average pool and ⊕ is dlib's zero-padding add.
@@ -154,7 +156,8 @@ impl FaceDescriptor {
     /// inputs run in batches of 32.
     pub fn embed(&self, chips: &[RgbImage]) -> Result<Vec<Descriptor>> {
         let mut out = Vec::with_capacity(chips.len());
-        for batch in chips.chunks(MAX_BATCH) {
+        let max = if self.nhwc { MAX_BATCH } else { MAX_GPU_BATCH };
+        for batch in chips.chunks(max) {
             let d = if self.nhwc {
                 self.forward_cpu(&preprocess::input_maps(batch, &self.avg_rgb)?)?
             } else {
