@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use common::blob::FsBlobStore;
-use common::{BlobStore, Detector, FaceModel, JobKind, JobMessage, JobQueue};
+use common::{BlobStore, Config, Detector, FaceModel, JobKind, JobMessage, JobQueue};
 use migration::{Migrator, MigratorTrait};
 use models::prelude::*;
 use models::{
@@ -38,7 +38,6 @@ use uuid::Uuid;
 
 use crate::classroom::{self, ClassroomError, Manifest};
 use crate::engine::EngineError;
-use crate::engine::pipeline::{FaceEngine, PhotoLimits};
 use crate::jobs::JobContext;
 use crate::service::{ServiceError, Worker, WorkerOptions};
 
@@ -152,18 +151,36 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
             let url = format!("sqlite://{}/throughput.db?mode=rwc", dir.path().display());
             let db = migrated(&url).await?;
             let queue = common::open_queue(common::config::EMBEDDED_QUEUE_URL).await?;
-            let engine = load_engine(options).await?;
-            let ctx = JobContext {
-                db: db.clone(),
-                blobs: blobs.clone(),
-                engine,
-                queue: Some(queue.clone()),
-                public_url: "http://127.0.0.1:8080".into(),
-                clock: common::clock::system(),
-                retention_days: None,
+            let config = worker_config(options);
+            // The service's own loader: with WORKER_CONCURRENCY > 1 the engine gets the
+            // shared embedding stage (EMBED_BATCH, EMBED_WAIT_MS).
+            let engine = crate::service::load_engine(&config).await?;
+            let worker_options = WorkerOptions {
+                max_attempts: 3,
+                ..WorkerOptions::for_device(&config, engine.device().is_cuda())
             };
-            let (stop, stopped) = tokio::sync::watch::channel(false);
-            let workers = spawn_workers(ctx, queue.clone(), options.concurrency, stopped);
+            let worker = Worker::new(
+                JobContext {
+                    db: db.clone(),
+                    blobs: blobs.clone(),
+                    engine,
+                    queue: Some(queue.clone()),
+                    public_url: "http://127.0.0.1:8080".into(),
+                    clock: common::clock::system(),
+                    retention_days: None,
+                },
+                worker_options,
+            );
+            let (stop, mut stopped) = tokio::sync::watch::channel(false);
+            let consumer = queue.clone();
+            let running = tokio::spawn(async move {
+                let until = async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                };
+                if let Err(e) = worker.run_until(consumer.as_ref(), until).await {
+                    tracing::error!(error = %common::error_chain(&e), "throughput worker stopped");
+                }
+            });
             let result = measure(
                 options,
                 manifest,
@@ -174,9 +191,7 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
             )
             .await;
             let _ = stop.send(true);
-            for w in workers {
-                let _ = w.await;
-            }
+            let _ = running.await;
             result
         }
         Mode::Processes {
@@ -218,50 +233,21 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
     }
 }
 
-/// The worker loops of the in-process mode, sharing one engine.
-fn spawn_workers(
-    ctx: JobContext,
-    queue: Arc<dyn JobQueue>,
-    concurrency: usize,
-    stopped: tokio::sync::watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let options = WorkerOptions {
-        max_attempts: 3,
-        ..WorkerOptions::from_config(&common::Config::default())
+/// The worker's configuration for this run: `EMBED_BATCH` and `EMBED_WAIT_MS` from the
+/// environment (if valid), the rest from `options`.
+fn worker_config(options: &Options) -> Config {
+    let mut config = Config {
+        model_dir: options.model_dir.clone(),
+        device: options.device.clone(),
+        face_model: options.model,
+        detector: options.detector.unwrap_or(options.model.default_detector()),
+        ..Config::default()
     };
-    // One consumer loop per concurrent job, each with its own prefetch, all on the
-    // one engine: jobs run side by side as a WORKER_CONCURRENCY worker runs them.
-    (0..concurrency.max(1))
-        .map(|_| {
-            let worker = Worker::new(ctx.clone(), options.clone());
-            let queue = queue.clone();
-            let mut stopped = stopped.clone();
-            tokio::spawn(async move {
-                let until = async move {
-                    let _ = stopped.wait_for(|s| *s).await;
-                };
-                if let Err(e) = worker.run_until(queue.as_ref(), until).await {
-                    tracing::error!(error = %common::error_chain(&e), "throughput worker stopped");
-                }
-            })
-        })
-        .collect()
-}
-
-async fn load_engine(options: &Options) -> Result<Arc<FaceEngine>, ThroughputError> {
-    let (dir, model, device) = (
-        options.model_dir.clone(),
-        options.model,
-        options.device.clone(),
-    );
-    let detector = options.detector.unwrap_or(model.default_detector());
-    let engine = tokio::task::spawn_blocking(move || {
-        FaceEngine::open(&dir, model, detector, &device, true)
-            .map(|e| e.with_limits(PhotoLimits::default()))
-    })
-    .await
-    .map_err(|e| ThroughputError::Setup(format!("engine loader: {e}")))??;
-    Ok(Arc::new(engine))
+    if let Ok(env) = Config::from_env() {
+        config.worker = env.worker;
+    }
+    config.worker.concurrency = Some(options.concurrency.max(1));
+    config
 }
 
 /// Seeds the class, registers its students, then times the attendance jobs.
