@@ -60,8 +60,11 @@ pub struct Options {
     pub detection_sizes: Vec<(u32, u32)>,
     /// `WORKER_CONCURRENCY` values of the end-to-end runs.
     pub concurrency: Vec<usize>,
-    /// Face models of the end-to-end runs.
+    /// The pipelines checked (parity, embedder and detector speed): their model files
+    /// must be in `model_dir`, the others' need not be.
     pub models: Vec<FaceModel>,
+    /// The face models of the end-to-end runs (among `models`).
+    pub end_to_end: Vec<FaceModel>,
     /// Classroom photos per end-to-end run.
     pub photos: usize,
     pub faces: usize,
@@ -80,7 +83,8 @@ impl Options {
                 batches: vec![1, 4],
                 detection_sizes: vec![(1366, 768)],
                 concurrency: vec![1, 2],
-                models: vec![FaceModel::DlibResnet],
+                models: FaceModel::ALL.to_vec(),
+                end_to_end: vec![FaceModel::DlibResnet],
                 photos: 2,
                 faces: 30,
                 runs: 1,
@@ -93,12 +97,23 @@ impl Options {
                 batches: vec![1, 16, 64, 256],
                 detection_sizes: vec![(1366, 768), (4000, 3000)],
                 concurrency: vec![1, 8],
-                models: vec![FaceModel::DlibResnet, FaceModel::ArcfaceMbf],
+                models: FaceModel::ALL.to_vec(),
+                end_to_end: FaceModel::ALL.to_vec(),
                 photos: 24,
                 faces: 30,
                 runs: 5,
             }
         }
+    }
+
+    /// Checks only `models`' pipelines (e.g. the one whose files were carried).
+    pub fn only(mut self, models: &[FaceModel]) -> Self {
+        self.models = models.to_vec();
+        self.end_to_end.retain(|m| models.contains(m));
+        if self.end_to_end.is_empty() {
+            self.end_to_end = models.to_vec();
+        }
+        self
     }
 }
 
@@ -136,7 +151,8 @@ pub async fn run(options: &Options, mut say: impl FnMut(&str)) -> Summary {
     };
     let networks = {
         let (dir, spec) = (options.model_dir.clone(), options.device.clone());
-        tokio::task::spawn_blocking(move || Networks::load(&dir, &spec)).await
+        let models = options.models.clone();
+        tokio::task::spawn_blocking(move || Networks::load(&dir, &spec, &models)).await
     };
     match networks {
         Ok(Ok(networks)) => {
@@ -191,7 +207,7 @@ pub async fn run(options: &Options, mut say: impl FnMut(&str)) -> Summary {
             summary.errors.push(msg);
         }
     }
-    for &model in &options.models {
+    for &model in &options.end_to_end {
         for &concurrency in &options.concurrency {
             let run = throughput::Options {
                 photos: options.photos,
@@ -255,12 +271,23 @@ pub async fn run(options: &Options, mut say: impl FnMut(&str)) -> Summary {
     summary
 }
 
-/// Every network, on the device (the shape predictor is CPU code everywhere).
+/// The networks of the checked pipelines, on the device (the shape predictor is CPU
+/// code everywhere).
 struct Networks {
     device: Device,
+    dlib: Option<DlibNets>,
+    arcface: Option<ArcfaceNets>,
+}
+
+/// `dlib-resnet`'s: MTCNN, the shape predictor, the ResNet.
+struct DlibNets {
     mtcnn: Mtcnn,
     predictor: ShapePredictor,
     resnet: FaceDescriptor,
+}
+
+/// `arcface-mbf`'s: SCRFD and MobileFaceNet.
+struct ArcfaceNets {
     arcface: ArcFaceEmbedder,
     /// At the photo's own resolution only, as the golden generator runs it.
     scrfd_native: Scrfd,
@@ -269,28 +296,51 @@ struct Networks {
 }
 
 impl Networks {
-    fn load(dir: &std::path::Path, spec: &str) -> Result<Self, DeviceCheckError> {
-        model_files::verify_files(dir, &model_files::all_files())?;
+    fn load(
+        dir: &std::path::Path,
+        spec: &str,
+        models: &[FaceModel],
+    ) -> Result<Self, DeviceCheckError> {
         let device = device::select(spec)?;
-        let paths = ModelPaths::in_dir(dir);
-        let scrfd_file = dir.join(names::SCRFD);
-        Ok(Self {
-            mtcnn: Mtcnn::load(&paths.pnet, &paths.rnet, &paths.onet, &device)?,
-            predictor: ShapePredictor::load(&paths.shape_predictor)?,
-            resnet: FaceDescriptor::load(&paths.resnet, &device)?,
-            arcface: ArcFaceEmbedder::load(&dir.join(names::ARCFACE), &device)?,
-            scrfd_native: Scrfd::load_with(
-                &scrfd_file,
-                &device,
-                device.is_cpu(),
-                ScrfdConfig {
-                    overview_side: 0,
-                    ..ScrfdConfig::default()
-                },
-            )?,
-            scrfd: Scrfd::load(&scrfd_file, &device)?,
+        let mut networks = Self {
             device,
-        })
+            dlib: None,
+            arcface: None,
+        };
+        for &model in models {
+            model_files::verify_files(
+                dir,
+                &model_files::files_for_pipeline(model, model.default_detector()),
+            )?;
+            let device = &networks.device;
+            match model {
+                FaceModel::DlibResnet => {
+                    let paths = ModelPaths::in_dir(dir);
+                    networks.dlib = Some(DlibNets {
+                        mtcnn: Mtcnn::load(&paths.pnet, &paths.rnet, &paths.onet, device)?,
+                        predictor: ShapePredictor::load(&paths.shape_predictor)?,
+                        resnet: FaceDescriptor::load(&paths.resnet, device)?,
+                    });
+                }
+                FaceModel::ArcfaceMbf => {
+                    let scrfd_file = dir.join(names::SCRFD);
+                    networks.arcface = Some(ArcfaceNets {
+                        arcface: ArcFaceEmbedder::load(&dir.join(names::ARCFACE), device)?,
+                        scrfd_native: Scrfd::load_with(
+                            &scrfd_file,
+                            device,
+                            device.is_cpu(),
+                            ScrfdConfig {
+                                overview_side: 0,
+                                ..ScrfdConfig::default()
+                            },
+                        )?,
+                        scrfd: Scrfd::load(&scrfd_file, device)?,
+                    });
+                }
+            }
+        }
+        Ok(networks)
     }
 }
 
@@ -312,14 +362,21 @@ fn parity_step(nets: &Networks, options: &Options) -> Result<Part, DeviceCheckEr
     };
     let max_crops = options.quick.then_some(4);
     let mut part = Part::default();
-    let checks = [
-        golden::mtcnn(&nets.mtcnn, selection)?,
-        golden::dlib(&nets.predictor, &nets.resnet, selection)?,
-        golden::scrfd(&nets.scrfd_native, selection)?,
-        golden::arcface_network(&nets.arcface, max_crops)?,
-        golden::arcface_from_keypoints(&nets.arcface, selection)?,
-        golden::arcface_through_scrfd(&nets.arcface, &nets.scrfd_native, selection)?,
-    ];
+    let mut checks = Vec::new();
+    if let Some(d) = &nets.dlib {
+        checks.push(golden::mtcnn(&d.mtcnn, selection)?);
+        checks.push(golden::dlib(&d.predictor, &d.resnet, selection)?);
+    }
+    if let Some(a) = &nets.arcface {
+        checks.push(golden::scrfd(&a.scrfd_native, selection)?);
+        checks.push(golden::arcface_network(&a.arcface, max_crops)?);
+        checks.push(golden::arcface_from_keypoints(&a.arcface, selection)?);
+        checks.push(golden::arcface_through_scrfd(
+            &a.arcface,
+            &a.scrfd_native,
+            selection,
+        )?);
+    }
     for check in checks {
         part.lines.push(check.line());
         part.parity.push(check);
@@ -345,42 +402,48 @@ fn median_s(
 
 fn embedder_step(nets: &Networks, options: &Options) -> Result<Part, DeviceCheckError> {
     let mut part = Part::default();
-    // dlib chips: the fixtures' group photo's faces, aligned as the engine aligns them.
     let six = load_image(&fixtures::photo("groups/six_people.jpg"))?;
-    let chips: Vec<RgbImage> = nets
-        .mtcnn
-        .detect(&six)?
-        .iter()
-        .map(|f| face_chip(&six, &nets.predictor.predict(&six, rect_from_box(&f.bbox))))
-        .collect();
-    // ArcFace: its own aligned crops of the same photo's faces.
-    let kps: Vec<_> = nets.scrfd.detect(&six)?.iter().map(|f| f.kps).collect();
-    let crops: Vec<RgbImage> = kps
-        .iter()
-        .map(|k| crate::engine::arcface::alignment::norm_crop(&six, k))
-        .collect::<Result<_, _>>()?;
-    let mut dlib = BTreeMap::new();
-    let mut arcface = BTreeMap::new();
-    for &batch in &options.batches {
-        let b: Vec<RgbImage> = chips.iter().cycle().take(batch).cloned().collect();
-        let s = median_s(options.runs, || nets.resnet.embed(&b).map(drop))?;
-        dlib.insert(batch, batch as f64 / s);
-        let b: Vec<RgbImage> = crops.iter().cycle().take(batch).cloned().collect();
-        let s = median_s(options.runs, || nets.arcface.embed_crops(&b).map(drop))?;
-        arcface.insert(batch, batch as f64 / s);
-    }
     let fmt = |m: &BTreeMap<usize, f64>| {
         m.iter()
             .map(|(b, v)| format!("batch {b}: {v:.0}"))
             .collect::<Vec<_>>()
             .join(", ")
     };
-    part.lines
-        .push(format!("INFO dlib ResNet 150x150 faces/s: {}", fmt(&dlib)));
-    part.lines
-        .push(format!("INFO ArcFace 112x112 faces/s: {}", fmt(&arcface)));
-    part.faces_per_second.insert("dlib_resnet", dlib);
-    part.faces_per_second.insert("arcface_mbf", arcface);
+    if let Some(d) = &nets.dlib {
+        // The group photo's faces, aligned as the engine aligns them.
+        let chips: Vec<RgbImage> = d
+            .mtcnn
+            .detect(&six)?
+            .iter()
+            .map(|f| face_chip(&six, &d.predictor.predict(&six, rect_from_box(&f.bbox))))
+            .collect();
+        let mut rates = BTreeMap::new();
+        for &batch in &options.batches {
+            let b: Vec<RgbImage> = chips.iter().cycle().take(batch).cloned().collect();
+            let s = median_s(options.runs, || d.resnet.embed(&b).map(drop))?;
+            rates.insert(batch, batch as f64 / s);
+        }
+        part.lines
+            .push(format!("INFO dlib ResNet 150x150 faces/s: {}", fmt(&rates)));
+        part.faces_per_second.insert("dlib_resnet", rates);
+    }
+    if let Some(a) = &nets.arcface {
+        let crops: Vec<RgbImage> = a
+            .scrfd
+            .detect(&six)?
+            .iter()
+            .map(|f| crate::engine::arcface::alignment::norm_crop(&six, &f.kps))
+            .collect::<Result<_, _>>()?;
+        let mut rates = BTreeMap::new();
+        for &batch in &options.batches {
+            let b: Vec<RgbImage> = crops.iter().cycle().take(batch).cloned().collect();
+            let s = median_s(options.runs, || a.arcface.embed_crops(&b).map(drop))?;
+            rates.insert(batch, batch as f64 / s);
+        }
+        part.lines
+            .push(format!("INFO ArcFace 112x112 faces/s: {}", fmt(&rates)));
+        part.faces_per_second.insert("arcface_mbf", rates);
+    }
     Ok(part)
 }
 
@@ -391,26 +454,33 @@ fn detection_step(nets: &Networks, options: &Options) -> Result<Part, DeviceChec
     let mut scrfd = BTreeMap::new();
     for &(w, h) in &options.detection_sizes {
         let img = image::imageops::resize(&six, w, h, image::imageops::FilterType::Triangle);
-        let mut faces = (0, 0);
-        let s = median_s(options.runs, || {
-            faces.0 = nets.mtcnn.detect(&img)?.len();
-            Ok(())
-        })?;
-        mtcnn.insert(format!("{w}x{h}"), s * 1000.0);
-        let t = median_s(options.runs, || {
-            faces.1 = nets.scrfd.detect(&img)?.len();
-            Ok(())
-        })?;
-        scrfd.insert(format!("{w}x{h}"), t * 1000.0);
-        part.lines.push(format!(
-            "INFO detection {w}x{h}: MTCNN {:.1} ms ({} faces), SCRFD {:.1} ms ({} faces)",
-            s * 1000.0,
-            faces.0,
-            t * 1000.0,
-            faces.1
-        ));
+        let size = format!("{w}x{h}");
+        let mut line = format!("INFO detection {size}:");
+        if let Some(d) = &nets.dlib {
+            let mut faces = 0;
+            let s = median_s(options.runs, || {
+                faces = d.mtcnn.detect(&img)?.len();
+                Ok(())
+            })?;
+            mtcnn.insert(size.clone(), s * 1000.0);
+            line += &format!(" MTCNN {:.1} ms ({faces} faces)", s * 1000.0);
+        }
+        if let Some(a) = &nets.arcface {
+            let mut faces = 0;
+            let s = median_s(options.runs, || {
+                faces = a.scrfd.detect(&img)?.len();
+                Ok(())
+            })?;
+            scrfd.insert(size.clone(), s * 1000.0);
+            line += &format!(" SCRFD {:.1} ms ({faces} faces)", s * 1000.0);
+        }
+        part.lines.push(line);
     }
-    part.detection_ms.insert("mtcnn", mtcnn);
-    part.detection_ms.insert("scrfd", scrfd);
+    if nets.dlib.is_some() {
+        part.detection_ms.insert("mtcnn", mtcnn);
+    }
+    if nets.arcface.is_some() {
+        part.detection_ms.insert("scrfd", scrfd);
+    }
     Ok(part)
 }

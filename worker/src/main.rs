@@ -130,7 +130,7 @@ enum Command {
         /// WORKER_CONCURRENCY values of the end-to-end runs (comma-separated).
         #[arg(long, value_delimiter = ',')]
         concurrency: Option<Vec<usize>>,
-        /// Face models of the end-to-end runs (comma-separated).
+        /// Check only these face models' pipelines (comma-separated; default: both).
         #[arg(long, value_delimiter = ',')]
         models: Option<Vec<FaceModel>>,
     },
@@ -418,7 +418,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 options.concurrency = c.clone();
             }
             if let Some(m) = models {
-                options.models = m.clone();
+                options = options.only(m);
             }
             let rt = tokio::runtime::Runtime::new()?;
             let summary = rt.block_on(device_check::run(&options, |line| println!("{line}")));

@@ -187,7 +187,7 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
                 &db,
                 blobs.as_ref(),
                 queue.as_ref(),
-                || String::new(),
+                String::new,
             )
             .await;
             let _ = stop.send(true);
