@@ -41,7 +41,8 @@ esac
 model_dir="${MODEL_DIR:-$repo/data/models}"
 # Each face model's files in an archive of its own, so that a call can carry one model.
 dlib_models=(pnet.pt rnet.pt onet.pt shape_predictor_5_face_landmarks.dat dlib_face_recognition_resnet_model_v1.dat)
-arcface_models=(scrfd_500m_bnkps.onnx w600k_mbf.onnx)
+# arcface-mbf's file set has MTCNN's too (DETECTOR=mtcnn may be chosen with it).
+arcface_models=(pnet.pt rnet.pt onet.pt scrfd_500m_bnkps.onnx w600k_mbf.onnx)
 for m in "${dlib_models[@]}" "${arcface_models[@]}"; do
     if [[ ! -f "$model_dir/$m" ]]; then
         echo "error: $model_dir/$m is missing: run \`attendance-worker fetch-models --model all\` (or set MODEL_DIR)" >&2
