@@ -15,7 +15,7 @@
 //!
 //! A worker runs up to `WORKER_CONCURRENCY` jobs at once (1 on the CPU, where the engine
 //! already uses every core; 8 on a GPU, which several photos in flight keep busy); their
-//! faces share one embedding stage ([`crate::engine::embed_stage`]). Prefetch keeps the
+//! faces share one embedding stage ([`crate::engine::batch_stage`]). Prefetch keeps the
 //! next message at hand. More CPU throughput = more worker processes; one per GPU.
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -36,7 +36,7 @@ use tokio::task::JoinHandle;
 use tracing::{Instrument, field::Empty};
 
 use crate::engine::EngineError;
-use crate::engine::embed_stage::BatchOptions;
+use crate::engine::batch_stage::BatchOptions;
 use crate::engine::pipeline::{FaceEngine, PhotoLimits};
 use crate::jobs::claim::{self, Claim};
 use crate::jobs::{self, JobContext, JobError, Outcome, Progress};
@@ -525,8 +525,8 @@ pub async fn load_engine(config: &Config) -> Result<Arc<FaceEngine>, ServiceErro
             let cuda = engine.device().is_cuda();
             // Several jobs at once share one embedding stage; one job needs none.
             if settings.concurrency_on(cuda) > 1 {
-                engine.with_shared_embedding(BatchOptions {
-                    max_faces: settings.embed_batch_on(cuda),
+                engine.with_shared_batching(BatchOptions {
+                    max_items: settings.embed_batch_on(cuda),
                     wait: settings.embed_wait,
                 })
             } else {

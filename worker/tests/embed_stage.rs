@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::FaceModel;
 use worker::engine::FaceEngine;
-use worker::engine::embed_stage::BatchOptions;
+use worker::engine::batch_stage::BatchOptions;
 use worker::engine::pipeline::decode_image;
 
 const PHOTOS: [&str; 3] = [
@@ -43,8 +43,8 @@ fn check(model: FaceModel) {
             .collect()
     };
     let shared = open(model)
-        .with_shared_embedding(BatchOptions {
-            max_faces: 64,
+        .with_shared_batching(BatchOptions {
+            max_items: 64,
             wait: Duration::from_secs(5),
         })
         .unwrap();
@@ -70,7 +70,7 @@ fn check(model: FaceModel) {
         counts.passes < 3,
         "the photos never shared a pass: {counts:?}"
     );
-    assert_eq!(counts.faces, 10, "{counts:?}");
+    assert_eq!(counts.items, 10, "{counts:?}");
     for ((photo, a), t) in PHOTOS.iter().zip(&alone).zip(&together) {
         assert_eq!(a.len(), t.len(), "{photo}");
         assert_eq!(

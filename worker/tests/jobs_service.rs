@@ -698,7 +698,7 @@ async fn session_descriptors(db: &sea_orm::DatabaseConnection, session: Uuid) ->
 async fn concurrent_jobs_share_embedding_passes_and_record_what_one_at_a_time_does() {
     use models::attendance_record::RecordStatus;
     use worker::engine::FaceEngine;
-    use worker::engine::embed_stage::BatchOptions;
+    use worker::engine::batch_stage::BatchOptions;
 
     let test_db = TestDb::sqlite().await;
     let db = &test_db.db;
@@ -710,8 +710,8 @@ async fn concurrent_jobs_share_embedding_passes_and_record_what_one_at_a_time_do
     // the stage whatever the machine's speed.
     let shared = FaceEngine::from_model_dir(&model_dir(), "cpu", false)
         .unwrap()
-        .with_shared_embedding(BatchOptions {
-            max_faces: 64,
+        .with_shared_batching(BatchOptions {
+            max_items: 64,
             wait: Duration::from_secs(5),
         })
         .unwrap();
@@ -747,7 +747,7 @@ async fn concurrent_jobs_share_embedding_passes_and_record_what_one_at_a_time_do
     let counts = shared.embed_stage_counts().expect("a shared stage");
     assert_eq!(counts.requests, 3, "{counts:?}");
     assert!(counts.passes < counts.requests, "{counts:?}");
-    assert_eq!(counts.faces, 2 + 2 + 6, "{counts:?}");
+    assert_eq!(counts.items, 2 + 2 + 6, "{counts:?}");
 
     // The right students, and exactly the descriptors the engine gives one photo at
     // a time (jobs_support's engine has no stage).

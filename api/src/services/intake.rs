@@ -1,11 +1,12 @@
 //! The common path of an accepted upload: photos into the blob store, rows and the job
-//! row in one transaction, publish after commit. A failed transaction removes the
-//! photos it stored, so nothing is left half-written.
+//! row in one transaction, publish after commit (beside the answer, not before it). A
+//! failed transaction removes the photos it stored, so nothing is left half-written.
 
 use std::sync::Arc;
 
 use common::{BlobStore, JobKind, JobQueue};
 use sea_orm::{ActiveModelTrait, DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{error::ServiceError, outbox, upload::ValidatedPhoto};
@@ -30,7 +31,8 @@ pub fn place(prefix: &str, owner_id: Uuid, photos: Vec<ValidatedPhoto>) -> Vec<P
 }
 
 /// Stores the photos, then runs `write` (which inserts the subject's rows) and inserts
-/// the `kind` job for `subject_id` in one transaction, commits, and publishes the job.
+/// the `kind` job for `subject_id` in one transaction, commits, and has the job
+/// published in the background.
 /// On any failure before commit the stored photos are deleted again.
 pub async fn accept<W>(
     db: &DatabaseConnection,
@@ -71,7 +73,14 @@ where
         return Err(e.into());
     }
 
-    outbox::publish(db, queue.as_ref(), job_id, kind, "request").await;
+    // The job row is committed, so the job cannot be lost: the answer does not wait
+    // for the broker's confirm. A publish that never happens (the process dies, the
+    // broker is down) is the outbox relay's to redo.
+    let (db, queue) = (db.clone(), Arc::clone(queue));
+    tokio::spawn(
+        async move { outbox::publish(&db, queue.as_ref(), job_id, kind, "request").await }
+            .instrument(tracing::Span::current()),
+    );
     Ok(job_id)
 }
 

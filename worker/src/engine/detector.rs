@@ -6,6 +6,7 @@
 use image::RgbImage;
 
 use super::Result;
+use super::batch_stage::BatchOptions;
 pub use super::mtcnn::Detection;
 use super::mtcnn::Mtcnn;
 use super::scrfd::{Scrfd, ScrfdDetection};
@@ -30,6 +31,16 @@ impl FaceDetector {
             FaceDetector::Mtcnn(_) => "mtcnn",
             FaceDetector::Scrfd(_) => "scrfd",
         }
+    }
+
+    /// The same detector with shared batching stages (see
+    /// [`Mtcnn::with_shared_batching`]); SCRFD's input follows each photo's own size
+    /// and tiles, so it runs per photo.
+    pub fn with_shared_batching(self, options: BatchOptions) -> Result<Self> {
+        Ok(match self {
+            FaceDetector::Mtcnn(m) => FaceDetector::Mtcnn(m.with_shared_batching(options)?),
+            scrfd @ FaceDetector::Scrfd(_) => scrfd,
+        })
     }
 
     /// Faces in a photo (a classroom), most confident first.

@@ -6,10 +6,10 @@
 
 pub mod arcface;
 pub mod area_downscale;
+pub mod batch_stage;
 pub mod detector;
 pub mod device;
 pub mod dlib;
-pub mod embed_stage;
 pub mod embedder;
 pub mod error;
 pub mod matching;

@@ -14,8 +14,8 @@ use serde::Serialize;
 use common::{Detector, FaceModel};
 
 use super::arcface::ArcFaceEmbedder;
+use super::batch_stage::{BatchOptions, BatchStage, StageCounts, Users};
 use super::detector::{Detection, FaceDetector};
-use super::embed_stage::{BatchOptions, EmbedStage, StageCounts};
 use super::embedder::{DlibEmbedder, Embedder};
 use super::matching::{DecisionRule, Descriptor};
 use super::model_files::{self, ModelPaths, names};
@@ -94,7 +94,9 @@ pub struct FaceEngine {
     detector: FaceDetector,
     embedder: Arc<dyn Embedder>,
     /// The shared embedding stage, when several jobs run at once.
-    stage: Option<EmbedStage>,
+    stage: Option<BatchStage<RgbImage, Descriptor>>,
+    /// Photos being analysed: the embedding stage waits for those alone.
+    users: Arc<Users>,
     device: Device,
     limits: PhotoLimits,
 }
@@ -109,6 +111,7 @@ impl FaceEngine {
             detector: FaceDetector::Mtcnn(detector),
             embedder,
             stage: None,
+            users: Arc::default(),
             device,
             limits: PhotoLimits::default(),
         })
@@ -166,6 +169,7 @@ impl FaceEngine {
             detector,
             embedder,
             stage: None,
+            users: Arc::default(),
             device,
             limits: PhotoLimits::default(),
         })
@@ -184,20 +188,29 @@ impl FaceEngine {
         self.limits
     }
 
-    /// The same engine with a shared embedding stage: the faces of photos analysed at
+    /// The same engine with shared batching stages: the faces of photos analysed at
     /// once (from several threads) are embedded together, in batches of up to
-    /// `options.max_faces`. Descriptors are the same as without it.
-    pub fn with_shared_embedding(self, options: BatchOptions) -> Result<Self> {
-        let stage = EmbedStage::start(Arc::clone(&self.embedder), options)?;
+    /// `options.max_items`, and on a GPU MTCNN's networks batch across photos too
+    /// ([`FaceDetector::with_shared_batching`]). Results are the same as without.
+    pub fn with_shared_batching(self, options: BatchOptions) -> Result<Self> {
+        let embedder = Arc::clone(&self.embedder);
+        let stage = BatchStage::start(
+            "embed-stage",
+            options,
+            Arc::clone(&self.users),
+            move |crops: &[RgbImage]| embedder.embed_aligned(crops),
+        )?;
+        let detector = self.detector.with_shared_batching(options)?;
         Ok(Self {
             stage: Some(stage),
+            detector,
             ..self
         })
     }
 
     /// What the shared embedding stage has done, if there is one.
     pub fn embed_stage_counts(&self) -> Option<StageCounts> {
-        self.stage.as_ref().map(EmbedStage::counts)
+        self.stage.as_ref().map(BatchStage::counts)
     }
 
     /// Decodes a photo, reduced to the working size when it is larger (see
@@ -216,6 +229,7 @@ impl FaceEngine {
         photo: &WorkingPhoto,
         mut crop: impl FnMut(&RgbImage, [f32; 4]) -> C,
     ) -> Result<(PhotoFaces, Vec<C>)> {
+        let _user = self.users.enter();
         let mut detections = self.detect(&photo.image)?;
         let detected = detections.len();
         keep_largest(&mut detections, self.limits.max_faces);
@@ -261,6 +275,7 @@ impl FaceEngine {
 
     /// Every face in the photo with its descriptor (one batched embedding pass).
     pub fn analyze(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let _user = self.users.enter();
         let detections = self.detect(image)?;
         self.with_descriptors(image, detections)
     }
@@ -268,6 +283,7 @@ impl FaceEngine {
     /// [`Self::analyze`] for a registration photo, which may be a tight crop of the face
     /// (see [`FaceDetector::detect_portrait`]).
     pub fn analyze_portrait(&self, image: &RgbImage) -> Result<Vec<Face>> {
+        let _user = self.users.enter();
         let detections = self.detector.detect_portrait(image)?;
         self.with_descriptors(image, detections)
     }
@@ -289,7 +305,7 @@ impl FaceEngine {
         match &self.stage {
             // Aligning stays on the caller's thread: it is per photo and runs in
             // parallel across jobs; only the network pass is shared.
-            Some(stage) => stage.embed(self.embedder.align(image, detections)?),
+            Some(stage) => stage.run(self.embedder.align(image, detections)?),
             None => self.embedder.embed(image, detections),
         }
     }

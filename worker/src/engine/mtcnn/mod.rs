@@ -12,6 +12,7 @@ pub mod nets_cpu;
 mod resample;
 
 use std::path::Path;
+use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
@@ -21,6 +22,7 @@ use self::boxes::{Candidate, bbreg, crop_region, nms, nms_min, rerec};
 use self::nets::{ONet, PNet, RNet};
 use self::nets_cpu::{ONetCpu, Output, PNetCpu, ProposalMaps, RNetCpu, Refinement};
 use self::resample::{IntegralImage, PixelOrder, Region};
+use super::batch_stage::{BatchOptions, BatchStage, Users};
 use super::nhwc::Maps;
 use super::{EngineError, Result, pytorch_legacy};
 
@@ -61,7 +63,23 @@ pub struct Detection {
 #[allow(clippy::large_enum_variant)]
 enum Nets {
     Cpu(PNetCpu, RNetCpu, ONetCpu),
-    Candle(PNet, RNet, ONet),
+    Candle(Arc<PNet>, Arc<RNet>, Arc<ONet>),
+}
+
+/// One pyramid level (or band of one) for P-Net: planar pixels of `h × w`.
+struct Level {
+    pixels: Vec<f32>,
+    h: usize,
+    w: usize,
+}
+
+/// The candle networks' shared batching stages (see [`Mtcnn::with_shared_batching`]):
+/// P-Net on levels (those of one size batched together), R-Net and O-Net on crops (one
+/// item per crop's planar pixels).
+struct Stages {
+    pnet: BatchStage<Level, ProposalMaps>,
+    rnet: BatchStage<Vec<f32>, Refinement>,
+    onet: BatchStage<Vec<f32>, Output>,
 }
 
 /// The three networks plus the detection parameters.
@@ -71,11 +89,16 @@ pub struct Mtcnn {
     config: MtcnnConfig,
     /// [`PNET_BAND_CELLS`]; smaller in tests, to check that bands change nothing.
     band_cells: usize,
+    stages: Option<Stages>,
+    /// Photos being detected: the stages wait for those alone.
+    users: Arc<Users>,
 }
 
 /// P-Net output cells computed at once on one pyramid level: a band of about 128 K input
 /// pixels, whose im2col buffers stay under ~25 MB however large the photo.
 const PNET_BAND_CELLS: usize = 1 << 15;
+/// On a GPU: whole levels (a 4000×3000 photo's largest is about 2.6 M cells).
+const GPU_BAND_CELLS: usize = 1 << 24;
 
 /// Crops go through R-Net/O-Net in batches of this many, which bounds the memory of the
 /// im2col buffers on images with thousands of proposals.
@@ -117,16 +140,69 @@ impl Mtcnn {
             )
         } else {
             Nets::Candle(
-                PNet::load(net(pnet)?).map_err(wrong_shape(pnet))?,
-                RNet::load(net(rnet)?).map_err(wrong_shape(rnet))?,
-                ONet::load(net(onet)?).map_err(wrong_shape(onet))?,
+                Arc::new(PNet::load(net(pnet)?).map_err(wrong_shape(pnet))?),
+                Arc::new(RNet::load(net(rnet)?).map_err(wrong_shape(rnet))?),
+                Arc::new(ONet::load(net(onet)?).map_err(wrong_shape(onet))?),
             )
         };
         Ok(Self {
             nets,
             device: device.clone(),
             config: MtcnnConfig::default(),
-            band_cells: PNET_BAND_CELLS,
+            // A GPU has the memory for a whole level at once, and each band costs a
+            // round of kernel launches.
+            band_cells: if device.is_cpu() {
+                PNET_BAND_CELLS
+            } else {
+                GPU_BAND_CELLS
+            },
+            stages: None,
+            users: Arc::default(),
+        })
+    }
+
+    /// The same detector with its candle networks behind shared batching stages, so
+    /// that photos detected at once (from several threads) go through each network
+    /// together: a GPU then runs one pass where it ran one per photo. P-Net levels batch
+    /// with the levels of the same size (photos from one camera go in step). The CPU's
+    /// NHWC networks already use every core on one photo and keep running per photo.
+    pub fn with_shared_batching(self, options: BatchOptions) -> Result<Self> {
+        let Nets::Candle(pnet, rnet, onet) = &self.nets else {
+            return Ok(self);
+        };
+        let (pnet, rnet, onet) = (Arc::clone(pnet), Arc::clone(rnet), Arc::clone(onet));
+        let crops = BatchOptions {
+            max_items: CROP_BATCH,
+            ..options
+        };
+        let (d1, d2, d3) = (
+            self.device.clone(),
+            self.device.clone(),
+            self.device.clone(),
+        );
+        let stages = Stages {
+            pnet: BatchStage::start(
+                "mtcnn-pnet",
+                options,
+                Arc::clone(&self.users),
+                move |levels: &[Level]| pnet_candle(&pnet, &d1, levels),
+            )?,
+            rnet: BatchStage::start(
+                "mtcnn-rnet",
+                crops,
+                Arc::clone(&self.users),
+                move |crops: &[Vec<f32>]| rnet_candle(&rnet, &d2, &crops.concat(), crops.len()),
+            )?,
+            onet: BatchStage::start(
+                "mtcnn-onet",
+                crops,
+                Arc::clone(&self.users),
+                move |crops: &[Vec<f32>]| onet_candle(&onet, &d3, &crops.concat(), crops.len()),
+            )?,
+        };
+        Ok(Self {
+            stages: Some(stages),
+            ..self
         })
     }
 
@@ -140,6 +216,7 @@ impl Mtcnn {
 
     /// Detects faces; results are sorted by score, highest first.
     pub fn detect(&self, image: &RgbImage) -> Result<Vec<Detection>> {
+        let _user = self.users.enter();
         let scales = pyramid_scales(
             image.width() as usize,
             image.height() as usize,
@@ -171,77 +248,39 @@ impl Mtcnn {
 
     /// P-Net on one pyramid level of `h × w` pixels (in [`Self::pixel_order`]).
     fn run_pnet(&self, pixels: Vec<f32>, h: usize, w: usize) -> Result<ProposalMaps> {
-        match &self.nets {
-            Nets::Cpu(pnet, ..) => pnet.forward(&Maps {
-                n: 1,
-                h,
-                w,
-                c: 3,
-                data: pixels,
-            }),
-            Nets::Candle(pnet, ..) => {
-                let input = Tensor::from_vec(pixels, (1, 3, h, w), &self.device)?;
-                let (reg, prob) = pnet.forward(&input)?;
-                let (_, _, oh, ow) = reg.dims4()?;
-                let prob = prob.flatten_all()?.to_vec1::<f32>()?;
-                // (1, 4, H', W') → per cell [4].
-                let reg = reg
-                    .squeeze(0)?
-                    .permute((1, 2, 0))?
-                    .flatten_all()?
-                    .to_vec1::<f32>()?;
-                Ok(ProposalMaps {
-                    h: oh,
-                    w: ow,
-                    prob,
-                    reg: reg
-                        .chunks_exact(4)
-                        .map(|r| [r[0], r[1], r[2], r[3]])
-                        .collect(),
-                })
+        let level = Level { pixels, h, w };
+        let mut maps = match (&self.nets, &self.stages) {
+            (Nets::Cpu(pnet, ..), _) => {
+                return pnet.forward(&Maps {
+                    n: 1,
+                    h,
+                    w,
+                    c: 3,
+                    data: level.pixels,
+                });
             }
-        }
+            (_, Some(stages)) => stages.pnet.run(vec![level])?,
+            (Nets::Candle(pnet, ..), None) => pnet_candle(pnet, &self.device, &[level])?,
+        };
+        maps.pop()
+            .ok_or_else(|| EngineError::Invalid("P-Net gave no output".into()))
     }
 
     /// R-Net on `n` 24×24 crops.
     fn run_rnet(&self, pixels: &[f32], n: usize) -> Result<Vec<Refinement>> {
-        match &self.nets {
-            Nets::Cpu(_, rnet, _) => rnet.forward(&maps(pixels, n, 24, 24)),
-            Nets::Candle(_, rnet, _) => {
-                let input = Tensor::from_slice(pixels, (n, 3, 24, 24), &self.device)?;
-                let (reg, prob) = rnet.forward(&input)?;
-                Ok(prob
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .zip(reg.to_vec2::<f32>()?)
-                    .map(|(prob, r)| Refinement {
-                        prob,
-                        reg: [r[0], r[1], r[2], r[3]],
-                    })
-                    .collect())
-            }
+        match (&self.nets, &self.stages) {
+            (Nets::Cpu(_, rnet, _), _) => rnet.forward(&maps(pixels, n, 24, 24)),
+            (_, Some(stages)) => stages.rnet.run(per_crop(pixels, n)),
+            (Nets::Candle(_, rnet, _), None) => rnet_candle(rnet, &self.device, pixels, n),
         }
     }
 
     /// O-Net on `n` 48×48 crops.
     fn run_onet(&self, pixels: &[f32], n: usize) -> Result<Vec<Output>> {
-        match &self.nets {
-            Nets::Cpu(.., onet) => onet.forward(&maps(pixels, n, 48, 48)),
-            Nets::Candle(.., onet) => {
-                let input = Tensor::from_slice(pixels, (n, 3, 48, 48), &self.device)?;
-                let (reg, points, prob) = onet.forward(&input)?;
-                Ok(prob
-                    .to_vec1::<f32>()?
-                    .into_iter()
-                    .zip(reg.to_vec2::<f32>()?)
-                    .zip(points.to_vec2::<f32>()?)
-                    .map(|((prob, r), p)| Output {
-                        prob,
-                        reg: [r[0], r[1], r[2], r[3]],
-                        points: std::array::from_fn(|i| p[i]),
-                    })
-                    .collect())
-            }
+        match (&self.nets, &self.stages) {
+            (Nets::Cpu(.., onet), _) => onet.forward(&maps(pixels, n, 48, 48)),
+            (_, Some(stages)) => stages.onet.run(per_crop(pixels, n)),
+            (Nets::Candle(.., onet), None) => onet_candle(onet, &self.device, pixels, n),
         }
     }
 
@@ -382,6 +421,88 @@ impl Mtcnn {
             .map(|i| faces[i].clone())
             .collect())
     }
+}
+
+/// P-Net (candle) on levels, those of one size in one batch; one output per level.
+fn pnet_candle(pnet: &PNet, device: &Device, levels: &[Level]) -> Result<Vec<ProposalMaps>> {
+    let mut out: Vec<Option<ProposalMaps>> = (0..levels.len()).map(|_| None).collect();
+    let mut done = vec![false; levels.len()];
+    for i in 0..levels.len() {
+        if done[i] {
+            continue;
+        }
+        let (h, w) = (levels[i].h, levels[i].w);
+        let group: Vec<usize> = (i..levels.len())
+            .filter(|&j| !done[j] && (levels[j].h, levels[j].w) == (h, w))
+            .collect();
+        let mut pixels = Vec::with_capacity(group.len() * 3 * h * w);
+        for &j in &group {
+            pixels.extend_from_slice(&levels[j].pixels);
+            done[j] = true;
+        }
+        let input = Tensor::from_vec(pixels, (group.len(), 3, h, w), device)?;
+        let (reg, prob) = pnet.forward(&input)?;
+        let (_, _, oh, ow) = reg.dims4()?;
+        let cells = oh * ow;
+        let prob = prob.flatten_all()?.to_vec1::<f32>()?;
+        // (k, 4, H', W') → per level, per cell [4].
+        let reg = reg.permute((0, 2, 3, 1))?.flatten_all()?.to_vec1::<f32>()?;
+        for (k, &j) in group.iter().enumerate() {
+            out[j] = Some(ProposalMaps {
+                h: oh,
+                w: ow,
+                prob: prob[k * cells..(k + 1) * cells].to_vec(),
+                reg: reg[k * cells * 4..(k + 1) * cells * 4]
+                    .chunks_exact(4)
+                    .map(|r| [r[0], r[1], r[2], r[3]])
+                    .collect(),
+            });
+        }
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+/// R-Net (candle) on `n` planar 24×24 crops.
+fn rnet_candle(rnet: &RNet, device: &Device, pixels: &[f32], n: usize) -> Result<Vec<Refinement>> {
+    let input = Tensor::from_slice(pixels, (n, 3, 24, 24), device)?;
+    let (reg, prob) = rnet.forward(&input)?;
+    Ok(prob
+        .to_vec1::<f32>()?
+        .into_iter()
+        .zip(reg.to_vec2::<f32>()?)
+        .map(|(prob, r)| Refinement {
+            prob,
+            reg: [r[0], r[1], r[2], r[3]],
+        })
+        .collect())
+}
+
+/// O-Net (candle) on `n` planar 48×48 crops.
+fn onet_candle(onet: &ONet, device: &Device, pixels: &[f32], n: usize) -> Result<Vec<Output>> {
+    let input = Tensor::from_slice(pixels, (n, 3, 48, 48), device)?;
+    let (reg, points, prob) = onet.forward(&input)?;
+    Ok(prob
+        .to_vec1::<f32>()?
+        .into_iter()
+        .zip(reg.to_vec2::<f32>()?)
+        .zip(points.to_vec2::<f32>()?)
+        .map(|((prob, r), p)| Output {
+            prob,
+            reg: [r[0], r[1], r[2], r[3]],
+            points: std::array::from_fn(|i| p[i]),
+        })
+        .collect())
+}
+
+/// `n` crops' pixels, one vector per crop (the stages' items).
+fn per_crop(pixels: &[f32], n: usize) -> Vec<Vec<f32>> {
+    if n == 0 {
+        return Vec::new();
+    }
+    pixels
+        .chunks_exact(pixels.len() / n)
+        .map(<[f32]>::to_vec)
+        .collect()
 }
 
 /// Interleaved pixels of `n` crops of `h × w` as NHWC maps.
@@ -550,6 +671,72 @@ mod tests {
             assert_eq!(a.bbox, b.bbox);
             assert_eq!(a.score, b.score);
             assert_eq!(a.landmarks, b.landmarks);
+        }
+    }
+
+    /// Photos detected at once through the candle networks' shared stages get the faces
+    /// each gets alone; their levels and crops really shared passes.
+    #[test]
+    fn shared_stages_change_nothing() {
+        let dir = std::env::var_os("MODELS_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/models"));
+        let photo = |name| {
+            image::open(crate::fixtures::photo(name))
+                .expect("fixture photo")
+                .to_rgb8()
+        };
+        // Two photos of one size (so their levels batch) and one of another.
+        let six = photo("groups/six_people.jpg");
+        let mut flipped = six.clone();
+        image::imageops::flip_horizontal_in_place(&mut flipped);
+        let images = [six, flipped, photo("groups/rose_and_kit.jpg")];
+        let load = || {
+            Mtcnn::load_layers(
+                &dir.join("pnet.pt"),
+                &dir.join("rnet.pt"),
+                &dir.join("onet.pt"),
+                &Device::Cpu,
+                false,
+            )
+            .expect("MTCNN weights in MODELS_DIR")
+        };
+        let alone = load();
+        let expected: Vec<_> = images.iter().map(|i| alone.detect(i).unwrap()).collect();
+        let shared = load()
+            .with_shared_batching(BatchOptions {
+                max_items: 64,
+                wait: std::time::Duration::from_secs(10),
+            })
+            .unwrap();
+        let together: Vec<Vec<Detection>> = std::thread::scope(|s| {
+            let handles: Vec<_> = images
+                .iter()
+                .map(|i| s.spawn(|| shared.detect(i).unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        for (a, b) in expected.iter().zip(&together) {
+            assert!(a.len() >= 2);
+            assert_eq!(a.len(), b.len());
+            // candle's convolutions sum in another order at another batch size: the
+            // same faces, to float rounding (far inside the parity tolerances).
+            for (a, b) in a.iter().zip(b) {
+                assert!((a.score - b.score).abs() < 1e-5, "{a:?} vs {b:?}");
+                let pa = a.bbox.iter().chain(a.landmarks.iter().flatten());
+                let pb = b.bbox.iter().chain(b.landmarks.iter().flatten());
+                for (p, q) in pa.zip(pb) {
+                    assert!((p - q).abs() < 1e-3, "{a:?} vs {b:?}");
+                }
+            }
+        }
+        let stages = shared.stages.as_ref().unwrap();
+        for counts in [
+            stages.pnet.counts(),
+            stages.rnet.counts(),
+            stages.onet.counts(),
+        ] {
+            assert!(counts.passes < counts.requests, "{counts:?}");
         }
     }
 
