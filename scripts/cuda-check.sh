@@ -7,36 +7,11 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-venv="$repo/.venv-cuda"
-python="${PYTHON:-python3}"
-
-# nvvm is pinned with nvcc: a newer libnvvm emits PTX that ptxas 13.0 rejects.
-packages=(
-    "nvidia-cuda-nvcc==13.0.*"
-    "nvidia-nvvm==13.0.*"
-    "nvidia-cuda-runtime==13.0.*"
-    "nvidia-cuda-crt==13.0.*"
-    "nvidia-cuda-cccl==13.0.*"
-)
-
-if [[ ! -x "$venv/bin/python" ]]; then
-    "$python" -m venv "$venv"
-fi
-"$venv/bin/pip" install --quiet "${packages[@]}"
-
-site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
-export CUDA_ROOT="$site/nvidia/cu13"
-export CUDA_PATH="$CUDA_ROOT"
-export PATH="$CUDA_ROOT/bin:$PATH"
-export LD_LIBRARY_PATH="$CUDA_ROOT/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-export CUDA_COMPUTE_CAP="${CUDA_COMPUTE_CAP:-90}"
+# shellcheck source=scripts/cuda-env.sh
+source "$repo/scripts/cuda-env.sh"
 # A target dir of its own: the cuda feature rebuilds candle, and the normal one stays warm.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$repo/target/cuda}"
 
-if [[ ! -x "$CUDA_ROOT/bin/nvcc" ]]; then
-    echo "error: nvcc not found under $CUDA_ROOT/bin" >&2
-    exit 1
-fi
 nvcc --version | tail -n 2
 echo "CUDA_ROOT=$CUDA_ROOT CUDA_COMPUTE_CAP=$CUDA_COMPUTE_CAP CARGO_TARGET_DIR=$CARGO_TARGET_DIR"
 

@@ -17,6 +17,11 @@ pub const SOUTH_ASIAN_PREFIX: &str = "south_asian/";
 /// Overrides where the South-Asian set is looked for.
 pub const SOUTH_ASIAN_DIR_VAR: &str = "SOUTH_ASIAN_DIR";
 
+/// Overrides where the worker crate's folder (with `tests/fixtures` and `tests/golden`)
+/// is: a binary copied to another machine (the GPU device check) finds the checkout
+/// there rather than at the path it was built in.
+pub const WORKER_DIR_VAR: &str = "WORKER_CRATE_DIR";
+
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
     #[error("cannot read {path}")]
@@ -33,8 +38,18 @@ pub enum FixtureError {
     },
 }
 
-fn worker_dir() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The worker crate's folder: `$WORKER_CRATE_DIR`, else where it was built.
+pub fn worker_dir() -> PathBuf {
+    match std::env::var_os(WORKER_DIR_VAR) {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+    }
+}
+
+/// The committed golden files (`mtcnn.json`, `dlib.json`, `arcface.json`,
+/// `arcface_crops/`).
+pub fn golden_dir() -> PathBuf {
+    worker_dir().join("tests/golden")
 }
 
 /// The committed photos (`people/`, `groups/`, `edge/`, `labels.json`).

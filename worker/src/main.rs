@@ -102,6 +102,38 @@ enum Command {
         image_a: PathBuf,
         image_b: PathBuf,
     },
+    /// End-to-end throughput of the real worker on synthesised 30-face classroom photos:
+    /// seeds a class (its people registered by registration jobs), runs one attendance
+    /// job per photo, prints JSON (photos/s from the first claim to the last finish,
+    /// faces found, recall). In-process by default (temporary SQLite, filesystem blobs,
+    /// the in-process queue); --processes P runs P `attendance-worker run` processes.
+    Throughput(ThroughputArgs),
+    /// Write synthesised classroom photos and their manifest.json (who sits where, the
+    /// registration portraits) into DIR.
+    SynthClassroom {
+        dir: PathBuf,
+        #[arg(long, default_value_t = 12)]
+        photos: usize,
+        #[arg(long, default_value_t = 30)]
+        faces: usize,
+    },
+    /// The device check: parity against the CPU goldens, embedder faces/s, detection
+    /// ms, end-to-end photos/s; PASS/FAIL lines, then a JSON summary. Exits non-zero on
+    /// any FAIL.
+    DeviceCheck {
+        /// A reduced form (few photos, small batches) for the CPU test.
+        #[arg(long)]
+        quick: bool,
+        /// Classroom photos per end-to-end run.
+        #[arg(long)]
+        photos: Option<usize>,
+        /// WORKER_CONCURRENCY values of the end-to-end runs (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        concurrency: Option<Vec<usize>>,
+        /// Check only these face models' pipelines (comma-separated; default: both).
+        #[arg(long, value_delimiter = ',')]
+        models: Option<Vec<FaceModel>>,
+    },
     /// Measure the decision rule on DIR/<person>/<photos>.
     Eval {
         #[command(flatten)]
@@ -114,6 +146,39 @@ enum Command {
         #[arg(long)]
         sweep: bool,
     },
+}
+
+/// `attendance-worker throughput`'s settings.
+#[derive(clap::Args)]
+struct ThroughputArgs {
+    #[command(flatten)]
+    pipeline: PipelineArgs,
+    /// Classroom photos (one attendance session each).
+    #[arg(long, default_value_t = 12)]
+    photos: usize,
+    /// Faces per photo.
+    #[arg(long, default_value_t = 30)]
+    faces: usize,
+    /// Jobs each worker runs at once.
+    #[arg(long, env = "WORKER_CONCURRENCY", default_value_t = 1)]
+    concurrency: usize,
+    /// Run P worker processes (`attendance-worker run`) against --database-url and
+    /// --queue-url instead of the in-process worker.
+    #[arg(long)]
+    processes: Option<usize>,
+    /// A PostgreSQL server (`postgres://…`): the run creates a database of its own there
+    /// and drops it afterwards. Process mode only.
+    #[arg(long)]
+    database_url: Option<String>,
+    /// RabbitMQ (`amqp://…`): a queue prefix of its own is added. Process mode only.
+    #[arg(long)]
+    queue_url: Option<String>,
+    /// Also write the photos and their manifest.json here.
+    #[arg(long)]
+    write_photos: Option<PathBuf>,
+    /// Longest wait for the registration jobs, and for the attendance jobs.
+    #[arg(long, default_value_t = 1800)]
+    timeout_secs: u64,
 }
 
 /// The models whose files `fetch-models` gets.
@@ -326,6 +391,43 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 "threshold": rule.max_distance,
             }))
         }
+        Command::Throughput(args) => throughput(&cli, args),
+        Command::SynthClassroom { dir, photos, faces } => {
+            let manifest = worker::classroom::synthesise(*photos, *faces)?;
+            worker::classroom::write(&manifest, dir)?;
+            eprintln!(
+                "{} photos written to {}",
+                manifest.photos.len(),
+                dir.display()
+            );
+            Ok(())
+        }
+        Command::DeviceCheck {
+            quick,
+            photos,
+            concurrency,
+            models,
+        } => {
+            use worker::device_check;
+            let mut options =
+                device_check::Options::new(cli.model_dir.clone(), cli.device.clone(), *quick);
+            if let Some(p) = photos {
+                options.photos = *p;
+            }
+            if let Some(c) = concurrency {
+                options.concurrency = c.clone();
+            }
+            if let Some(m) = models {
+                options = options.only(m);
+            }
+            let rt = tokio::runtime::Runtime::new()?;
+            let summary = rt.block_on(device_check::run(&options, |line| println!("{line}")));
+            print_json(&summary)?;
+            if !summary.passed {
+                return Err(anyhow::anyhow!("device check failed").into());
+            }
+            Ok(())
+        }
         Command::Eval {
             pipeline,
             dir,
@@ -410,4 +512,42 @@ async fn reembed(
     }
     eprintln!("{} students re-embedded with {model}", tally.succeeded);
     Ok(())
+}
+
+/// `attendance-worker throughput`.
+fn throughput(cli: &Cli, args: &ThroughputArgs) -> Result<(), Failure> {
+    use worker::throughput::{self, Mode};
+    let mode = match args.processes {
+        None => Mode::InProcess,
+        Some(count) => Mode::Processes {
+            count: count.max(1),
+            database_url: args
+                .database_url
+                .clone()
+                .context("--processes needs --database-url postgres://…")?,
+            queue_url: args
+                .queue_url
+                .clone()
+                .context("--processes needs --queue-url amqp://…")?,
+            exe: std::env::current_exe().context("finding this executable")?,
+        },
+    };
+    let options = throughput::Options {
+        photos: args.photos,
+        faces: args.faces,
+        concurrency: args.concurrency.max(1),
+        model: args.pipeline.model,
+        detector: args.pipeline.detector,
+        device: cli.device.clone(),
+        model_dir: std::path::absolute(&cli.model_dir)?,
+        mode,
+        timeout: Duration::from_secs(args.timeout_secs),
+    };
+    let manifest = worker::classroom::synthesise(args.photos, args.faces)?;
+    if let Some(dir) = &args.write_photos {
+        worker::classroom::write(&manifest, dir)?;
+    }
+    let rt = tokio::runtime::Runtime::new()?;
+    let report = rt.block_on(throughput::run_on(&options, &manifest))?;
+    print_json(&report)
 }

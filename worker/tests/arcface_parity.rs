@@ -13,15 +13,15 @@ use std::path::PathBuf;
 use candle_core::Device;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+use worker::engine::arcface::ArcFaceEmbedder;
 use worker::engine::arcface::alignment::{norm_crop, norm_crop_matrix};
-use worker::engine::arcface::{ArcFaceEmbedder, EMBEDDING_LEN};
 use worker::engine::pipeline::load_image;
 use worker::engine::scrfd::{Scrfd, ScrfdConfig};
 use worker::fixtures;
+use worker::golden::{self, PhotoSet, Selection};
 
 #[derive(Deserialize)]
 struct Golden {
-    generator: String,
     images: BTreeMap<String, GoldenImage>,
 }
 
@@ -32,13 +32,10 @@ struct GoldenImage {
 
 #[derive(Deserialize)]
 struct GoldenFace {
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
     kps: [[f32; 2]; 5],
     matrix: [[f64; 3]; 2],
     crop_sha256: String,
     crop: Option<String>,
-    embedding: Vec<f32>,
 }
 
 fn manifest() -> PathBuf {
@@ -74,56 +71,14 @@ fn in_set(image: &str, south_asian: bool) -> bool {
     image.starts_with(fixtures::SOUTH_ASIAN_PREFIX) == south_asian
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
-    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (na * nb)
-}
-
-fn faces(golden: &Golden) -> impl Iterator<Item = (&str, usize, &GoldenFace)> {
-    golden.images.iter().flat_map(|(image, g)| {
-        g.faces
-            .iter()
-            .enumerate()
-            .map(move |(i, f)| (image.as_str(), i, f))
-    })
-}
-
-/// The network alone: fed cv2's aligned crops, our embeddings point where onnxruntime's do.
+/// The network alone: fed cv2's aligned crops, our embeddings point where onnxruntime's do
+/// (cosine ≥ 0.9999, `worker::golden::arcface_network`).
 #[test]
 fn network_matches_onnxruntime_on_golden_crops() {
-    let golden = golden();
-    let crops_dir = manifest().join("tests/golden/arcface_crops");
-    let (mut names, mut crops, mut expected) = (Vec::new(), Vec::new(), Vec::new());
-    for (image, i, face) in faces(&golden) {
-        if let Some(name) = &face.crop {
-            let crop = image::open(crops_dir.join(name))
-                .unwrap_or_else(|e| panic!("crop {name}: {e}"))
-                .to_rgb8();
-            names.push(format!("{image}#{i}"));
-            crops.push(crop);
-            expected.push(&face.embedding);
-        }
-    }
-    assert!(crops.len() >= 10, "only {} golden crops", crops.len());
-    let ours = embedder().embed_crops(&crops).unwrap();
-    let mut worst = (1.0f32, String::new());
-    for ((name, e), o) in names.iter().zip(&expected).zip(&ours) {
-        assert_eq!(o.len(), EMBEDDING_LEN);
-        let c = cosine(o, e);
-        if c < worst.0 {
-            worst = (c, name.clone());
-        }
-    }
-    eprintln!(
-        "network alone: {} crops, worst cosine {:.7} ({}) vs {}",
-        crops.len(),
-        worst.0,
-        worst.1,
-        golden.generator
-    );
-    assert!(worst.0 >= 0.9999, "worst cosine {} at {}", worst.0, worst.1);
+    let check = golden::arcface_network(&embedder(), None).unwrap();
+    eprintln!("{} (vs {})", check.line(), check.reference);
+    assert!(check.faces >= 10, "only {} golden crops", check.faces);
+    assert!(check.passed, "{:#?}", check.problems);
 }
 
 /// Alignment alone: from the golden keypoints, the transform is skimage's and the crop
@@ -196,46 +151,28 @@ fn check_alignment(south_asian: bool, min_faces: usize) {
 }
 
 /// Alignment and network together, every golden face: embeddings from the golden
-/// keypoints on our decoded photo, one batch per photo.
+/// keypoints on our decoded photo, one batch per photo (cosine ≥ 0.999).
 #[test]
 fn end_to_end_from_golden_keypoints() {
-    check_end_to_end(false, 30);
+    check_end_to_end(PhotoSet::Committed, 30);
 }
 
 #[test]
 fn end_to_end_from_golden_keypoints_south_asian() {
     if fixtures::south_asian("end_to_end_from_golden_keypoints_south_asian").is_some() {
-        check_end_to_end(true, 100);
+        check_end_to_end(PhotoSet::SouthAsian, 100);
     }
 }
 
-fn check_end_to_end(south_asian: bool, min_faces: usize) {
-    let golden = golden();
-    let embedder = embedder();
-    let mut worst = (1.0f32, String::new());
-    let mut count = 0;
-    for (image, g) in &golden.images {
-        if g.faces.is_empty() || !in_set(image, south_asian) {
-            continue;
-        }
-        let photo = load_image(&fixtures::photo(image)).unwrap_or_else(|e| panic!("{image}: {e}"));
-        let kps: Vec<_> = g.faces.iter().map(|f| f.kps).collect();
-        let ours = embedder.embed(&photo, &kps).unwrap();
-        assert_eq!(ours.len(), g.faces.len());
-        for (i, (o, f)) in ours.iter().zip(&g.faces).enumerate() {
-            let c = cosine(o, &f.embedding);
-            if c < worst.0 {
-                worst = (c, format!("{image}#{i}"));
-            }
-            count += 1;
-        }
-    }
-    eprintln!(
-        "end to end: {count} faces, worst cosine {:.7} ({})",
-        worst.0, worst.1
+fn check_end_to_end(set: PhotoSet, min_faces: usize) {
+    let check = golden::arcface_from_keypoints(&embedder(), Selection::all(set)).unwrap();
+    eprintln!("{} (vs {})", check.line(), check.reference);
+    assert!(
+        check.faces >= min_faces,
+        "only {} golden faces",
+        check.faces
     );
-    assert!(count >= min_faces, "only {count} golden faces");
-    assert!(worst.0 >= 0.999, "worst cosine {} at {}", worst.0, worst.1);
+    assert!(check.passed, "{:#?}", check.problems);
 }
 
 /// The whole ArcFace pipeline from the photo: our SCRFD finds the faces and their
@@ -243,19 +180,17 @@ fn check_end_to_end(south_asian: bool, min_faces: usize) {
 /// matched by its box. Cosine ≥ 0.999 for every face.
 #[test]
 fn end_to_end_from_the_photo_through_scrfd() {
-    check_through_scrfd(false, 30);
+    check_through_scrfd(PhotoSet::Committed, 30);
 }
 
 #[test]
 fn end_to_end_from_the_photo_through_scrfd_south_asian() {
     if fixtures::south_asian("end_to_end_from_the_photo_through_scrfd_south_asian").is_some() {
-        check_through_scrfd(true, 100);
+        check_through_scrfd(PhotoSet::SouthAsian, 100);
     }
 }
 
-fn check_through_scrfd(south_asian: bool, min_faces: usize) {
-    let golden = golden();
-    let embedder = embedder();
+fn check_through_scrfd(set: PhotoSet, min_faces: usize) {
     let scrfd_file =
         env_path("MODEL_DIR", manifest().join("../data/models")).join("scrfd_500m_bnkps.onnx");
     // The golden generator runs SCRFD at the photo's own resolution only.
@@ -269,44 +204,12 @@ fn check_through_scrfd(south_asian: bool, min_faces: usize) {
         },
     )
     .unwrap_or_else(|e| panic!("load {}: {e}", scrfd_file.display()));
-    let mut worst = (1.0f32, String::new());
-    let mut count = 0;
-    for (image, g) in &golden.images {
-        if g.faces.is_empty() || !in_set(image, south_asian) {
-            continue;
-        }
-        let photo = load_image(&fixtures::photo(image)).unwrap_or_else(|e| panic!("{image}: {e}"));
-        let found = scrfd.detect(&photo).unwrap();
-        let kps: Vec<_> = found.iter().map(|f| f.kps).collect();
-        let ours = embedder.embed(&photo, &kps).unwrap();
-        for (i, face) in g.faces.iter().enumerate() {
-            let nearest = found
-                .iter()
-                .enumerate()
-                .min_by(|(_, a), (_, b)| {
-                    box_gap(&a.bbox, &face.bbox).total_cmp(&box_gap(&b.bbox, &face.bbox))
-                })
-                .map(|(j, _)| j)
-                .unwrap_or_else(|| panic!("{image}#{i}: no face found"));
-            let c = cosine(&ours[nearest], &face.embedding);
-            if c < worst.0 {
-                worst = (c, format!("{image}#{i}"));
-            }
-            count += 1;
-        }
-    }
-    eprintln!(
-        "photo → SCRFD → alignment → network: {count} faces, worst cosine {:.7} ({})",
-        worst.0, worst.1
+    let check = golden::arcface_through_scrfd(&embedder(), &scrfd, Selection::all(set)).unwrap();
+    eprintln!("{} (vs {})", check.line(), check.reference);
+    assert!(
+        check.faces >= min_faces,
+        "only {} golden faces",
+        check.faces
     );
-    assert!(count >= min_faces, "only {count} golden faces");
-    assert!(worst.0 >= 0.999, "worst cosine {} at {}", worst.0, worst.1);
-}
-
-/// Largest corner distance between two boxes, in pixels.
-fn box_gap(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+    assert!(check.passed, "{:#?}", check.problems);
 }

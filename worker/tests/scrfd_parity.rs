@@ -3,21 +3,18 @@
 //! face, made by `scripts/golden/make_golden_arcface.py` at the photo's own size padded to
 //! multiples of 32, which is what `Scrfd::detect` does below its size cap).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Instant;
 
 use candle_core::Device;
 use image::RgbImage;
-use serde::Deserialize;
 use worker::engine::pipeline::load_image;
 use worker::engine::scrfd::tiling::Tile;
 use worker::engine::scrfd::{Scrfd, ScrfdConfig, ScrfdDetection};
 use worker::fixtures;
+use worker::golden::{self, PhotoSet, Selection, box_diff, kps_diff};
 
-const MAX_PX: f32 = 0.5;
-const MAX_SCORE_DIFF: f32 = 1e-3;
 const MODEL_FILE: &str = "scrfd_500m_bnkps.onnx";
 
 /// `$MODEL_DIR/scrfd_500m_bnkps.onnx` (`data/models` by default, as `scripts/test.sh`
@@ -75,123 +72,36 @@ fn load(rel: &str) -> RgbImage {
     load_image(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-#[derive(Deserialize)]
-struct Golden {
-    generator: String,
-    images: BTreeMap<String, GoldenImage>,
-}
-
-#[derive(Deserialize)]
-struct GoldenImage {
-    width: u32,
-    height: u32,
-    faces: Vec<GoldenFace>,
-}
-
-#[derive(Deserialize)]
-struct GoldenFace {
-    #[serde(rename = "box")]
-    bbox: [f32; 4],
-    score: f32,
-    kps: [[f32; 2]; 5],
-}
-
-fn golden() -> Golden {
-    let path = std::env::var_os("ARCFACE_GOLDEN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/arcface.json"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    serde_json::from_str(&text).expect("golden file format")
-}
-
-/// Largest coordinate difference between two boxes.
-fn box_diff(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn kps_diff(a: &[[f32; 2]; 5], b: &[[f32; 2]; 5]) -> f32 {
-    a.iter()
-        .zip(b)
-        .flat_map(|(p, q)| [(p[0] - q[0]).abs(), (p[1] - q[1]).abs()])
-        .fold(0.0, f32::max)
-}
-
 /// The same faces as onnxruntime on every fixture photo; boxes and keypoints within
-/// 0.5 px, scores within 1e-3.
+/// 0.5 px, scores within 1e-3 (`worker::golden::scrfd`).
 #[test]
 fn matches_onnxruntime_golden_detections() {
-    check_golden(false, 30);
+    check_golden(PhotoSet::Committed, 30);
 }
 
 /// The same on the South-Asian set, when it is present.
 #[test]
 fn matches_onnxruntime_golden_detections_south_asian() {
     if fixtures::south_asian("matches_onnxruntime_golden_detections_south_asian").is_some() {
-        check_golden(true, 100);
+        check_golden(PhotoSet::SouthAsian, 100);
     }
 }
 
-fn check_golden(south_asian: bool, min_faces: usize) {
-    let golden = golden();
-    println!("golden generator: {}", golden.generator);
-    let (mut faces, mut worst_box, mut worst_kps, mut worst_score) = (0, 0.0f32, 0.0f32, 0.0f32);
-    let mut problems = Vec::new();
+fn check_golden(set: PhotoSet, min_faces: usize) {
     let start = Instant::now();
-    let mut photos = 0;
-    for (rel, expected) in &golden.images {
-        if rel.starts_with(fixtures::SOUTH_ASIAN_PREFIX) != south_asian {
-            continue;
-        }
-        photos += 1;
-        let image = load(rel);
-        assert_eq!(
-            (image.width(), image.height()),
-            (expected.width, expected.height),
-            "{rel}: size"
-        );
-        let found = scrfd().detect(&image).unwrap();
-        if found.len() != expected.faces.len() {
-            problems.push(format!(
-                "{rel}: {} faces, onnxruntime {}",
-                found.len(),
-                expected.faces.len()
-            ));
-            continue;
-        }
-        // Both lists are sorted by score; match each golden face to the nearest box so
-        // that near-equal scores in a different order do not count as a difference.
-        for face in &expected.faces {
-            let Some(ours) = found.iter().min_by(|a, b| {
-                box_diff(&a.bbox, &face.bbox).total_cmp(&box_diff(&b.bbox, &face.bbox))
-            }) else {
-                continue;
-            };
-            let (db, dk, ds) = (
-                box_diff(&ours.bbox, &face.bbox),
-                kps_diff(&ours.kps, &face.kps),
-                (ours.score - face.score).abs(),
-            );
-            faces += 1;
-            worst_box = worst_box.max(db);
-            worst_kps = worst_kps.max(dk);
-            worst_score = worst_score.max(ds);
-            if db > MAX_PX || dk > MAX_PX || ds > MAX_SCORE_DIFF {
-                problems.push(format!(
-                    "{rel}: box off by {db:.3} px, keypoints {dk:.3} px, score {ds:.2e}"
-                ));
-            }
-        }
-    }
+    let check = golden::scrfd(scrfd(), Selection::all(set)).unwrap();
     println!(
-        "{photos} photos, {faces} faces in {:.1} s: worst box {worst_box:.4} px, keypoints \
-         {worst_kps:.4} px, score {worst_score:.2e}",
-        start.elapsed().as_secs_f64()
+        "{} in {:.1} s (vs {})",
+        check.line(),
+        start.elapsed().as_secs_f64(),
+        check.reference
     );
-    assert!(problems.is_empty(), "{problems:#?}");
-    assert!(faces >= min_faces, "only {faces} faces compared");
+    assert!(check.passed, "{:#?}", check.problems);
+    assert!(
+        check.faces >= min_faces,
+        "only {} faces compared",
+        check.faces
+    );
 }
 
 /// The CPU's NHWC layers and candle-nn's modules (CUDA's path) give the same head
