@@ -12,6 +12,7 @@ pub mod golden;
 pub mod jobs;
 pub mod reembedding;
 pub mod schema;
+pub mod seed;
 pub mod service;
 pub mod throughput;
 pub mod webhooks;

@@ -19,26 +19,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use chrono::Utc;
 use common::blob::FsBlobStore;
 use common::{BlobStore, Config, Detector, FaceModel, JobKind, JobMessage, JobQueue};
-use migration::{Migrator, MigratorTrait};
 use models::prelude::*;
-use models::{
-    attendance_record, attendance_session, class, detected_face, job, session_photo, student,
-    student_photo,
-};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter,
-};
+use models::{attendance_record, detected_face, job};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::classroom::{self, ClassroomError, Manifest};
 use crate::engine::EngineError;
 use crate::jobs::JobContext;
+use crate::seed::{self, SeedError};
 use crate::service::{ServiceError, Worker, WorkerOptions};
 
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +44,8 @@ pub enum ThroughputError {
     Service(#[from] ServiceError),
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error(transparent)]
+    Seed(#[from] SeedError),
     #[error("blob store error")]
     Blob(#[from] common::BlobError),
     #[error("queue error")]
@@ -149,7 +144,7 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
     match &options.mode {
         Mode::InProcess => {
             let url = format!("sqlite://{}/throughput.db?mode=rwc", dir.path().display());
-            let db = migrated(&url).await?;
+            let db = seed::migrated(&url).await?;
             let queue = common::open_queue(common::config::EMBEDDED_QUEUE_URL).await?;
             let config = worker_config(options);
             // The service's own loader: with WORKER_CONCURRENCY > 1 the engine gets the
@@ -200,12 +195,12 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
             queue_url,
             exe,
         } => {
-            let server = server_url(database_url);
+            let server = seed::server_url(database_url);
             let name = format!("throughput_{}", Uuid::new_v4().simple());
             create_database(&server, &name).await?;
             let url = format!("{server}/{name}");
             let result = async {
-                let db = migrated(&url).await?;
+                let db = seed::migrated(&url).await?;
                 let queue_url = with_prefix(queue_url);
                 let queue = common::open_queue(&queue_url).await?;
                 let log = dir.path().join("workers.log");
@@ -259,7 +254,7 @@ async fn measure(
     queue: &dyn JobQueue,
     log: impl Fn() -> String,
 ) -> Result<Report, ThroughputError> {
-    let class_id = insert_class(db).await?;
+    let class_id = seed::class(db, "Throughput", None).await?;
     let mut registrations = Vec::new();
     let mut student_of = HashMap::new();
     for person in &manifest.people {
@@ -269,9 +264,10 @@ async fn measure(
             .map(|p| crate::fixtures::read(p))
             .collect::<Result<Vec<_>, _>>()
             .map_err(ClassroomError::from)?;
-        let student = insert_student(db, blobs, class_id, &person.name, &photos).await?;
+        let (student, _) =
+            seed::student(db, blobs, class_id, &person.name, &person.name, &photos).await?;
         student_of.insert(student, person.name.clone());
-        registrations.push(insert_job(db, JobKind::Registration, student).await?);
+        registrations.push(seed::job(db, JobKind::Registration, student).await?.id);
     }
     publish(db, queue, &registrations, JobKind::Registration).await?;
     wait_all(db, &registrations, "registration", options.timeout, &log).await?;
@@ -279,9 +275,17 @@ async fn measure(
     let mut sessions = Vec::new();
     let mut attendance = Vec::new();
     for photo in &manifest.photos {
-        let session = insert_session(db, blobs, class_id, &photo.jpeg).await?;
+        let (session, _) = seed::session(
+            db,
+            blobs,
+            class_id,
+            "Throughput",
+            std::slice::from_ref(&photo.jpeg),
+            Utc::now(),
+        )
+        .await?;
         sessions.push(session);
-        attendance.push(insert_job(db, JobKind::Attendance, session).await?);
+        attendance.push(seed::job(db, JobKind::Attendance, session).await?.id);
     }
     publish(db, queue, &attendance, JobKind::Attendance).await?;
     let rows = wait_all(db, &attendance, "attendance", options.timeout, &log).await?;
@@ -406,157 +410,6 @@ async fn wait_all(
     }
 }
 
-async fn insert_class(db: &DatabaseConnection) -> Result<Uuid, DbErr> {
-    let id = Uuid::new_v4();
-    Class::insert(class::ActiveModel {
-        id: Set(id),
-        name: Set("Throughput".into()),
-        department: Set("CSE".into()),
-        year: Set(Some(3)),
-        section: Set(Some("A".into())),
-        match_threshold: Set(None),
-        created_at: Set(Utc::now()),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(id)
-}
-
-/// A `pending` student with their photos stored, as the API registers one.
-async fn insert_student(
-    db: &DatabaseConnection,
-    blobs: &dyn BlobStore,
-    class_id: Uuid,
-    name: &str,
-    photos: &[Vec<u8>],
-) -> Result<Uuid, ThroughputError> {
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    Student::insert(student::ActiveModel {
-        id: Set(id),
-        class_id: Set(class_id),
-        roll_no: Set(name.into()),
-        name: Set(name.into()),
-        status: Set(student::StudentStatus::Pending),
-        created_at: Set(now),
-        updated_at: Set(now),
-        erased_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
-    for (i, bytes) in photos.iter().enumerate() {
-        let photo_id = Uuid::new_v4();
-        let key = format!("students/{id}/{photo_id}");
-        blobs
-            .put(&key, Bytes::from(bytes.clone()), "image/jpeg")
-            .await?;
-        StudentPhoto::insert(student_photo::ActiveModel {
-            id: Set(photo_id),
-            student_id: Set(id),
-            blob_key: Set(key),
-            content_type: Set("image/jpeg".into()),
-            verdict: Set(student_photo::PhotoVerdict::Pending),
-            reason: Set(None),
-            face_box: Set(None),
-            detector_score: Set(None),
-            // Distinct times keep the photos in upload order.
-            created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
-            ..Default::default()
-        })
-        .exec_without_returning(db)
-        .await?;
-    }
-    Ok(id)
-}
-
-/// A `pending` session with one photo.
-async fn insert_session(
-    db: &DatabaseConnection,
-    blobs: &dyn BlobStore,
-    class_id: Uuid,
-    jpeg: &[u8],
-) -> Result<Uuid, ThroughputError> {
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    AttendanceSession::insert(attendance_session::ActiveModel {
-        id: Set(id),
-        class_id: Set(class_id),
-        subject: Set(Some("Throughput".into())),
-        taken_at: Set(now),
-        status: Set(attendance_session::SessionStatus::Pending),
-        created_at: Set(now),
-        created_by_key_id: Set(None),
-        warnings: Set(None),
-        photos_deleted_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
-    let photo_id = Uuid::new_v4();
-    let key = format!("sessions/{id}/photos/{photo_id}");
-    blobs
-        .put(&key, Bytes::copy_from_slice(jpeg), "image/jpeg")
-        .await?;
-    SessionPhoto::insert(session_photo::ActiveModel {
-        id: Set(photo_id),
-        session_id: Set(id),
-        blob_key: Set(key),
-        content_type: Set("image/jpeg".into()),
-        width: Set(None),
-        height: Set(None),
-        created_at: Set(now),
-        sha256: Set(None),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(id)
-}
-
-/// A `queued` job row, as the API's outbox writes it.
-async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject: Uuid) -> Result<Uuid, DbErr> {
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    job::Entity::insert(job::ActiveModel {
-        id: Set(id),
-        kind: Set(kind),
-        lane: Set(kind.lane()),
-        status: Set(job::JobStatus::Queued),
-        progress: Set(0.0),
-        attempts: Set(0),
-        error: Set(None),
-        result: Set(None),
-        subject_id: Set(subject),
-        created_at: Set(now),
-        updated_at: Set(now),
-        published_at: Set(None),
-        started_at: Set(None),
-        finished_at: Set(None),
-        lease_until: Set(None),
-        interrupted_runs: Set(0),
-    })
-    .exec_without_returning(db)
-    .await?;
-    Ok(id)
-}
-
-/// Opens `url` and applies the migrations, as the API does at its start.
-async fn migrated(url: &str) -> Result<DatabaseConnection, ThroughputError> {
-    let db = crate::service::connect_database(url).await?;
-    Migrator::up(&db, None).await?;
-    Ok(db)
-}
-
-/// `postgres://user@host:port[/db][?..]` → `postgres://user@host:port`.
-fn server_url(url: &str) -> String {
-    let url = url.split('?').next().unwrap_or(url);
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let authority = rest.split('/').next().unwrap_or(rest);
-            format!("{scheme}://{authority}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 async fn create_database(server: &str, name: &str) -> Result<(), ThroughputError> {
     let admin = sea_orm::Database::connect(format!("{server}/postgres")).await?;
     admin
@@ -672,17 +525,5 @@ mod tests {
         assert!(url.contains("?prefix=throughput"), "{url}");
         assert_eq!(with_prefix(&url), url);
         assert!(with_prefix("amqp://h/%2f?heartbeat=10").contains("&prefix="));
-    }
-
-    #[test]
-    fn server_urls_lose_their_database() {
-        assert_eq!(
-            server_url("postgres://postgres@127.0.0.1:5432/app?sslmode=disable"),
-            "postgres://postgres@127.0.0.1:5432"
-        );
-        assert_eq!(
-            server_url("postgres://postgres@127.0.0.1:5432"),
-            "postgres://postgres@127.0.0.1:5432"
-        );
     }
 }

@@ -11,20 +11,19 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use bytes::Bytes;
 use chrono::Utc;
 use common::blob::FsBlobStore;
 use common::{BlobStore, JobKind};
 use migration::{Migrator, MigratorTrait};
+use models::job;
 use models::prelude::*;
-use models::{attendance_session, class, job, session_photo, student, student_photo};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait,
-    IntoActiveModel, Statement,
+    ActiveValue::Set, ConnectionTrait, DatabaseConnection, EntityTrait, IntoActiveModel, Statement,
 };
 use uuid::Uuid;
 use worker::engine::pipeline::FaceEngine;
 use worker::jobs::JobContext;
+use worker::seed::{self, server_url};
 use worker::service::connect_database;
 
 pub fn fixture(relative: &str) -> Vec<u8> {
@@ -168,22 +167,12 @@ impl TestDb {
     }
 }
 
-/// `postgres://user@host:port[/db][?..]` → `postgres://user@host:port`.
 /// Opens `url` and applies the migrations, as the API does at its start (the worker
 /// itself never migrates).
 async fn migrated(url: &str) -> DatabaseConnection {
-    let db = connect_database(url)
+    seed::migrated(url)
         .await
-        .unwrap_or_else(|e| panic!("open {url}: {e}"));
-    Migrator::up(&db, None).await.expect("migrations apply");
-    db
-}
-
-fn server_url(url: &str) -> String {
-    let url = url.split('?').next().unwrap_or(url);
-    let (scheme, rest) = url.split_once("://").expect("a postgres:// URL");
-    let authority = rest.split('/').next().unwrap_or(rest);
-    format!("{scheme}://{authority}")
+        .unwrap_or_else(|e| panic!("{}", common::error_chain(&e)))
 }
 
 pub async fn blob_store() -> (Arc<dyn BlobStore>, tempfile::TempDir) {
@@ -222,20 +211,7 @@ pub fn context_with(
 }
 
 pub async fn insert_class(db: &DatabaseConnection, match_threshold: Option<f64>) -> Uuid {
-    let id = Uuid::new_v4();
-    Class::insert(class::ActiveModel {
-        id: Set(id),
-        name: Set("CSE 3A".into()),
-        department: Set("CSE".into()),
-        year: Set(Some(3)),
-        section: Set(Some("A".into())),
-        match_threshold: Set(match_threshold),
-        created_at: Set(Utc::now()),
-    })
-    .exec_without_returning(db)
-    .await
-    .unwrap();
-    id
+    seed::class(db, "CSE 3A", match_threshold).await.unwrap()
 }
 
 /// A `pending` student with photos (bytes stored in the blob store), as the API
@@ -247,48 +223,10 @@ pub async fn insert_student(
     roll_no: &str,
     photos: &[Vec<u8>],
 ) -> (Uuid, Vec<Uuid>) {
-    let id = Uuid::new_v4();
-    let now = Utc::now();
-    Student::insert(student::ActiveModel {
-        id: Set(id),
-        class_id: Set(class_id),
-        roll_no: Set(roll_no.into()),
-        name: Set(format!("Student {roll_no}")),
-        status: Set(student::StudentStatus::Pending),
-        created_at: Set(now),
-        updated_at: Set(now),
-        erased_at: Set(None),
-    })
-    .exec_without_returning(db)
-    .await
-    .unwrap();
-    let mut photo_ids = Vec::new();
-    for (i, bytes) in photos.iter().enumerate() {
-        let photo_id = Uuid::new_v4();
-        let key = format!("students/{id}/{photo_id}");
-        blobs
-            .put(&key, Bytes::from(bytes.clone()), "image/jpeg")
-            .await
-            .unwrap();
-        StudentPhoto::insert(student_photo::ActiveModel {
-            id: Set(photo_id),
-            student_id: Set(id),
-            blob_key: Set(key),
-            content_type: Set("image/jpeg".into()),
-            verdict: Set(student_photo::PhotoVerdict::Pending),
-            reason: Set(None),
-            face_box: Set(None),
-            detector_score: Set(None),
-            // Distinct times keep the photos in upload order.
-            created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
-            ..Default::default()
-        })
-        .exec_without_returning(db)
+    let name = format!("Student {roll_no}");
+    seed::student(db, blobs.as_ref(), class_id, roll_no, &name, photos)
         .await
-        .unwrap();
-        photo_ids.push(photo_id);
-    }
-    (id, photo_ids)
+        .unwrap()
 }
 
 /// A `pending` session with its photos. Returns the session id and photo ids.
@@ -309,73 +247,21 @@ pub async fn insert_session_at(
     photos: &[Vec<u8>],
     now: chrono::DateTime<Utc>,
 ) -> (Uuid, Vec<Uuid>) {
-    let id = Uuid::new_v4();
-    AttendanceSession::insert(attendance_session::ActiveModel {
-        id: Set(id),
-        class_id: Set(class_id),
-        subject: Set(Some("Operating Systems".into())),
-        taken_at: Set(now),
-        status: Set(attendance_session::SessionStatus::Pending),
-        created_at: Set(now),
-        created_by_key_id: Set(None),
-        warnings: Set(None),
-        photos_deleted_at: Set(None),
-    })
-    .exec_without_returning(db)
+    seed::session(
+        db,
+        blobs.as_ref(),
+        class_id,
+        "Operating Systems",
+        photos,
+        now,
+    )
     .await
-    .unwrap();
-    let mut photo_ids = Vec::new();
-    for (i, bytes) in photos.iter().enumerate() {
-        let photo_id = Uuid::new_v4();
-        let key = format!("sessions/{id}/photos/{photo_id}");
-        blobs
-            .put(&key, Bytes::from(bytes.clone()), "image/jpeg")
-            .await
-            .unwrap();
-        SessionPhoto::insert(session_photo::ActiveModel {
-            id: Set(photo_id),
-            session_id: Set(id),
-            blob_key: Set(key),
-            content_type: Set("image/jpeg".into()),
-            width: Set(None),
-            height: Set(None),
-            created_at: Set(now + chrono::Duration::milliseconds(i as i64)),
-            sha256: Set(None),
-        })
-        .exec_without_returning(db)
-        .await
-        .unwrap();
-        photo_ids.push(photo_id);
-    }
-    (id, photo_ids)
+    .unwrap()
 }
 
 /// A `queued` job row for `subject_id`.
 pub async fn insert_job(db: &DatabaseConnection, kind: JobKind, subject_id: Uuid) -> job::Model {
-    let now = Utc::now();
-    let row = job::Model {
-        id: Uuid::new_v4(),
-        kind,
-        lane: kind.lane(),
-        status: job::JobStatus::Queued,
-        progress: 0.0,
-        attempts: 0,
-        error: None,
-        result: None,
-        subject_id,
-        created_at: now,
-        updated_at: now,
-        published_at: None,
-        started_at: None,
-        finished_at: None,
-        lease_until: None,
-        interrupted_runs: 0,
-    };
-    Job::insert(row.clone().into_active_model().reset_all())
-        .exec_without_returning(db)
-        .await
-        .unwrap();
-    row
+    seed::job(db, kind, subject_id).await.unwrap()
 }
 
 /// Claims a queued job the way the service does before running its handler, and
