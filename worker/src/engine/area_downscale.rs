@@ -139,6 +139,19 @@ impl RowDownscaler {
     }
 }
 
+/// `img` shrunk to `out_w × out_h` (each at most the image's own side, at least 1).
+pub fn shrink(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
+    if img.width() == 0 || img.height() == 0 {
+        return img.clone();
+    }
+    let (out_w, out_h) = (out_w.clamp(1, img.width()), out_h.clamp(1, img.height()));
+    let mut down = RowDownscaler::new(img.width(), img.height(), out_w, out_h);
+    for row in img.as_raw().chunks_exact(img.width() as usize * 3) {
+        down.push_row(row);
+    }
+    down.finish().expect("every row of the image was pushed")
+}
+
 /// The largest size with the photo's aspect ratio and at most `max_pixels` pixels.
 pub fn fit(width: u32, height: u32, max_pixels: u64) -> (u32, u32) {
     let pixels = u64::from(width) * u64::from(height);

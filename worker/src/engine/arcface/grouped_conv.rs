@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::nhwc::{Act, Maps, act_row, depthwise, gemm};
+use crate::engine::nhwc::{Act, Maps, Vectorized, act_row, depthwise, gemm};
 
 /// A `k×k` grouped convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -70,59 +70,98 @@ impl GroupedConv {
     /// Like the depthwise kernel: one output row per task, each tap's weights hoisted
     /// out of the loop over the row's pixels.
     pub fn forward(&self, x: &Maps, prelu: Option<&[f32]>) -> Maps {
-        let (c_in, c_out, k) = (self.c_in, self.c_out, self.k);
-        let (mi, mo) = (self.in_per_group, self.out_per_group);
-        assert_eq!(x.c, c_in, "input channels");
+        assert_eq!(x.c, self.c_in, "input channels");
         let (oh, ow) = self.output_size(x.h, x.w);
-        let mut data = gemm::zeroed(x.n * oh * ow * c_out);
-        let in_row = x.w * c_in;
-        let spans: Vec<(usize, usize)> = (0..k)
+        // Every pixel starts from the bias.
+        let mut data = gemm::scratch(x.n * oh * ow * self.c_out);
+        let spans: Vec<(usize, usize)> = (0..self.k)
             .map(|kx| depthwise::columns(kx, self.stride, self.padding, x.w, ow))
             .collect();
-        data.par_chunks_mut(ow * c_out)
+        data.par_chunks_mut(ow * self.c_out)
             .enumerate()
             .for_each(|(r, orow)| {
-                let (b, oy) = (r / oh, r % oh);
-                for px in orow.chunks_exact_mut(c_out) {
-                    px.copy_from_slice(&self.bias);
+                Row {
+                    conv: self,
+                    x,
+                    at: (r / oh, r % oh),
+                    spans: &spans,
+                    orow,
+                    prelu,
                 }
-                for ky in 0..k {
-                    let Some(iy) = (oy * self.stride + ky)
-                        .checked_sub(self.padding)
-                        .filter(|&iy| iy < x.h)
-                    else {
-                        continue;
-                    };
-                    let start = (b * x.h + iy) * in_row;
-                    let irow = &x.data[start..start + in_row];
-                    for (kx, &(lo, hi)) in spans.iter().enumerate() {
-                        let t = ky * k + kx;
-                        let tap = &self.weight[t * c_out * mi..(t + 1) * c_out * mi];
-                        for ox in lo..hi {
-                            let ix = ox * self.stride + kx - self.padding;
-                            let acc = &mut orow[ox * c_out..(ox + 1) * c_out];
-                            let src = &irow[ix * c_in..(ix + 1) * c_in];
-                            let groups = acc
-                                .chunks_exact_mut(mo)
-                                .zip(src.chunks_exact(mi))
-                                .zip(tap.chunks_exact(mo * mi));
-                            for ((acc, src), w) in groups {
-                                for (a, w) in acc.iter_mut().zip(w.chunks_exact(mi)) {
-                                    *a += src.iter().zip(w).map(|(v, w)| v * w).sum::<f32>();
-                                }
-                            }
-                        }
-                    }
-                }
-                act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
+                .run_vectorized()
             });
         Maps {
             n: x.n,
             h: oh,
             w: ow,
-            c: c_out,
+            c: self.c_out,
             data,
         }
+    }
+
+    /// Output row `oy` of image `b`.
+    #[inline(always)]
+    fn row(
+        &self,
+        x: &Maps,
+        (b, oy): (usize, usize),
+        spans: &[(usize, usize)],
+        orow: &mut [f32],
+        prelu: Option<&[f32]>,
+    ) {
+        let (c_in, c_out, k) = (self.c_in, self.c_out, self.k);
+        let (mi, mo) = (self.in_per_group, self.out_per_group);
+        let in_row = x.w * c_in;
+        for px in orow.chunks_exact_mut(c_out) {
+            px.copy_from_slice(&self.bias);
+        }
+        for ky in 0..k {
+            let Some(iy) = (oy * self.stride + ky)
+                .checked_sub(self.padding)
+                .filter(|&iy| iy < x.h)
+            else {
+                continue;
+            };
+            let start = (b * x.h + iy) * in_row;
+            let irow = &x.data[start..start + in_row];
+            for (kx, &(lo, hi)) in spans.iter().enumerate() {
+                let t = ky * k + kx;
+                let tap = &self.weight[t * c_out * mi..(t + 1) * c_out * mi];
+                for ox in lo..hi {
+                    let ix = ox * self.stride + kx - self.padding;
+                    let acc = &mut orow[ox * c_out..(ox + 1) * c_out];
+                    let src = &irow[ix * c_in..(ix + 1) * c_in];
+                    let groups = acc
+                        .chunks_exact_mut(mo)
+                        .zip(src.chunks_exact(mi))
+                        .zip(tap.chunks_exact(mo * mi));
+                    for ((acc, src), w) in groups {
+                        for (a, w) in acc.iter_mut().zip(w.chunks_exact(mi)) {
+                            *a += src.iter().zip(w).map(|(v, w)| v * w).sum::<f32>();
+                        }
+                    }
+                }
+            }
+        }
+        act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
+    }
+}
+
+/// One output row of a [`GroupedConv`], run compiled for the wide instructions.
+struct Row<'a> {
+    conv: &'a GroupedConv,
+    x: &'a Maps,
+    at: (usize, usize),
+    spans: &'a [(usize, usize)],
+    orow: &'a mut [f32],
+    prelu: Option<&'a [f32]>,
+}
+
+impl Vectorized for Row<'_> {
+    #[inline(always)]
+    fn run(self) {
+        self.conv
+            .row(self.x, self.at, self.spans, self.orow, self.prelu)
     }
 }
 

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, Maps, act_row, gemm};
+use super::{Act, Maps, Vectorized, act_row, gemm};
 
 /// A `k×k` depthwise convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -63,41 +63,32 @@ impl Depthwise {
             assert_eq!(alpha.len(), c, "PReLU slopes");
         }
         let (oh, ow) = self.output_size(x.h, x.w);
-        let mut data = gemm::zeroed(x.n * oh * ow * c);
-        let in_row = x.w * c;
+        // Every pixel starts from the bias.
+        let mut data = gemm::scratch(x.n * oh * ow * c);
         let spans: Vec<(usize, usize)> = (0..k).map(|kx| columns(kx, s, p, x.w, ow)).collect();
         data.par_chunks_mut(ow * c)
             .enumerate()
             .for_each(|(r, orow)| {
-                let (b, oy) = (r / oh, r % oh);
-                for px in orow.chunks_exact_mut(c) {
-                    px.copy_from_slice(&self.bias);
-                }
-                for ky in 0..k {
-                    let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
-                        continue;
+                let at = (r / oh, r % oh);
+                if k == 3 {
+                    let row = Row3x3 {
+                        conv: self,
+                        x,
+                        at,
+                        orow,
+                        act,
                     };
-                    let start = (b * x.h + iy) * in_row;
-                    let irow = &x.data[start..start + in_row];
-                    for (kx, &(lo, hi)) in spans.iter().enumerate() {
-                        let t = ky * k + kx;
-                        let tap = &self.taps[t * c..(t + 1) * c];
-                        if lo == hi {
-                            continue;
-                        }
-                        // Output pixels `lo..hi` and the input pixels under this tap, every `s`-th
-                        // from `lo·s + kx − p`: chunked iterators, no per-pixel index arithmetic or
-                        // bounds checks.
-                        let outs = orow[lo * c..hi * c].chunks_exact_mut(c);
-                        let ins = irow[(lo * s + kx - p) * c..].chunks_exact(c).step_by(s);
-                        for (o, i) in outs.zip(ins) {
-                            for ((o, i), w) in o.iter_mut().zip(i).zip(tap) {
-                                *o += i * w;
-                            }
-                        }
-                    }
+                    return pulp::Arch::new().dispatch(row);
                 }
-                act_row(orow, c, act);
+                Row {
+                    conv: self,
+                    x,
+                    at,
+                    spans: &spans,
+                    orow,
+                    act,
+                }
+                .run_vectorized()
             });
         Maps {
             n: x.n,
@@ -106,6 +97,134 @@ impl Depthwise {
             c,
             data,
         }
+    }
+
+    /// Output row `oy` of image `b`.
+    #[inline(always)]
+    fn row(
+        &self,
+        x: &Maps,
+        (b, oy): (usize, usize),
+        spans: &[(usize, usize)],
+        orow: &mut [f32],
+        act: Act<'_>,
+    ) {
+        let (k, s, p, c) = (self.k, self.stride, self.padding, self.c);
+        let in_row = x.w * c;
+        for px in orow.chunks_exact_mut(c) {
+            px.copy_from_slice(&self.bias);
+        }
+        for ky in 0..k {
+            let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
+                continue;
+            };
+            let start = (b * x.h + iy) * in_row;
+            let irow = &x.data[start..start + in_row];
+            for (kx, &(lo, hi)) in spans.iter().enumerate() {
+                let t = ky * k + kx;
+                let tap = &self.taps[t * c..(t + 1) * c];
+                if lo == hi {
+                    continue;
+                }
+                // Output pixels `lo..hi` and the input pixels under this tap, every `s`-th
+                // from `lo·s + kx − p`: chunked iterators, no per-pixel index arithmetic or
+                // bounds checks.
+                let outs = orow[lo * c..hi * c].chunks_exact_mut(c);
+                let ins = irow[(lo * s + kx - p) * c..].chunks_exact(c).step_by(s);
+                for (o, i) in outs.zip(ins) {
+                    for ((o, i), w) in o.iter_mut().zip(i).zip(tap) {
+                        *o += i * w;
+                    }
+                }
+            }
+        }
+        act_row(orow, c, act);
+    }
+}
+
+/// One output row of a [`Depthwise`] layer, run compiled for the wide instructions.
+struct Row<'a> {
+    conv: &'a Depthwise,
+    x: &'a Maps,
+    at: (usize, usize),
+    spans: &'a [(usize, usize)],
+    orow: &'a mut [f32],
+    act: Act<'a>,
+}
+
+impl Vectorized for Row<'_> {
+    #[inline(always)]
+    fn run(self) {
+        self.conv
+            .row(self.x, self.at, self.spans, self.orow, self.act)
+    }
+}
+
+/// One output row of a 3×3 [`Depthwise`] layer, in explicit vectors of the CPU's
+/// width: each vector of channels keeps its nine taps' weights and its sum in registers
+/// across the row, where [`Depthwise::row`] reads and writes the output once per tap.
+/// The sum runs in the same order (bias, then tap by tap, multiply then add), so the
+/// numbers are the same.
+struct Row3x3<'a> {
+    conv: &'a Depthwise,
+    x: &'a Maps,
+    at: (usize, usize),
+    orow: &'a mut [f32],
+    act: Act<'a>,
+}
+
+impl pulp::WithSimd for Row3x3<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Row3x3 {
+            conv,
+            x,
+            at: (b, oy),
+            orow,
+            act,
+        } = self;
+        let (s, p, c) = (conv.stride, conv.padding, conv.c);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        if c % lanes != 0 {
+            let spans: Vec<_> = (0..3)
+                .map(|kx| columns(kx, s, p, x.w, orow.len() / c))
+                .collect();
+            return conv.row(x, (b, oy), &spans, orow, act);
+        }
+        let cv = c / lanes;
+        let in_row = x.w * c;
+        let rows: [Option<&[S::f32s]>; 3] = std::array::from_fn(|ky| {
+            let iy = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h)?;
+            let start = (b * x.h + iy) * in_row;
+            Some(S::as_simd_f32s(&x.data[start..start + in_row]).0)
+        });
+        let taps = S::as_simd_f32s(&conv.taps).0;
+        let bias = S::as_simd_f32s(&conv.bias).0;
+        let w = x.w as isize;
+        {
+            let out = S::as_mut_simd_f32s(orow).0;
+            for v in 0..cv {
+                let wt: [S::f32s; 9] = std::array::from_fn(|t| taps[t * cv + v]);
+                for (ox, o) in out.iter_mut().skip(v).step_by(cv).enumerate() {
+                    let mut acc = bias[v];
+                    let x0 = (ox * s) as isize - p as isize;
+                    for (ky, row) in rows.iter().enumerate() {
+                        let Some(row) = row else { continue };
+                        for (kx, wt) in wt[ky * 3..ky * 3 + 3].iter().enumerate() {
+                            let ix = x0 + kx as isize;
+                            if (0..w).contains(&ix) {
+                                let i = row[ix as usize * cv + v];
+                                acc = simd.add_f32s(acc, simd.mul_f32s(i, *wt));
+                            }
+                        }
+                    }
+                    *o = acc;
+                }
+            }
+        }
+        act_row(orow, c, act);
     }
 }
 

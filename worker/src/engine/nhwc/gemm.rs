@@ -70,11 +70,9 @@ thread_local! {
     static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// A zeroed vector of `len` floats, from this thread's pool when one is large enough.
-/// Fresh large allocations are mmapped by the allocator and every page of them faults
-/// on first touch; a recycled buffer's pages are already mapped.
-pub fn zeroed(len: usize) -> Vec<f32> {
-    let reused = POOL.with(|pool| {
+/// The smallest pooled buffer of this thread that holds `len` floats, if any.
+fn pooled(len: usize) -> Option<Vec<f32>> {
+    POOL.with(|pool| {
         let mut pool = pool.borrow_mut();
         // The smallest buffer that fits, so big ones stay for big layers.
         let best = pool
@@ -84,10 +82,30 @@ pub fn zeroed(len: usize) -> Vec<f32> {
             .min_by_key(|(_, v)| v.capacity())
             .map(|(i, _)| i);
         best.map(|i| pool.swap_remove(i))
-    });
-    match reused {
+    })
+}
+
+/// A zeroed vector of `len` floats, from this thread's pool when one is large enough.
+/// Fresh large allocations are mmapped by the allocator and every page of them faults
+/// on first touch; a recycled buffer's pages are already mapped.
+pub fn zeroed(len: usize) -> Vec<f32> {
+    match pooled(len) {
         Some(mut v) => {
             v.clear();
+            v.resize(len, 0.0);
+            v
+        }
+        None => vec![0.0; len],
+    }
+}
+
+/// A vector of `len` floats whose values are unspecified (a pooled buffer's old values,
+/// or zeros), for outputs that are written whole: it saves [`zeroed`]'s pass over
+/// memory.
+pub fn scratch(len: usize) -> Vec<f32> {
+    match pooled(len) {
+        Some(mut v) => {
+            v.truncate(len);
             v.resize(len, 0.0);
             v
         }
@@ -138,5 +156,16 @@ mod tests {
         let w = zeroed(500);
         assert_eq!(w.len(), 500);
         assert!(w.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn scratch_buffers_have_the_length_asked_for() {
+        let mut v = scratch(10);
+        v.fill(3.0);
+        recycle(v);
+        let w = scratch(20);
+        assert_eq!(w.len(), 20);
+        recycle(w);
+        assert_eq!(scratch(5).len(), 5);
     }
 }

@@ -114,13 +114,17 @@ impl Scrfd {
             c: 3,
             data: vec![normalise(0); h * w * 3],
         };
-        for y in 0..region.h as usize {
-            let row = &mut x.data[y * w * 3..(y * w + region.w as usize) * 3];
-            for (dx, px) in row.chunks_exact_mut(3).enumerate() {
-                let p = img.get_pixel(region.x + dx as u32, region.y + y as u32);
-                for (v, &c) in px.iter_mut().zip(&p.0) {
-                    *v = normalise(c);
-                }
+        let (stride, rw) = (img.width() as usize * 3, region.w as usize * 3);
+        let raw = img.as_raw();
+        for (y, row) in x
+            .data
+            .chunks_exact_mut(w * 3)
+            .take(region.h as usize)
+            .enumerate()
+        {
+            let start = (region.y as usize + y) * stride + region.x as usize * 3;
+            for (v, &p) in row[..rw].iter_mut().zip(&raw[start..start + rw]) {
+                *v = normalise(p);
             }
         }
         match &self.net {
@@ -175,7 +179,9 @@ impl Scrfd {
                 ((img.width() as f32 * scale).round() as u32).max(1),
                 ((img.height() as f32 * scale).round() as u32).max(1),
             );
-            let small = image::imageops::resize(img, w, h, image::imageops::FilterType::Triangle);
+            // Area averaging, as OpenCV's INTER_AREA: a proper low-pass for the shrink,
+            // and several times faster than `image`'s triangle filter.
+            let small = super::area_downscale::shrink(img, w, h);
             let whole = tiling::plan(w, h, u32::MAX, 0.0);
             for tile in &whole {
                 let faces = self.detect_region(&small, tile)?;
