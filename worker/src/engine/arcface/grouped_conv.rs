@@ -22,6 +22,12 @@ pub struct GroupedConv {
     /// `(k, k, c_out, in_per_group)`: for each tap and output channel, the weights of
     /// its group's inputs, next to each other like the inputs in an NHWC pixel.
     weight: Vec<f32>,
+    /// `(k, k, in_per_group, c_out)`: for each tap and each input of a group, that
+    /// input's weight for every output channel, for [`Row3x3`].
+    weight_by_input: Vec<f32>,
+    /// For each input of a group and each output channel, the input channel it reads:
+    /// the layout of [`Row3x3`]'s expanded rows.
+    gather: Vec<usize>,
     bias: Vec<f32>,
 }
 
@@ -46,6 +52,19 @@ impl GroupedConv {
                 }
             }
         }
+        let out_per_group = c_out / groups;
+        let mut by_input = vec![0.0f32; k * k * in_per_group * c_out];
+        for tap in 0..k * k {
+            for j in 0..in_per_group {
+                for o in 0..c_out {
+                    by_input[(tap * in_per_group + j) * c_out + o] =
+                        w[(tap * c_out + o) * in_per_group + j];
+                }
+            }
+        }
+        let gather = (0..in_per_group)
+            .flat_map(|j| (0..c_out).map(move |o| (o / out_per_group) * in_per_group + j))
+            .collect();
         GroupedConv {
             k,
             stride,
@@ -53,8 +72,10 @@ impl GroupedConv {
             c_in: in_per_group * groups,
             c_out,
             in_per_group,
-            out_per_group: c_out / groups,
+            out_per_group,
             weight: w,
+            weight_by_input: by_input,
+            gather,
             bias: bias.to_vec(),
         }
     }
@@ -80,10 +101,22 @@ impl GroupedConv {
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
             .for_each(|(r, orow)| {
+                let at = (r / oh, r % oh);
+                if self.k == 3 {
+                    let row = Row3x3 {
+                        conv: self,
+                        x,
+                        at,
+                        spans: &spans,
+                        orow,
+                        prelu,
+                    };
+                    return pulp::Arch::new().dispatch(row);
+                }
                 Row {
                     conv: self,
                     x,
-                    at: (r / oh, r % oh),
+                    at,
                     spans: &spans,
                     orow,
                     prelu,
@@ -165,6 +198,94 @@ impl Vectorized for Row<'_> {
     }
 }
 
+/// One output row of a 3×3 [`GroupedConv`] in explicit vectors of the CPU's width. The
+/// (up to) three input rows under it are first expanded so that input `j` of every
+/// output channel's group lies at that channel's position (`gather`); each tap is then
+/// `in_per_group` element-wise products per vector of channels, summed as
+/// [`GroupedConv::row`] sums them (the group's dot product, then onto the total), so
+/// the numbers are the same.
+struct Row3x3<'a> {
+    conv: &'a GroupedConv,
+    x: &'a Maps,
+    at: (usize, usize),
+    spans: &'a [(usize, usize)],
+    orow: &'a mut [f32],
+    prelu: Option<&'a [f32]>,
+}
+
+impl pulp::WithSimd for Row3x3<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let Row3x3 {
+            conv,
+            x,
+            at: (b, oy),
+            spans,
+            orow,
+            prelu,
+        } = self;
+        let (c_in, c_out, mi) = (conv.c_in, conv.c_out, conv.in_per_group);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        if c_out % lanes != 0 {
+            return conv.row(x, (b, oy), spans, orow, prelu);
+        }
+        let (cv, (s, p)) = (c_out / lanes, (conv.stride, conv.padding));
+        // Expanded pixel: `mi` runs of `c_out` values.
+        let px_len = mi * c_out;
+        let mut expanded = gemm::scratch(3 * x.w * px_len);
+        let mut present = [false; 3];
+        for (ky, dst) in expanded.chunks_exact_mut(x.w * px_len).enumerate() {
+            let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
+                continue;
+            };
+            present[ky] = true;
+            let start = (b * x.h + iy) * x.w * c_in;
+            let src = &x.data[start..start + x.w * c_in];
+            for (d, px) in dst.chunks_exact_mut(px_len).zip(src.chunks_exact(c_in)) {
+                for (v, &from) in d.iter_mut().zip(&conv.gather) {
+                    *v = px[from];
+                }
+            }
+        }
+        {
+            let rows = S::as_simd_f32s(&expanded).0;
+            let row_len = x.w * mi * cv;
+            let taps = S::as_simd_f32s(&conv.weight_by_input).0;
+            let bias = S::as_simd_f32s(&conv.bias).0;
+            let out = S::as_mut_simd_f32s(orow).0;
+            let w = x.w as isize;
+            for v in 0..cv {
+                for (ox, o) in out.iter_mut().skip(v).step_by(cv).enumerate() {
+                    let mut acc = bias[v];
+                    let x0 = (ox * s) as isize - p as isize;
+                    for ky in (0..3).filter(|&ky| present[ky]) {
+                        let row = &rows[ky * row_len..(ky + 1) * row_len];
+                        for kx in 0..3 {
+                            let ix = x0 + kx as isize;
+                            if !(0..w).contains(&ix) {
+                                continue;
+                            }
+                            let at = ix as usize * mi * cv + v;
+                            let t = (ky * 3 + kx) * mi * cv + v;
+                            let mut dot = simd.mul_f32s(row[at], taps[t]);
+                            for j in 1..mi {
+                                let term = simd.mul_f32s(row[at + j * cv], taps[t + j * cv]);
+                                dot = simd.add_f32s(dot, term);
+                            }
+                            acc = simd.add_f32s(acc, dot);
+                        }
+                    }
+                    *o = acc;
+                }
+            }
+        }
+        gemm::recycle(expanded);
+        act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -182,6 +303,8 @@ mod tests {
             (1, 11, 10, 16, 2, 16),
             (3, 4, 4, 5, 2, 5),
             (2, 9, 8, 8, 1, 4),
+            (2, 10, 9, 16, 2, 8),
+            (1, 6, 5, 32, 1, 8),
         ]
         .iter()
         .enumerate()
