@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::Result;
 
 pub mod depthwise;
+pub mod direct;
 pub mod gemm;
 pub mod pointwise;
 

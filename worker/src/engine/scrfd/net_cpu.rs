@@ -1,16 +1,17 @@
-//! SCRFD-500M on the CPU in NHWC layout: dense convolutions through `engine::nhwc`
-//! (im2col + GEMM), pointwise ones as a plain GEMM on the activations, depthwise ones
-//! with the direct kernel shared with ArcFace (`nhwc::depthwise`). Bias and ReLU are
-//! applied in the same pass as each layer.
+//! SCRFD-500M on the CPU in NHWC layout: dense and pointwise convolutions (16 to 288
+//! channels) with the direct kernel (`nhwc::direct`), depthwise ones with the kernel
+//! shared with ArcFace (`nhwc::depthwise`). Bias and ReLU are applied in the same pass as
+//! each layer. (The pointwise layers took as long through candle's GEMM, whose fresh
+//! output buffer per layer cost page faults besides.)
 
 use rayon::prelude::*;
 
 use super::decode::StrideOutput;
 use super::weights::{ConvWeights, HEAD_CHANNELS, STRIDES, ScrfdWeights, SeparableWeights};
 use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::direct::DirectConv;
 use crate::engine::nhwc::gemm;
-use crate::engine::nhwc::pointwise::Pointwise;
-use crate::engine::nhwc::{Act, Conv, Maps};
+use crate::engine::nhwc::{Act, Maps};
 use crate::engine::{EngineError, Result};
 
 fn act(relu: bool) -> Act<'static> {
@@ -42,24 +43,30 @@ fn depthwise(w: &ConvWeights) -> Result<Depthwise> {
 }
 
 /// A 1×1 convolution: one GEMM on the activations as they lie.
-fn pointwise(w: &ConvWeights) -> Result<Pointwise> {
+fn pointwise(w: &ConvWeights) -> Result<DirectConv> {
     if w.k != 1 || w.stride != 1 || w.pad != 0 || w.groups != 1 {
         return Err(invalid("pointwise conv", w));
     }
-    Ok(Pointwise::from_oihw(&w.weight, &w.bias, w.c_out, w.c_in))
+    Ok(DirectConv::from_oihw(&w.weight, &w.bias, w.shape(), 1, 0))
 }
 
-/// A dense k×k convolution through im2col + GEMM.
-fn dense(w: &ConvWeights, what: &str) -> Result<Conv> {
+/// A dense k×k convolution.
+fn dense(w: &ConvWeights, what: &str) -> Result<DirectConv> {
     if w.groups != 1 {
         return Err(invalid(what, w));
     }
-    Conv::from_oihw(&w.weight, &w.bias, w.shape(), w.stride, w.pad)
+    Ok(DirectConv::from_oihw(
+        &w.weight,
+        &w.bias,
+        w.shape(),
+        w.stride,
+        w.pad,
+    ))
 }
 
 struct Separable {
     depthwise: Depthwise,
-    pointwise: Pointwise,
+    pointwise: DirectConv,
 }
 
 impl Separable {
@@ -71,14 +78,15 @@ impl Separable {
     }
 
     fn forward(&self, x: &Maps) -> Result<Maps> {
-        self.pointwise
-            .forward_owned(self.depthwise.forward(x, Act::Relu), Act::Relu)
+        Ok(self
+            .pointwise
+            .forward_owned(self.depthwise.forward(x, Act::Relu), Act::Relu))
     }
 }
 
 struct Head {
     tower: [Separable; 2],
-    out: Conv,
+    out: DirectConv,
 }
 
 /// `fine += nearest-upsampled coarse` (ONNX Resize, nearest, asymmetric, floor).
@@ -124,13 +132,13 @@ pub(super) fn split_head(stride: usize, h: usize, w: usize, data: &[f32]) -> Str
 
 /// The network as NHWC layers.
 pub struct ScrfdCpu {
-    stem: Conv,
+    stem: DirectConv,
     blocks: Vec<Separable>,
     taps: [usize; 3],
-    lateral: [Pointwise; 3],
-    fpn: [Conv; 3],
-    downsample: [Conv; 2],
-    pafpn: [Conv; 2],
+    lateral: [DirectConv; 3],
+    fpn: [DirectConv; 3],
+    downsample: [DirectConv; 2],
+    pafpn: [DirectConv; 2],
     heads: [Head; 3],
 }
 
@@ -162,7 +170,7 @@ impl ScrfdCpu {
 
     /// `x`: one normalised image `(1, H, W, 3)`, H and W multiples of 32.
     pub fn forward(&self, x: &Maps) -> Result<[StrideOutput; 3]> {
-        let mut f = self.stem.forward_act(x, act(true))?;
+        let mut f = self.stem.forward_act(x, act(true));
         let mut features: Vec<Maps> = Vec::with_capacity(3);
         // A tapped block's output moves into `features` and the next block reads it
         // there, rather than keeping a copy.
@@ -183,21 +191,21 @@ impl ScrfdCpu {
         let [c3, c4, c5]: [Maps; 3] = features
             .try_into()
             .map_err(|_| EngineError::Invalid("SCRFD: backbone taps out of order".into()))?;
-        let l2 = self.lateral[2].forward_owned(c5, Act::Identity)?;
-        let mut l1 = self.lateral[1].forward_owned(c4, Act::Identity)?;
+        let l2 = self.lateral[2].forward_owned(c5, Act::Identity);
+        let mut l1 = self.lateral[1].forward_owned(c4, Act::Identity);
         add_upsampled(&mut l1, &l2);
-        let mut l0 = self.lateral[0].forward_owned(c3, Act::Identity)?;
+        let mut l0 = self.lateral[0].forward_owned(c3, Act::Identity);
         add_upsampled(&mut l0, &l1);
-        let p0 = self.fpn[0].forward(&l0)?;
-        let mut p1 = self.fpn[1].forward(&l1)?;
-        p1.add_assign(&self.downsample[0].forward(&p0)?);
-        let mut p2 = self.fpn[2].forward(&l2)?;
-        p2.add_assign(&self.downsample[1].forward(&p1)?);
-        let levels = [p0, self.pafpn[0].forward(&p1)?, self.pafpn[1].forward(&p2)?];
+        let p0 = self.fpn[0].forward(&l0);
+        let mut p1 = self.fpn[1].forward(&l1);
+        p1.add_assign(&self.downsample[0].forward(&p0));
+        let mut p2 = self.fpn[2].forward(&l2);
+        p2.add_assign(&self.downsample[1].forward(&p1));
+        let levels = [p0, self.pafpn[0].forward(&p1), self.pafpn[1].forward(&p2)];
         let head = |i: usize| -> Result<StrideOutput> {
             let h = &self.heads[i];
             let t = h.tower[1].forward(&h.tower[0].forward(&levels[i])?)?;
-            let o = h.out.forward(&t)?;
+            let o = h.out.forward(&t);
             Ok(split_head(STRIDES[i], o.h, o.w, &o.data))
         };
         Ok([head(0)?, head(1)?, head(2)?])

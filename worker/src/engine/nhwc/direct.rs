@@ -1,0 +1,255 @@
+//! Dense `k×k` convolutions with few channels (SCRFD's stem, neck, heads' outputs and its
+//! 1×1 layers), computed directly on NHWC maps in explicit vectors of the CPU's width.
+//!
+//! Through im2col each output pixel's receptive field is first copied out (`k²·c_in`
+//! floats: 576 for the heads, whose maps at stride 8 are the largest), then multiplied by
+//! a GEMM whose thin right-hand side (16 or 30 columns) fits its micro-kernel badly.
+//! Here each output pixel keeps its channel sums in registers, and every input value is
+//! broadcast once against the row of weights it meets: no copy, no zero-filled buffer.
+
+use rayon::prelude::*;
+
+use super::{Act, Maps, act_row, gemm};
+
+/// Output channels are padded to a multiple of this (zero weights), so that they split
+/// into whole vectors of 8 (AVX2) or 16 (AVX-512) floats.
+const CHANNEL_ALIGN: usize = 16;
+
+#[derive(Debug)]
+pub struct DirectConv {
+    k: usize,
+    stride: usize,
+    padding: usize,
+    c_in: usize,
+    c_out: usize,
+    /// `c_out` rounded up to [`CHANNEL_ALIGN`].
+    c_pad: usize,
+    /// `(k, k, c_in, c_pad)`: for each tap and input channel, its weights for every
+    /// output channel, side by side.
+    weight: Vec<f32>,
+    /// `c_pad` values.
+    bias: Vec<f32>,
+}
+
+impl DirectConv {
+    /// From ONNX/PyTorch order weights `(c_out, c_in, k, k)`.
+    pub fn from_oihw(
+        weight: &[f32],
+        bias: &[f32],
+        [c_out, c_in, k_h, k_w]: [usize; 4],
+        stride: usize,
+        padding: usize,
+    ) -> DirectConv {
+        assert_eq!(k_h, k_w, "square kernels only");
+        let k = k_h;
+        assert_eq!(weight.len(), c_out * c_in * k * k, "dense conv weights");
+        assert_eq!(bias.len(), c_out, "dense conv bias");
+        let c_pad = c_out.div_ceil(CHANNEL_ALIGN) * CHANNEL_ALIGN;
+        let mut w = vec![0.0f32; k * k * c_in * c_pad];
+        for o in 0..c_out {
+            for ci in 0..c_in {
+                for tap in 0..k * k {
+                    w[(tap * c_in + ci) * c_pad + o] = weight[(o * c_in + ci) * k * k + tap];
+                }
+            }
+        }
+        let mut b = bias.to_vec();
+        b.resize(c_pad, 0.0);
+        DirectConv {
+            k,
+            stride,
+            padding,
+            c_in,
+            c_out,
+            c_pad,
+            weight: w,
+            bias: b,
+        }
+    }
+
+    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (
+            (h + 2 * self.padding - self.k) / self.stride + 1,
+            (w + 2 * self.padding - self.k) / self.stride + 1,
+        )
+    }
+
+    pub fn forward(&self, x: &Maps) -> Maps {
+        self.forward_act(x, Act::Identity)
+    }
+
+    /// [`Self::forward_act`] on activations no longer needed: their buffer goes back to
+    /// the pool for the next layer.
+    pub fn forward_owned(&self, x: Maps, act: Act<'_>) -> Maps {
+        let y = self.forward_act(&x, act);
+        gemm::recycle(x.data);
+        y
+    }
+
+    /// The convolution, its bias and `act`.
+    pub fn forward_act(&self, x: &Maps, act: Act<'_>) -> Maps {
+        assert_eq!(x.c, self.c_in, "input channels");
+        if let Act::Prelu(alpha) = act {
+            assert_eq!(alpha.len(), self.c_out, "PReLU slopes");
+        }
+        let (oh, ow) = self.output_size(x.h, x.w);
+        // Every output value is written by a row.
+        let mut data = gemm::scratch(x.n * oh * ow * self.c_out);
+        data.par_chunks_mut(ow * self.c_out)
+            .enumerate()
+            .for_each(|(r, orow)| {
+                pulp::Arch::new().dispatch(Row {
+                    conv: self,
+                    x,
+                    at: (r / oh, r % oh),
+                    orow,
+                    act,
+                })
+            });
+        Maps {
+            n: x.n,
+            h: oh,
+            w: ow,
+            c: self.c_out,
+            data,
+        }
+    }
+}
+
+/// One output row of a [`DirectConv`].
+struct Row<'a> {
+    conv: &'a DirectConv,
+    x: &'a Maps,
+    at: (usize, usize),
+    orow: &'a mut [f32],
+    act: Act<'a>,
+}
+
+impl pulp::WithSimd for Row<'_> {
+    type Output = ();
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, simd: S) {
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        // Blocks of NB vectors of output channels, NB as large as divides them.
+        match (self.conv.c_pad / lanes) % 4 {
+            0 => self.blocks::<S, 4>(simd),
+            2 => self.blocks::<S, 2>(simd),
+            _ => self.blocks::<S, 1>(simd),
+        }
+    }
+}
+
+impl Row<'_> {
+    #[inline(always)]
+    fn blocks<S: pulp::Simd, const NB: usize>(self, simd: S) {
+        let Row {
+            conv,
+            x,
+            at: (b, oy),
+            orow,
+            act,
+        } = self;
+        let (k, s, p, c_in, c_out) = (conv.k, conv.stride, conv.padding, conv.c_in, conv.c_out);
+        let lanes = size_of::<S::f32s>() / size_of::<f32>();
+        let cv = conv.c_pad / lanes;
+        let weight = S::as_simd_f32s(&conv.weight).0;
+        let bias = S::as_simd_f32s(&conv.bias).0;
+        let in_row = x.w * c_in;
+        let rows: Vec<Option<&[f32]>> = (0..k)
+            .map(|ky| {
+                let iy = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h)?;
+                let start = (b * x.h + iy) * in_row;
+                Some(&x.data[start..start + in_row])
+            })
+            .collect();
+        let w = x.w as isize;
+        let zero = [simd.splat_f32s(0.0); NB];
+        for (ox, out) in orow.chunks_exact_mut(c_out).enumerate() {
+            let x0 = (ox * s) as isize - p as isize;
+            for vb in (0..cv).step_by(NB) {
+                let mut acc: [S::f32s; NB] = std::array::from_fn(|i| bias[vb + i]);
+                for (ky, row) in rows.iter().enumerate() {
+                    let Some(row) = row else { continue };
+                    for kx in 0..k {
+                        let ix = x0 + kx as isize;
+                        if !(0..w).contains(&ix) {
+                            continue;
+                        }
+                        let px = &row[ix as usize * c_in..(ix as usize + 1) * c_in];
+                        let tap = (ky * k + kx) * c_in * cv;
+                        let taps = weight[tap..tap + c_in * cv].chunks_exact(cv);
+                        for (&v, wt) in px.iter().zip(taps) {
+                            let v = simd.splat_f32s(v);
+                            // A fixed-size block: the sums stay in registers.
+                            let wt: &[S::f32s; NB] = wt[vb..vb + NB].try_into().unwrap_or(&zero);
+                            for i in 0..NB {
+                                acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
+                            }
+                        }
+                    }
+                }
+                // Stored by value: taking the sums' address would keep them in memory.
+                for (i, &a) in acc.iter().enumerate() {
+                    let from = ((vb + i) * lanes).min(c_out);
+                    let to = (from + lanes).min(c_out);
+                    simd.partial_store_f32s(&mut out[from..to], a);
+                }
+            }
+        }
+        act_row(orow, c_out, act);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::nhwc::Conv;
+    use crate::engine::nhwc::tests::random;
+
+    /// The same numbers as the im2col convolution (itself checked against candle-nn), up
+    /// to summation order, for SCRFD's shapes: the stem (3 → 16, stride 2), the neck
+    /// (16 → 16 at strides 1 and 2) and a head's output (64 → 30), with odd sizes where
+    /// the last window hangs over the padding.
+    #[test]
+    fn matches_the_im2col_convolution() {
+        for (i, &(n, h, w, c_in, c_out, stride)) in [
+            (1, 13, 11, 3, 16, 2),
+            (2, 9, 10, 16, 16, 1),
+            (1, 9, 7, 16, 16, 2),
+            (1, 6, 5, 64, 30, 1),
+            (1, 5, 4, 5, 7, 1),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = Maps {
+                n,
+                h,
+                w,
+                c: c_in,
+                data: random(n * h * w * c_in, 40 + i as u64),
+            };
+            let weight = random(c_out * c_in * 9, 50 + i as u64);
+            let bias = random(c_out, 60 + i as u64);
+            let shape = [c_out, c_in, 3, 3];
+            let ours =
+                DirectConv::from_oihw(&weight, &bias, shape, stride, 1).forward_act(&x, Act::Relu);
+            let reference = Conv::from_oihw(&weight, &bias, shape, stride, 1)
+                .unwrap()
+                .forward_act(&x, Act::Relu)
+                .unwrap();
+            assert_eq!(
+                (ours.n, ours.h, ours.w, ours.c),
+                (reference.n, reference.h, reference.w, reference.c)
+            );
+            let diff = ours
+                .data
+                .iter()
+                .zip(&reference.data)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(diff < 1e-5, "case {i}: max difference {diff}");
+        }
+    }
+}
