@@ -13,7 +13,6 @@ use super::Result;
 pub mod depthwise;
 pub mod direct;
 pub mod gemm;
-pub mod pointwise;
 
 use gemm::Rhs;
 

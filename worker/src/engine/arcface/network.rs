@@ -3,9 +3,9 @@
 //! folded in by the exporter) with their PReLU fused, residual adds, and a head where the
 //! trailing 1-D batch-norm is folded into the fully connected layer.
 //!
-//! Two forward passes, as for dlib's ResNet: NHWC kernels on the CPU (one GEMM on the
-//! maps for 1×1 convolutions, `nhwc` im2col+GEMM for the 3×3 stem, a direct kernel for
-//! the grouped and depthwise ones) and candle-nn's modules elsewhere (CUDA).
+//! Two forward passes, as for dlib's ResNet: NHWC kernels on the CPU (`nhwc::direct` for
+//! the dense ones, 1×1 and the 3×3 stem; direct kernels for the grouped and depthwise
+//! ones) and candle-nn's modules elsewhere (CUDA).
 
 use std::collections::HashMap;
 
@@ -15,9 +15,9 @@ use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
 use crate::engine::nhwc::depthwise::Depthwise;
+use crate::engine::nhwc::direct::DirectConv;
 use crate::engine::nhwc::gemm;
-use crate::engine::nhwc::pointwise::Pointwise;
-use crate::engine::nhwc::{self, Act, Maps};
+use crate::engine::nhwc::{Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
 
@@ -35,8 +35,7 @@ pub enum Layout {
 
 #[derive(Debug)]
 enum Kernel {
-    Dense(nhwc::Conv),
-    Pointwise(Pointwise),
+    Dense(DirectConv),
     Depthwise(Depthwise),
     /// Groups of several channels (MobileFaceNet's second layer).
     Grouped(GroupedConv),
@@ -186,19 +185,16 @@ impl<'m> Builder<'m> {
                     },
                 ))
             }
-            Layout::Nhwc if group == 1 && k == 1 && stride == 1 && padding == 0 => {
-                Kernel::Pointwise(Pointwise::from_oihw(&weight.data, &bias, c_out, c_in))
-            }
             Layout::Nhwc if per_group == 1 && c_out == group => Kernel::Depthwise(
                 Depthwise::from_oihw(&weight.data, &bias, [c_out, k], stride, padding),
             ),
-            Layout::Nhwc if group == 1 => Kernel::Dense(nhwc::Conv::from_oihw(
+            Layout::Nhwc if group == 1 => Kernel::Dense(DirectConv::from_oihw(
                 &weight.data,
                 &bias,
                 [c_out, c_in, k, k],
                 stride,
                 padding,
-            )?),
+            )),
             Layout::Nhwc => Kernel::Grouped(GroupedConv::from_oihw(
                 &weight.data,
                 &bias,
@@ -475,20 +471,9 @@ impl MobileFaceNet {
                 } => {
                     let slopes = prelu.as_ref().map(|p| p.slopes.as_slice());
                     let act = slopes.map_or(Act::Identity, Act::Prelu);
-                    // A 1×1 conv multiplies its input where it lies when this is the
-                    // input's last reader; otherwise the GEMM needs its own copy.
-                    if let Kernel::Pointwise(conv) = kernel
-                        && self.last_use[*input] == i
-                        && let Some(x) = values[*input].take()
-                    {
-                        values[*output] = Some(conv.forward_owned(x, act)?);
-                        self.free_after(i, &mut values);
-                        continue;
-                    }
                     let x = value(&values, *input)?;
                     let y = match kernel {
-                        Kernel::Dense(conv) => conv.forward_act(x, act)?,
-                        Kernel::Pointwise(conv) => conv.forward(x, act)?,
+                        Kernel::Dense(conv) => conv.forward_act(x, act),
                         Kernel::Depthwise(conv) => conv.forward(x, act),
                         Kernel::Grouped(conv) => conv.forward(x, slopes),
                         Kernel::Candle(_) => {

@@ -165,35 +165,62 @@ impl Row<'_> {
             .collect();
         let w = x.w as isize;
         let zero = [simd.splat_f32s(0.0); NB];
-        for (ox, out) in orow.chunks_exact_mut(c_out).enumerate() {
-            let x0 = (ox * s) as isize - p as isize;
+        let inside = |ix: isize| (0..w).contains(&ix);
+        // Two neighbouring output pixels at a time, so that each block of weights loaded
+        // serves both (the loop is bound by loads otherwise).
+        for (pair, outs) in orow.chunks_mut(2 * c_out).enumerate() {
+            let two = outs.len() == 2 * c_out;
+            let x0 = (2 * pair * s) as isize - p as isize;
             for vb in (0..cv).step_by(NB) {
-                let mut acc: [S::f32s; NB] = std::array::from_fn(|i| bias[vb + i]);
+                let mut acc: [[S::f32s; NB]; 2] = [std::array::from_fn(|i| bias[vb + i]); 2];
                 for (ky, row) in rows.iter().enumerate() {
                     let Some(row) = row else { continue };
                     for kx in 0..k {
-                        let ix = x0 + kx as isize;
-                        if !(0..w).contains(&ix) {
-                            continue;
-                        }
-                        let px = &row[ix as usize * c_in..(ix as usize + 1) * c_in];
+                        let ix = [x0 + kx as isize, x0 + (s + kx) as isize];
+                        let ok = [inside(ix[0]), two && inside(ix[1])];
+                        let px = |j: usize| {
+                            let at = ix[j] as usize * c_in;
+                            &row[at..at + c_in]
+                        };
                         let tap = (ky * k + kx) * c_in * cv;
                         let taps = weight[tap..tap + c_in * cv].chunks_exact(cv);
-                        for (&v, wt) in px.iter().zip(taps) {
-                            let v = simd.splat_f32s(v);
-                            // A fixed-size block: the sums stay in registers.
-                            let wt: &[S::f32s; NB] = wt[vb..vb + NB].try_into().unwrap_or(&zero);
-                            for i in 0..NB {
-                                acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
+                        // A fixed-size block: the sums stay in registers.
+                        let block = |wt: &'_ [S::f32s]| -> [S::f32s; NB] {
+                            *<&[S::f32s; NB]>::try_from(&wt[vb..vb + NB]).unwrap_or(&zero)
+                        };
+                        match ok {
+                            [true, true] => {
+                                let (p0, p1) = (px(0), px(1));
+                                for ((&v0, &v1), wt) in p0.iter().zip(p1).zip(taps) {
+                                    let (v0, v1) = (simd.splat_f32s(v0), simd.splat_f32s(v1));
+                                    let wt = block(wt);
+                                    for i in 0..NB {
+                                        acc[0][i] = simd.mul_add_e_f32s(v0, wt[i], acc[0][i]);
+                                        acc[1][i] = simd.mul_add_e_f32s(v1, wt[i], acc[1][i]);
+                                    }
+                                }
                             }
+                            [true, false] | [false, true] => {
+                                let j = usize::from(ok[1]);
+                                for (&v, wt) in px(j).iter().zip(taps) {
+                                    let v = simd.splat_f32s(v);
+                                    let wt = block(wt);
+                                    for i in 0..NB {
+                                        acc[j][i] = simd.mul_add_e_f32s(v, wt[i], acc[j][i]);
+                                    }
+                                }
+                            }
+                            [false, false] => {}
                         }
                     }
                 }
                 // Stored by value: taking the sums' address would keep them in memory.
-                for (i, &a) in acc.iter().enumerate() {
-                    let from = ((vb + i) * lanes).min(c_out);
-                    let to = (from + lanes).min(c_out);
-                    simd.partial_store_f32s(&mut out[from..to], a);
+                for (out, acc) in outs.chunks_exact_mut(c_out).zip(acc) {
+                    for (i, a) in acc.into_iter().enumerate() {
+                        let from = ((vb + i) * lanes).min(c_out);
+                        let to = (from + lanes).min(c_out);
+                        simd.partial_store_f32s(&mut out[from..to], a);
+                    }
                 }
             }
         }
@@ -219,6 +246,7 @@ mod tests {
             (1, 9, 7, 16, 16, 2),
             (1, 6, 5, 64, 30, 1),
             (1, 5, 4, 5, 7, 1),
+            (2, 4, 3, 8, 40, 2),
         ]
         .iter()
         .enumerate()
