@@ -7,7 +7,8 @@ use candle_core::Shape;
 use candle_nn::VarBuilder;
 
 use crate::engine::Result;
-use crate::engine::nhwc::{Act, Conv, Maps, max_pool_ceil};
+use crate::engine::nhwc::direct::DirectConv;
+use crate::engine::nhwc::{Act, Maps, max_pool_ceil};
 
 fn values(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Vec<f32>> {
     Ok(vb.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
@@ -15,7 +16,7 @@ fn values(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Vec<f3
 
 /// A convolution or dense layer followed by PReLU.
 struct Layer {
-    conv: Conv,
+    conv: DirectConv,
     slopes: Vec<f32>,
 }
 
@@ -29,7 +30,7 @@ impl Layer {
         let weight = values(&vb.pp(conv), (cout, cin, k, k), "weight")?;
         let bias = values(&vb.pp(conv), cout, "bias")?;
         Ok(Self {
-            conv: Conv::from_oihw(&weight, &bias, [cout, cin, k, k], 1, 0)?,
+            conv: DirectConv::from_oihw(&weight, &bias, [cout, cin, k, k], 1, 0),
             slopes: values(&vb.pp(prelu), cout, "weight")?,
         })
     }
@@ -58,19 +59,19 @@ impl Layer {
         }
         let bias = values(&vb.pp(dense), out, "bias")?;
         Ok(Self {
-            conv: Conv::from_oihw(&oihw, &bias, [out, c, h, w], 1, 0)?,
+            conv: DirectConv::from_oihw(&oihw, &bias, [out, c, h, w], 1, 0),
             slopes: values(&vb.pp(prelu), out, "weight")?,
         })
     }
 
     fn forward(&self, x: &Maps) -> Result<Maps> {
-        self.conv.forward_act(x, Act::Prelu(&self.slopes))
+        Ok(self.conv.forward_act(x, Act::Prelu(&self.slopes)))
     }
 }
 
 /// The final linear layers (`conv4_1`/`conv4_2`, `dense5_*`, `dense6_*`) stacked into one
 /// 1×1 convolution: output channels are the heads' outputs in the order given.
-fn heads(vb: &VarBuilder, cin: usize, names: &[(&str, usize)]) -> Result<Conv> {
+fn heads(vb: &VarBuilder, cin: usize, names: &[(&str, usize)]) -> Result<DirectConv> {
     let (mut weight, mut bias) = (Vec::new(), Vec::new());
     for &(name, out) in names {
         // Conv heads are (out, cin, 1, 1) and dense heads (out, cin): the same numbers.
@@ -82,7 +83,13 @@ fn heads(vb: &VarBuilder, cin: usize, names: &[(&str, usize)]) -> Result<Conv> {
         bias.extend(values(&vb, out, "bias")?);
     }
     let total = bias.len();
-    Conv::from_oihw(&weight, &bias, [total, cin, 1, 1], 1, 0)
+    Ok(DirectConv::from_oihw(
+        &weight,
+        &bias,
+        [total, cin, 1, 1],
+        1,
+        0,
+    ))
 }
 
 /// The second of two logits after softmax, computed as softmax does it.
@@ -105,7 +112,7 @@ pub struct PNetCpu {
     conv1: Layer,
     conv2: Layer,
     conv3: Layer,
-    heads: Conv,
+    heads: DirectConv,
 }
 
 impl PNetCpu {
@@ -122,7 +129,7 @@ impl PNetCpu {
     pub fn forward(&self, x: &Maps) -> Result<ProposalMaps> {
         let x = max_pool_ceil(&self.conv1.forward(x)?, 2, 2);
         let x = self.conv3.forward(&self.conv2.forward(&x)?)?;
-        let out = self.heads.forward(&x)?;
+        let out = self.heads.forward(&x);
         let (prob, reg) = out
             .data
             .chunks_exact(6)
@@ -148,7 +155,7 @@ pub struct RNetCpu {
     conv2: Layer,
     conv3: Layer,
     dense4: Layer,
-    heads: Conv,
+    heads: DirectConv,
 }
 
 impl RNetCpu {
@@ -167,7 +174,7 @@ impl RNetCpu {
         let x = max_pool_ceil(&self.conv1.forward(x)?, 3, 2);
         let x = max_pool_ceil(&self.conv2.forward(&x)?, 3, 2);
         let x = self.dense4.forward(&self.conv3.forward(&x)?)?;
-        let out = self.heads.forward(&x)?;
+        let out = self.heads.forward(&x);
         Ok(out
             .data
             .chunks_exact(6)
@@ -193,7 +200,7 @@ pub struct ONetCpu {
     conv3: Layer,
     conv4: Layer,
     dense5: Layer,
-    heads: Conv,
+    heads: DirectConv,
 }
 
 impl ONetCpu {
@@ -218,7 +225,7 @@ impl ONetCpu {
         let x = max_pool_ceil(&self.conv2.forward(&x)?, 3, 2);
         let x = max_pool_ceil(&self.conv3.forward(&x)?, 2, 2);
         let x = self.dense5.forward(&self.conv4.forward(&x)?)?;
-        let out = self.heads.forward(&x)?;
+        let out = self.heads.forward(&x);
         Ok(out
             .data
             .chunks_exact(16)
