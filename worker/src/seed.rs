@@ -23,7 +23,7 @@ pub enum SeedError {
     Connect {
         url: String,
         #[source]
-        source: crate::service::ServiceError,
+        source: Box<crate::service::ServiceError>,
     },
 }
 
@@ -34,7 +34,7 @@ pub async fn migrated(url: &str) -> Result<DatabaseConnection, SeedError> {
         .await
         .map_err(|source| SeedError::Connect {
             url: url.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
     Migrator::up(&db, None).await?;
     Ok(db)

@@ -1,20 +1,16 @@
-//! Convolutional layers on the CPU in NHWC layout: each output pixel's receptive field is
-//! copied as `k_h` contiguous runs (im2col), then one GEMM per layer (candle's matmul)
-//! multiplies it with weights laid out once at load time.
+//! Convolutional layers on the CPU in NHWC layout: dense ones computed directly
+//! (`direct`), depthwise ones by their own kernel (`depthwise`), with weights laid out
+//! once at load time, pooling, and the buffers they recycle (`buffers`).
 //!
 //! Why not candle-nn's `Conv2d` on the CPU: it converts NCHW to NHWC, re-packs the kernel
 //! on every call and runs many small GEMMs on 512-pixel tiles, which made the descriptor
-//! network several times slower than dlib. On CUDA the candle-nn layers are used as is.
+//! network several times slower than dlib. An earlier im2col + GEMM path (candle's
+//! matmul) spent as much time copying receptive fields and faulting in fresh output
+//! buffers as multiplying. On CUDA the candle-nn layers are used as is.
 
-use rayon::prelude::*;
-
-use super::Result;
-
+pub mod buffers;
 pub mod depthwise;
 pub mod direct;
-pub mod gemm;
-
-use gemm::Rhs;
 
 /// Runs `f` compiled for the widest vector instructions this CPU has (AVX2 and FMA on
 /// any x86-64 server of the last decade). The workspace builds for baseline x86-64,
@@ -54,9 +50,6 @@ impl<K: Vectorized> pulp::WithSimd for Dispatch<K> {
         self.0.run()
     }
 }
-
-/// Rows per parallel task in the per-pixel passes: big enough that scheduling is noise.
-const ROWS_PER_TASK: usize = 1024;
 
 /// A batch of feature maps, `(n, h, w, c)` row-major.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,146 +121,6 @@ pub enum Act<'a> {
     Relu,
     /// PyTorch's PReLU: one slope per channel for negative values.
     Prelu(&'a [f32]),
-}
-
-/// A 2-D convolution with bias, square stride and zero padding.
-#[derive(Debug)]
-pub struct Conv {
-    k_h: usize,
-    k_w: usize,
-    stride: usize,
-    padding: usize,
-    c_in: usize,
-    c_out: usize,
-    /// `(k_h·k_w·c_in, c_out)`: row `(ky, kx, ci)`, the im2col column order.
-    weight: Rhs,
-    bias: Vec<f32>,
-}
-
-impl Conv {
-    /// From PyTorch/dlib order weights `(c_out, c_in, k_h, k_w)`.
-    pub fn from_oihw(
-        weight: &[f32],
-        bias: &[f32],
-        [c_out, c_in, k_h, k_w]: [usize; 4],
-        stride: usize,
-        padding: usize,
-    ) -> Result<Conv> {
-        assert_eq!(weight.len(), c_out * c_in * k_h * k_w);
-        assert_eq!(bias.len(), c_out);
-        let rows = k_h * k_w * c_in;
-        let mut w = vec![0.0f32; rows * c_out];
-        for o in 0..c_out {
-            for ci in 0..c_in {
-                for ky in 0..k_h {
-                    for kx in 0..k_w {
-                        let row = (ky * k_w + kx) * c_in + ci;
-                        w[row * c_out + o] = weight[((o * c_in + ci) * k_h + ky) * k_w + kx];
-                    }
-                }
-            }
-        }
-        Ok(Conv {
-            k_h,
-            k_w,
-            stride,
-            padding,
-            c_in,
-            c_out,
-            weight: Rhs::new(w, rows, c_out),
-            bias: bias.to_vec(),
-        })
-    }
-
-    pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
-        (
-            (h + 2 * self.padding - self.k_h) / self.stride + 1,
-            (w + 2 * self.padding - self.k_w) / self.stride + 1,
-        )
-    }
-
-    pub fn forward(&self, x: &Maps) -> Result<Maps> {
-        self.forward_act(x, Act::Identity)
-    }
-
-    /// The convolution, its bias and `act`.
-    pub fn forward_act(&self, x: &Maps, act: Act<'_>) -> Result<Maps> {
-        assert_eq!(x.c, self.c_in, "input channels");
-        let (oh, ow) = self.output_size(x.h, x.w);
-        let rows = x.n * oh * ow;
-        let cols = self.im2col(x, oh, ow);
-        let (mut data, cols) = gemm::matmul(cols, rows, &self.weight)?;
-        gemm::recycle(cols);
-        bias_act(&mut data, &self.bias, act);
-        Ok(Maps {
-            n: x.n,
-            h: oh,
-            w: ow,
-            c: self.c_out,
-            data,
-        })
-    }
-
-    /// One row per output pixel: for each kernel row, the input run under it (zeros where
-    /// the kernel hangs over the padding).
-    fn im2col(&self, x: &Maps, oh: usize, ow: usize) -> Vec<f32> {
-        let row_len = self.k_h * self.k_w * self.c_in;
-        // Every element is written by `fill_row`, zeros included.
-        let mut cols = gemm::scratch(x.n * oh * ow * row_len);
-        cols.par_chunks_mut(row_len * ROWS_PER_TASK)
-            .enumerate()
-            .for_each(|(task, rows)| {
-                for (i, row) in rows.chunks_exact_mut(row_len).enumerate() {
-                    self.fill_row(x, task * ROWS_PER_TASK + i, (oh, ow), row);
-                }
-            });
-        cols
-    }
-
-    /// Row `r` of the im2col matrix (see [`Self::im2col`]): every element of `row`.
-    fn fill_row(&self, x: &Maps, r: usize, (oh, ow): (usize, usize), row: &mut [f32]) {
-        let (s, p) = (self.stride as isize, self.padding as isize);
-        let (h, w) = (x.h as isize, x.w as isize);
-        let b = r / (oh * ow);
-        let oy = ((r / ow) % oh) as isize;
-        let ox = (r % ow) as isize;
-        let x0 = ox * s - p;
-        // Kernel columns that land inside the image.
-        let kx_lo = ((-x0).max(0) as usize).min(self.k_w);
-        let kx_hi = ((w - x0).clamp(0, self.k_w as isize) as usize).max(kx_lo);
-        let run = self.k_w * self.c_in;
-        for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-            let iy = oy * s - p + ky as isize;
-            if iy < 0 || iy >= h || kx_lo == kx_hi {
-                dst.fill(0.0);
-                continue;
-            }
-            let (lo, hi) = (kx_lo * self.c_in, kx_hi * self.c_in);
-            dst[..lo].fill(0.0);
-            dst[hi..].fill(0.0);
-            let src = x.at(b, iy as usize, (x0 + kx_lo as isize) as usize);
-            dst[lo..hi].copy_from_slice(&x.data[src..src + hi - lo]);
-        }
-    }
-}
-
-/// `v = act(v + bias)` for every pixel of `data` (`c = bias.len()` channels each), in
-/// parallel chunks.
-pub(crate) fn bias_act(data: &mut [f32], bias: &[f32], act: Act<'_>) {
-    let c = bias.len();
-    if let Act::Prelu(alpha) = act {
-        assert_eq!(alpha.len(), c, "PReLU slopes");
-    }
-    data.par_chunks_mut(c * ROWS_PER_TASK).for_each(|rows| {
-        vectorized(|| {
-            for px in rows.chunks_exact_mut(c) {
-                for (v, b) in px.iter_mut().zip(bias) {
-                    *v += b;
-                }
-            }
-            act_row(rows, c, act);
-        })
-    });
 }
 
 /// `act` over pixels of `c` channels (inlined, so that it is vectorised as its caller).
@@ -380,8 +233,7 @@ pub fn add_zero_padded(a: &Maps, b: &Maps) -> Maps {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use candle_core::{DType, Device, Module, Tensor};
-    use candle_nn::{Conv2d, Conv2dConfig};
+    use candle_core::{DType, Device, Tensor};
 
     /// Reproducible inputs in [-0.5, 0.5) without a dependency (a fixed LCG), shared by
     /// the layer tests of every network.
@@ -397,7 +249,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn to_nchw(m: &Maps) -> Tensor {
+    pub(crate) fn to_nchw(m: &Maps) -> Tensor {
         Tensor::from_vec(m.data.clone(), (m.n, m.h, m.w, m.c), &Device::Cpu)
             .unwrap()
             .permute((0, 3, 1, 2))
@@ -406,7 +258,7 @@ pub(crate) mod tests {
             .unwrap()
     }
 
-    fn from_nchw(t: &Tensor) -> Maps {
+    pub(crate) fn from_nchw(t: &Tensor) -> Maps {
         let (n, c, h, w) = t.dims4().unwrap();
         let data = t
             .permute((0, 2, 3, 1))
@@ -418,54 +270,13 @@ pub(crate) mod tests {
         Maps { n, h, w, c, data }
     }
 
-    fn max_diff(a: &Maps, b: &Maps) -> f32 {
+    pub(crate) fn max_diff(a: &Maps, b: &Maps) -> f32 {
         assert_eq!((a.n, a.h, a.w, a.c), (b.n, b.h, b.w, b.c));
         a.data
             .iter()
             .zip(&b.data)
             .map(|(x, y)| (x - y).abs())
             .fold(0.0, f32::max)
-    }
-
-    /// Same numbers as candle-nn's conv2d for the shapes the networks use.
-    #[test]
-    fn conv_matches_candle_nn() {
-        for (i, &(n, h, w, c_in, c_out, k, stride, padding)) in [
-            (2, 20, 17, 3, 8, 7, 2, 0),
-            (2, 9, 9, 8, 16, 3, 1, 1),
-            (3, 17, 17, 8, 16, 3, 2, 0),
-            (1, 12, 10, 4, 2, 1, 1, 0),
-        ]
-        .iter()
-        .enumerate()
-        {
-            let x = Maps {
-                n,
-                h,
-                w,
-                c: c_in,
-                data: random(n * h * w * c_in, i as u64),
-            };
-            let weight = random(c_out * c_in * k * k, 100 + i as u64);
-            let bias = random(c_out, 200 + i as u64);
-            let ours = Conv::from_oihw(&weight, &bias, [c_out, c_in, k, k], stride, padding)
-                .unwrap()
-                .forward(&x)
-                .unwrap();
-            let reference = Conv2d::new(
-                Tensor::from_vec(weight, (c_out, c_in, k, k), &Device::Cpu).unwrap(),
-                Some(Tensor::from_vec(bias, c_out, &Device::Cpu).unwrap()),
-                Conv2dConfig {
-                    padding,
-                    stride,
-                    ..Default::default()
-                },
-            )
-            .forward(&to_nchw(&x))
-            .unwrap();
-            let diff = max_diff(&ours, &from_nchw(&reference));
-            assert!(diff < 1e-5, "case {i}: max difference {diff}");
-        }
     }
 
     #[test]
@@ -505,7 +316,7 @@ pub(crate) mod tests {
 
     #[test]
     fn prelu_scales_only_negative_values() {
-        let conv = Conv::from_oihw(&[1.0, -1.0], &[0.0, 0.0], [2, 1, 1, 1], 1, 0).unwrap();
+        let conv = direct::DirectConv::from_oihw(&[1.0, -1.0], &[0.0, 0.0], [2, 1, 1, 1], 1, 0);
         let x = Maps {
             n: 1,
             h: 1,
@@ -513,9 +324,9 @@ pub(crate) mod tests {
             c: 1,
             data: vec![2.0, -3.0],
         };
-        let y = conv.forward_act(&x, Act::Prelu(&[0.5, 0.25])).unwrap();
+        let y = conv.forward_act(&x, Act::Prelu(&[0.5, 0.25]));
         assert_eq!(y.data, vec![2.0, -0.5, -1.5, 3.0]);
-        let y = conv.forward_act(&x, Act::Relu).unwrap();
+        let y = conv.forward_act(&x, Act::Relu);
         assert_eq!(y.data, vec![2.0, 0.0, 0.0, 3.0]);
     }
 

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::nhwc::{Act, Maps, Vectorized, act_row, depthwise, gemm};
+use crate::engine::nhwc::{Act, Maps, Vectorized, act_row, buffers, depthwise};
 
 /// A `k×k` grouped convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -94,7 +94,7 @@ impl GroupedConv {
         assert_eq!(x.c, self.c_in, "input channels");
         let (oh, ow) = self.output_size(x.h, x.w);
         // Every pixel starts from the bias.
-        let mut data = gemm::scratch(x.n * oh * ow * self.c_out);
+        let mut data = buffers::scratch(x.n * oh * ow * self.c_out);
         let spans: Vec<(usize, usize)> = (0..self.k)
             .map(|kx| depthwise::columns(kx, self.stride, self.padding, x.w, ow))
             .collect();
@@ -234,7 +234,7 @@ impl pulp::WithSimd for Row3x3<'_> {
         let (cv, (s, p)) = (c_out / lanes, (conv.stride, conv.padding));
         // Expanded pixel: `mi` runs of `c_out` values.
         let px_len = mi * c_out;
-        let mut expanded = gemm::scratch(3 * x.w * px_len);
+        let mut expanded = buffers::scratch(3 * x.w * px_len);
         let mut present = [false; 3];
         for (ky, dst) in expanded.chunks_exact_mut(x.w * px_len).enumerate() {
             let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
@@ -256,9 +256,9 @@ impl pulp::WithSimd for Row3x3<'_> {
             let bias = S::as_simd_f32s(&conv.bias).0;
             let out = S::as_mut_simd_f32s(orow).0;
             let w = x.w as isize;
-            for v in 0..cv {
+            for (v, &b) in bias.iter().enumerate().take(cv) {
                 for (ox, o) in out.iter_mut().skip(v).step_by(cv).enumerate() {
-                    let mut acc = bias[v];
+                    let mut acc = b;
                     let x0 = (ox * s) as isize - p as isize;
                     for ky in (0..3).filter(|&ky| present[ky]) {
                         let row = &rows[ky * row_len..(ky + 1) * row_len];
@@ -281,7 +281,7 @@ impl pulp::WithSimd for Row3x3<'_> {
                 }
             }
         }
-        gemm::recycle(expanded);
+        buffers::recycle(expanded);
         act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
     }
 }

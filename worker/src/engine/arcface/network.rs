@@ -14,9 +14,9 @@ use candle_nn::{Conv2d, Conv2dConfig};
 use image::RgbImage;
 
 use super::grouped_conv::GroupedConv;
+use crate::engine::nhwc::buffers;
 use crate::engine::nhwc::depthwise::Depthwise;
 use crate::engine::nhwc::direct::DirectConv;
-use crate::engine::nhwc::gemm;
 use crate::engine::nhwc::{Act, Maps};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
@@ -516,7 +516,7 @@ impl MobileFaceNet {
             if last == i
                 && let Some(m) = values[slot].take()
             {
-                gemm::recycle(m.data);
+                buffers::recycle(m.data);
             }
         }
     }

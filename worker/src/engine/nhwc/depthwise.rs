@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, Maps, Vectorized, act_row, gemm};
+use super::{Act, Maps, Vectorized, act_row, buffers};
 
 /// A `k×k` depthwise convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -64,7 +64,7 @@ impl Depthwise {
         }
         let (oh, ow) = self.output_size(x.h, x.w);
         // Every pixel starts from the bias.
-        let mut data = gemm::scratch(x.n * oh * ow * c);
+        let mut data = buffers::scratch(x.n * oh * ow * c);
         let spans: Vec<(usize, usize)> = (0..k).map(|kx| columns(kx, s, p, x.w, ow)).collect();
         data.par_chunks_mut(ow * c)
             .enumerate()

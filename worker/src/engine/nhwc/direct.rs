@@ -9,7 +9,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, Maps, act_row, gemm};
+use super::{Act, Maps, act_row, buffers};
 
 /// Output channels are padded to a multiple of this (zero weights), so that they split
 /// into whole vectors of 8 (AVX2) or 16 (AVX-512) floats.
@@ -82,7 +82,7 @@ impl DirectConv {
     /// the pool for the next layer.
     pub fn forward_owned(&self, x: Maps, act: Act<'_>) -> Maps {
         let y = self.forward_act(&x, act);
-        gemm::recycle(x.data);
+        buffers::recycle(x.data);
         y
     }
 
@@ -94,7 +94,7 @@ impl DirectConv {
         }
         let (oh, ow) = self.output_size(x.h, x.w);
         // Every output value is written by a row.
-        let mut data = gemm::scratch(x.n * oh * ow * self.c_out);
+        let mut data = buffers::scratch(x.n * oh * ow * self.c_out);
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
             .for_each(|(r, orow)| {
@@ -231,22 +231,30 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::nhwc::Conv;
-    use crate::engine::nhwc::tests::random;
+    use crate::engine::nhwc::tests::{from_nchw, max_diff, random, to_nchw};
+    use candle_core::{Device, Module, Tensor};
+    use candle_nn::{Conv2d, Conv2dConfig};
 
-    /// The same numbers as the im2col convolution (itself checked against candle-nn), up
-    /// to summation order, for SCRFD's shapes: the stem (3 → 16, stride 2), the neck
-    /// (16 → 16 at strides 1 and 2) and a head's output (64 → 30), with odd sizes where
-    /// the last window hangs over the padding.
+    /// The same numbers as candle-nn's conv2d, up to summation order, for the networks'
+    /// shapes: dlib's 7×7 stem at stride 2, SCRFD's stem (3 → 16, stride 2), neck (16 →
+    /// 16 at strides 1 and 2) and head output (64 → 30), MTCNN's 2×2 and whole-map
+    /// kernels, 1×1 layers, and odd sizes where the last window hangs over the padding
+    /// or a pair of output pixels is cut short.
     #[test]
-    fn matches_the_im2col_convolution() {
-        for (i, &(n, h, w, c_in, c_out, stride)) in [
-            (1, 13, 11, 3, 16, 2),
-            (2, 9, 10, 16, 16, 1),
-            (1, 9, 7, 16, 16, 2),
-            (1, 6, 5, 64, 30, 1),
-            (1, 5, 4, 5, 7, 1),
-            (2, 4, 3, 8, 40, 2),
+    fn matches_candle_nn() {
+        for (i, &(n, h, w, c_in, c_out, k, stride, padding)) in [
+            (2, 20, 17, 3, 8, 7, 2, 0),
+            (2, 9, 9, 8, 16, 3, 1, 1),
+            (3, 17, 17, 8, 16, 3, 2, 0),
+            (1, 12, 10, 4, 2, 1, 1, 0),
+            (1, 13, 11, 3, 16, 3, 2, 1),
+            (2, 9, 10, 16, 16, 3, 1, 1),
+            (1, 9, 7, 16, 16, 3, 2, 1),
+            (1, 6, 5, 64, 30, 3, 1, 1),
+            (1, 5, 4, 5, 7, 3, 1, 1),
+            (2, 4, 3, 8, 40, 3, 2, 1),
+            (2, 5, 5, 28, 48, 2, 1, 0),
+            (4, 3, 3, 64, 128, 3, 1, 0),
         ]
         .iter()
         .enumerate()
@@ -258,25 +266,22 @@ mod tests {
                 c: c_in,
                 data: random(n * h * w * c_in, 40 + i as u64),
             };
-            let weight = random(c_out * c_in * 9, 50 + i as u64);
+            let weight = random(c_out * c_in * k * k, 50 + i as u64);
             let bias = random(c_out, 60 + i as u64);
-            let shape = [c_out, c_in, 3, 3];
-            let ours =
-                DirectConv::from_oihw(&weight, &bias, shape, stride, 1).forward_act(&x, Act::Relu);
-            let reference = Conv::from_oihw(&weight, &bias, shape, stride, 1)
-                .unwrap()
-                .forward_act(&x, Act::Relu)
-                .unwrap();
-            assert_eq!(
-                (ours.n, ours.h, ours.w, ours.c),
-                (reference.n, reference.h, reference.w, reference.c)
-            );
-            let diff = ours
-                .data
-                .iter()
-                .zip(&reference.data)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let ours = DirectConv::from_oihw(&weight, &bias, [c_out, c_in, k, k], stride, padding)
+                .forward(&x);
+            let reference = Conv2d::new(
+                Tensor::from_vec(weight, (c_out, c_in, k, k), &Device::Cpu).unwrap(),
+                Some(Tensor::from_vec(bias, c_out, &Device::Cpu).unwrap()),
+                Conv2dConfig {
+                    padding,
+                    stride,
+                    ..Default::default()
+                },
+            )
+            .forward(&to_nchw(&x))
+            .unwrap();
+            let diff = max_diff(&ours, &from_nchw(&reference));
             assert!(diff < 1e-5, "case {i}: max difference {diff}");
         }
     }

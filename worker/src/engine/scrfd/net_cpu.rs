@@ -8,9 +8,9 @@ use rayon::prelude::*;
 
 use super::decode::StrideOutput;
 use super::weights::{ConvWeights, HEAD_CHANNELS, STRIDES, ScrfdWeights, SeparableWeights};
+use crate::engine::nhwc::buffers;
 use crate::engine::nhwc::depthwise::Depthwise;
 use crate::engine::nhwc::direct::DirectConv;
-use crate::engine::nhwc::gemm;
 use crate::engine::nhwc::{Act, Maps};
 use crate::engine::{EngineError, Result};
 
@@ -185,7 +185,7 @@ impl ScrfdCpu {
             if tapped {
                 features.push(y);
             } else {
-                gemm::recycle(std::mem::replace(&mut f, y).data);
+                buffers::recycle(std::mem::replace(&mut f, y).data);
             }
         }
         let [c3, c4, c5]: [Maps; 3] = features

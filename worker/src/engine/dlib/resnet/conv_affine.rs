@@ -6,13 +6,14 @@ use candle_nn::{Conv2d, Conv2dConfig};
 
 use super::layer_chain::{Record, Records};
 use crate::engine::nhwc;
+use crate::engine::nhwc::direct::DirectConv;
 use crate::engine::{EngineError, Result};
 
 /// A convolution with the following `affine` folded in, laid out for the device's
 /// forward pass: NHWC kernels on the CPU (see `nhwc`), candle-nn's layer elsewhere.
 #[derive(Debug)]
 pub(super) enum ConvAffine {
-    Cpu(nhwc::Conv),
+    Cpu(DirectConv),
     Candle(Conv2d),
 }
 
@@ -26,7 +27,7 @@ impl ConvAffine {
 
     pub(super) fn forward_cpu(&self, x: &nhwc::Maps) -> Result<nhwc::Maps> {
         match self {
-            ConvAffine::Cpu(conv) => conv.forward(x),
+            ConvAffine::Cpu(conv) => Ok(conv.forward(x)),
             ConvAffine::Candle(_) => Err(EngineError::Invalid(
                 "a candle layer in the CPU forward pass".into(),
             )),
@@ -95,9 +96,9 @@ impl Records<'_, '_> {
             .map(|(&v, (&g, &bt))| v * g + bt)
             .collect();
         if self.nhwc {
-            return Ok(ConvAffine::Cpu(nhwc::Conv::from_oihw(
+            return Ok(ConvAffine::Cpu(DirectConv::from_oihw(
                 &w, &b, filters, stride[0], padding[0],
-            )?));
+            )));
         }
         let weight = Tensor::from_vec(w, (f, c, kh, kw), device)?;
         let bias = Tensor::from_vec(b, f, device)?;

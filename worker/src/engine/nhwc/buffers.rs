@@ -1,63 +1,8 @@
-//! The GEMM behind every convolution, run on plain vectors through candle's CPU storage.
-//!
-//! Why not `Tensor::matmul`: a tensor owns its data, so the product had to be copied
-//! out (`to_vec1`) and an input borrowed from a layer had to be copied in. The storage
-//! API runs the same `gemm` kernels (runtime-dispatched AVX2/AVX-512, rayon threads)
-//! and hands both vectors back, which lets layers recycle their buffers. The `gemm`
-//! crate itself only has an `unsafe` API, which the workspace forbids.
+//! Float buffers recycled per thread between layers: a fresh large allocation is
+//! mmapped by the allocator and every page of it faults on first touch, where a recycled
+//! buffer's pages are already mapped.
 
 use std::cell::RefCell;
-
-use candle_core::backend::BackendStorage;
-use candle_core::{CpuStorage, Layout};
-
-use crate::engine::{EngineError, Result};
-
-/// A right-hand matrix `(k, n)`, row-major, laid out once at load time.
-#[derive(Debug)]
-pub struct Rhs {
-    k: usize,
-    n: usize,
-    storage: CpuStorage,
-}
-
-impl Rhs {
-    pub fn new(data: Vec<f32>, k: usize, n: usize) -> Rhs {
-        assert_eq!(data.len(), k * n, "matrix size");
-        Rhs {
-            k,
-            n,
-            storage: CpuStorage::F32(data),
-        }
-    }
-
-    pub fn rows(&self) -> usize {
-        self.k
-    }
-
-    pub fn cols(&self) -> usize {
-        self.n
-    }
-}
-
-/// `lhs (m, k) × rhs (k, n)`: returns the product `(m, n)` and `lhs`'s buffer, for reuse.
-pub fn matmul(lhs: Vec<f32>, m: usize, rhs: &Rhs) -> Result<(Vec<f32>, Vec<f32>)> {
-    let (k, n) = (rhs.k, rhs.n);
-    assert_eq!(lhs.len(), m * k, "left-hand matrix size");
-    let lhs = CpuStorage::F32(lhs);
-    let product = lhs.matmul(
-        &rhs.storage,
-        (1, m, n, k),
-        &Layout::contiguous((m, k)),
-        &Layout::contiguous((k, n)),
-    )?;
-    match (product, lhs) {
-        (CpuStorage::F32(product), CpuStorage::F32(lhs)) => Ok((product, lhs)),
-        _ => Err(EngineError::Invalid(
-            "candle's f32 matmul returned another dtype".into(),
-        )),
-    }
-}
 
 /// Buffers kept per thread for reuse: enough for a layer's input, im2col matrix and
 /// output to cycle without fresh allocations.
@@ -137,16 +82,6 @@ pub fn recycle(v: Vec<f32>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn matmul_multiplies_and_returns_the_input() {
-        // (2, 3) × (3, 2)
-        let rhs = Rhs::new(vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], 3, 2);
-        let lhs = vec![1.0, 0.0, -1.0, 2.0, 1.0, 0.5];
-        let (product, back) = matmul(lhs.clone(), 2, &rhs).unwrap();
-        assert_eq!(product, vec![-4.0, -4.0, 7.5, 11.0]);
-        assert_eq!(back, lhs);
-    }
 
     #[test]
     fn recycled_buffers_come_back_zeroed() {
