@@ -131,18 +131,20 @@ impl pulp::WithSimd for Row<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        // Blocks of NB vectors of output channels, NB as large as divides them.
+        // Blocks of NB vectors of output channels (as many as divide them) for PX
+        // neighbouring output pixels: NB·PX sums, NB weights and a broadcast input stay
+        // within AVX2's 16 registers.
         match (self.conv.c_pad / lanes) % 4 {
-            0 => self.blocks::<S, 4>(simd),
-            2 => self.blocks::<S, 2>(simd),
-            _ => self.blocks::<S, 1>(simd),
+            0 => self.blocks::<S, 4, 2>(simd),
+            2 => self.blocks::<S, 2, 4>(simd),
+            _ => self.blocks::<S, 1, 4>(simd),
         }
     }
 }
 
 impl Row<'_> {
     #[inline(always)]
-    fn blocks<S: pulp::Simd, const NB: usize>(self, simd: S) {
+    fn blocks<S: pulp::Simd, const NB: usize, const PX: usize>(self, simd: S) {
         let Row {
             conv,
             x,
@@ -166,43 +168,43 @@ impl Row<'_> {
         let w = x.w as isize;
         let zero = [simd.splat_f32s(0.0); NB];
         let inside = |ix: isize| (0..w).contains(&ix);
-        // Two neighbouring output pixels at a time, so that each block of weights loaded
-        // serves both (the loop is bound by loads otherwise).
-        for (pair, outs) in orow.chunks_mut(2 * c_out).enumerate() {
-            let two = outs.len() == 2 * c_out;
-            let x0 = (2 * pair * s) as isize - p as isize;
+        // PX neighbouring output pixels at a time, so that each block of weights loaded
+        // serves them all (the loop is bound by loads otherwise).
+        for (group, outs) in orow.chunks_mut(PX * c_out).enumerate() {
+            let n_px = outs.len() / c_out;
+            let x0 = (PX * group * s) as isize - p as isize;
             for vb in (0..cv).step_by(NB) {
-                let mut acc: [[S::f32s; NB]; 2] = [std::array::from_fn(|i| bias[vb + i]); 2];
+                let mut acc: [[S::f32s; NB]; PX] = [std::array::from_fn(|i| bias[vb + i]); PX];
                 for (ky, row) in rows.iter().enumerate() {
                     let Some(row) = row else { continue };
+                    let px = |ix: isize| {
+                        let at = ix as usize * c_in;
+                        &row[at..at + c_in]
+                    };
                     for kx in 0..k {
-                        let ix = [x0 + kx as isize, x0 + (s + kx) as isize];
-                        let ok = [inside(ix[0]), two && inside(ix[1])];
-                        let px = |j: usize| {
-                            let at = ix[j] as usize * c_in;
-                            &row[at..at + c_in]
-                        };
+                        let ix: [isize; PX] = std::array::from_fn(|j| x0 + (j * s + kx) as isize);
+                        let ok: [bool; PX] = std::array::from_fn(|j| j < n_px && inside(ix[j]));
                         let tap = (ky * k + kx) * c_in * cv;
                         let taps = weight[tap..tap + c_in * cv].chunks_exact(cv);
                         // A fixed-size block: the sums stay in registers.
                         let block = |wt: &'_ [S::f32s]| -> [S::f32s; NB] {
                             *<&[S::f32s; NB]>::try_from(&wt[vb..vb + NB]).unwrap_or(&zero)
                         };
-                        match ok {
-                            [true, true] => {
-                                let (p0, p1) = (px(0), px(1));
-                                for ((&v0, &v1), wt) in p0.iter().zip(p1).zip(taps) {
-                                    let (v0, v1) = (simd.splat_f32s(v0), simd.splat_f32s(v1));
-                                    let wt = block(wt);
+                        if ok.iter().all(|&ok| ok) {
+                            let inputs: [&[f32]; PX] = std::array::from_fn(|j| px(ix[j]));
+                            for (ci, wt) in taps.enumerate() {
+                                let wt = block(wt);
+                                for (acc, input) in acc.iter_mut().zip(&inputs) {
+                                    let v = simd.splat_f32s(input[ci]);
                                     for i in 0..NB {
-                                        acc[0][i] = simd.mul_add_e_f32s(v0, wt[i], acc[0][i]);
-                                        acc[1][i] = simd.mul_add_e_f32s(v1, wt[i], acc[1][i]);
+                                        acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
                                     }
                                 }
                             }
-                            [true, false] | [false, true] => {
-                                let j = usize::from(ok[1]);
-                                for (&v, wt) in px(j).iter().zip(taps) {
+                        } else {
+                            // Pixels whose window hangs over the padding, one by one.
+                            for j in (0..PX).filter(|&j| ok[j]) {
+                                for (&v, wt) in px(ix[j]).iter().zip(taps.clone()) {
                                     let v = simd.splat_f32s(v);
                                     let wt = block(wt);
                                     for i in 0..NB {
@@ -210,7 +212,6 @@ impl Row<'_> {
                                     }
                                 }
                             }
-                            [false, false] => {}
                         }
                     }
                 }
