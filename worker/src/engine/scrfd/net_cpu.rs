@@ -196,19 +196,35 @@ impl ScrfdCpu {
         add_upsampled(&mut l1, &l2);
         let mut l0 = self.lateral[0].forward_owned(c3, Act::Identity);
         add_upsampled(&mut l0, &l1);
+        // Every intermediate map goes back to the buffer pool once read: freed, the
+        // large ones are unmapped and the next photo faults their pages in again.
         let p0 = self.fpn[0].forward(&l0);
         let mut p1 = self.fpn[1].forward(&l1);
-        p1.add_assign(&self.downsample[0].forward(&p0));
+        let d0 = self.downsample[0].forward(&p0);
+        p1.add_assign(&d0);
         let mut p2 = self.fpn[2].forward(&l2);
-        p2.add_assign(&self.downsample[1].forward(&p1));
+        let d1 = self.downsample[1].forward(&p1);
+        p2.add_assign(&d1);
         let levels = [p0, self.pafpn[0].forward(&p1), self.pafpn[1].forward(&p2)];
+        for m in [l0, l1, l2, p1, p2, d0, d1] {
+            buffers::recycle(m.data);
+        }
         let head = |i: usize| -> Result<StrideOutput> {
             let h = &self.heads[i];
-            let t = h.tower[1].forward(&h.tower[0].forward(&levels[i])?)?;
+            let t0 = h.tower[0].forward(&levels[i])?;
+            let t = h.tower[1].forward(&t0)?;
             let o = h.out.forward(&t);
-            Ok(split_head(STRIDES[i], o.h, o.w, &o.data))
+            let out = split_head(STRIDES[i], o.h, o.w, &o.data);
+            for m in [t0, t, o] {
+                buffers::recycle(m.data);
+            }
+            Ok(out)
         };
-        Ok([head(0)?, head(1)?, head(2)?])
+        let outputs = [head(0)?, head(1)?, head(2)?];
+        for m in levels {
+            buffers::recycle(m.data);
+        }
+        Ok(outputs)
     }
 }
 
