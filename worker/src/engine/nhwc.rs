@@ -19,36 +19,11 @@ pub mod direct;
 /// `a * b + c` into an FMA, so the numbers are the same bit for bit.
 ///
 /// For short loops: LLVM inlines a small closure into the dispatching function, but
-/// not a large one, which then stays compiled for the baseline; large bodies go
-/// through [`Vectorized`].
+/// not a large one, which then stays compiled for the baseline; large kernels implement
+/// `pulp::WithSimd` with an `#[inline(always)]` body instead.
 #[inline(always)]
 pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
-}
-
-/// A kernel body too large for [`vectorized`]'s closure: `run` must be
-/// `#[inline(always)]`, which forces it into the function compiled for the wide
-/// instructions.
-pub(crate) trait Vectorized {
-    fn run(self);
-
-    fn run_vectorized(self)
-    where
-        Self: Sized,
-    {
-        pulp::Arch::new().dispatch(Dispatch(self))
-    }
-}
-
-struct Dispatch<K>(K);
-
-impl<K: Vectorized> pulp::WithSimd for Dispatch<K> {
-    type Output = ();
-
-    #[inline(always)]
-    fn with_simd<S: pulp::Simd>(self, _simd: S) {
-        self.0.run()
-    }
 }
 
 /// A batch of feature maps, `(n, h, w, c)` row-major.
@@ -70,6 +45,21 @@ impl Maps {
             c,
             data: vec![0.0; n * h * w * c],
         }
+    }
+
+    /// Row `oy·s + ky − p` of image `b`: the input row under kernel row `ky` of output
+    /// row `oy` (stride `s`, padding `p`), or `None` where it falls into the padding.
+    pub(crate) fn input_row(
+        &self,
+        b: usize,
+        oy: usize,
+        (s, p): (usize, usize),
+        ky: usize,
+    ) -> Option<&[f32]> {
+        let iy = (oy * s + ky).checked_sub(p).filter(|&iy| iy < self.h)?;
+        let len = self.w * self.c;
+        let start = (b * self.h + iy) * len;
+        Some(&self.data[start..start + len])
     }
 
     fn at(&self, b: usize, y: usize, x: usize) -> usize {

@@ -7,7 +7,7 @@
 
 use rayon::prelude::*;
 
-use crate::engine::nhwc::{Act, Maps, Vectorized, act_row, buffers, depthwise};
+use crate::engine::nhwc::{Act, Maps, act_row, buffers, depthwise};
 
 /// A `k×k` grouped convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -23,10 +23,10 @@ pub struct GroupedConv {
     /// its group's inputs, next to each other like the inputs in an NHWC pixel.
     weight: Vec<f32>,
     /// `(k, k, in_per_group, c_out)`: for each tap and each input of a group, that
-    /// input's weight for every output channel, for [`Row3x3`].
+    /// input's weight for every output channel, for [`Row`].
     weight_by_input: Vec<f32>,
     /// For each input of a group and each output channel, the input channel it reads:
-    /// the layout of [`Row3x3`]'s expanded rows.
+    /// the layout of [`Row`]'s expanded rows.
     gather: Vec<usize>,
     bias: Vec<f32>,
 }
@@ -101,27 +101,14 @@ impl GroupedConv {
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
             .for_each(|(r, orow)| {
-                let at = (r / oh, r % oh);
-                if self.k == 3 {
-                    let row = Row3x3 {
-                        conv: self,
-                        x,
-                        at,
-                        spans: &spans,
-                        orow,
-                        prelu,
-                    };
-                    return pulp::Arch::new().dispatch(row);
-                }
-                Row {
+                pulp::Arch::new().dispatch(Row {
                     conv: self,
                     x,
-                    at,
+                    at: (r / oh, r % oh),
                     spans: &spans,
                     orow,
                     prelu,
-                }
-                .run_vectorized()
+                })
             });
         Maps {
             n: x.n,
@@ -144,19 +131,13 @@ impl GroupedConv {
     ) {
         let (c_in, c_out, k) = (self.c_in, self.c_out, self.k);
         let (mi, mo) = (self.in_per_group, self.out_per_group);
-        let in_row = x.w * c_in;
         for px in orow.chunks_exact_mut(c_out) {
             px.copy_from_slice(&self.bias);
         }
         for ky in 0..k {
-            let Some(iy) = (oy * self.stride + ky)
-                .checked_sub(self.padding)
-                .filter(|&iy| iy < x.h)
-            else {
+            let Some(irow) = x.input_row(b, oy, (self.stride, self.padding), ky) else {
                 continue;
             };
-            let start = (b * x.h + iy) * in_row;
-            let irow = &x.data[start..start + in_row];
             for (kx, &(lo, hi)) in spans.iter().enumerate() {
                 let t = ky * k + kx;
                 let tap = &self.weight[t * c_out * mi..(t + 1) * c_out * mi];
@@ -180,7 +161,13 @@ impl GroupedConv {
     }
 }
 
-/// One output row of a [`GroupedConv`], run compiled for the wide instructions.
+/// One output row of a [`GroupedConv`], compiled for the CPU's widest vectors. A 3×3
+/// layer whose output channels fill whole vectors is computed in explicit vectors (the
+/// others by [`GroupedConv::row`]): the (up to) three input rows under it are first expanded so that input `j` of every
+/// output channel's group lies at that channel's position (`gather`); each tap is then
+/// `in_per_group` element-wise products per vector of channels, summed as
+/// [`GroupedConv::row`] sums them (the group's dot product, then onto the total), so
+/// the numbers are the same.
 struct Row<'a> {
     conv: &'a GroupedConv,
     x: &'a Maps,
@@ -190,35 +177,12 @@ struct Row<'a> {
     prelu: Option<&'a [f32]>,
 }
 
-impl Vectorized for Row<'_> {
-    #[inline(always)]
-    fn run(self) {
-        self.conv
-            .row(self.x, self.at, self.spans, self.orow, self.prelu)
-    }
-}
-
-/// One output row of a 3×3 [`GroupedConv`] in explicit vectors of the CPU's width. The
-/// (up to) three input rows under it are first expanded so that input `j` of every
-/// output channel's group lies at that channel's position (`gather`); each tap is then
-/// `in_per_group` element-wise products per vector of channels, summed as
-/// [`GroupedConv::row`] sums them (the group's dot product, then onto the total), so
-/// the numbers are the same.
-struct Row3x3<'a> {
-    conv: &'a GroupedConv,
-    x: &'a Maps,
-    at: (usize, usize),
-    spans: &'a [(usize, usize)],
-    orow: &'a mut [f32],
-    prelu: Option<&'a [f32]>,
-}
-
-impl pulp::WithSimd for Row3x3<'_> {
+impl pulp::WithSimd for Row<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let Row3x3 {
+        let Row {
             conv,
             x,
             at: (b, oy),
@@ -228,7 +192,7 @@ impl pulp::WithSimd for Row3x3<'_> {
         } = self;
         let (c_in, c_out, mi) = (conv.c_in, conv.c_out, conv.in_per_group);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        if c_out % lanes != 0 {
+        if conv.k != 3 || c_out % lanes != 0 {
             return conv.row(x, (b, oy), spans, orow, prelu);
         }
         let (cv, (s, p)) = (c_out / lanes, (conv.stride, conv.padding));
@@ -237,12 +201,10 @@ impl pulp::WithSimd for Row3x3<'_> {
         let mut expanded = buffers::scratch(3 * x.w * px_len);
         let mut present = [false; 3];
         for (ky, dst) in expanded.chunks_exact_mut(x.w * px_len).enumerate() {
-            let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
+            let Some(src) = x.input_row(b, oy, (s, p), ky) else {
                 continue;
             };
             present[ky] = true;
-            let start = (b * x.h + iy) * x.w * c_in;
-            let src = &x.data[start..start + x.w * c_in];
             for (d, px) in dst.chunks_exact_mut(px_len).zip(src.chunks_exact(c_in)) {
                 for (v, &from) in d.iter_mut().zip(&conv.gather) {
                     *v = px[from];

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, Maps, Vectorized, act_row, buffers};
+use super::{Act, Maps, act_row, buffers};
 
 /// A `k×k` depthwise convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -69,26 +69,14 @@ impl Depthwise {
         data.par_chunks_mut(ow * c)
             .enumerate()
             .for_each(|(r, orow)| {
-                let at = (r / oh, r % oh);
-                if k == 3 {
-                    let row = Row3x3 {
-                        conv: self,
-                        x,
-                        at,
-                        orow,
-                        act,
-                    };
-                    return pulp::Arch::new().dispatch(row);
-                }
-                Row {
+                pulp::Arch::new().dispatch(Row {
                     conv: self,
                     x,
-                    at,
+                    at: (r / oh, r % oh),
                     spans: &spans,
                     orow,
                     act,
-                }
-                .run_vectorized()
+                })
             });
         Maps {
             n: x.n,
@@ -110,16 +98,13 @@ impl Depthwise {
         act: Act<'_>,
     ) {
         let (k, s, p, c) = (self.k, self.stride, self.padding, self.c);
-        let in_row = x.w * c;
         for px in orow.chunks_exact_mut(c) {
             px.copy_from_slice(&self.bias);
         }
         for ky in 0..k {
-            let Some(iy) = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h) else {
+            let Some(irow) = x.input_row(b, oy, (s, p), ky) else {
                 continue;
             };
-            let start = (b * x.h + iy) * in_row;
-            let irow = &x.data[start..start + in_row];
             for (kx, &(lo, hi)) in spans.iter().enumerate() {
                 let t = ky * k + kx;
                 let tap = &self.taps[t * c..(t + 1) * c];
@@ -142,7 +127,12 @@ impl Depthwise {
     }
 }
 
-/// One output row of a [`Depthwise`] layer, run compiled for the wide instructions.
+/// One output row of a [`Depthwise`] layer, compiled for the CPU's widest vectors. A 3×3
+/// layer whose channels fill whole vectors is computed in explicit vectors: each vector
+/// of channels keeps its nine taps' weights and its sum in registers across the row,
+/// where [`Depthwise::row`] (the other layers) reads and writes the output once per tap.
+/// The sum runs in the same order (bias, then tap by tap, multiply then add), so the
+/// numbers are the same.
 struct Row<'a> {
     conv: &'a Depthwise,
     x: &'a Maps,
@@ -152,54 +142,27 @@ struct Row<'a> {
     act: Act<'a>,
 }
 
-impl Vectorized for Row<'_> {
-    #[inline(always)]
-    fn run(self) {
-        self.conv
-            .row(self.x, self.at, self.spans, self.orow, self.act)
-    }
-}
-
-/// One output row of a 3×3 [`Depthwise`] layer, in explicit vectors of the CPU's
-/// width: each vector of channels keeps its nine taps' weights and its sum in registers
-/// across the row, where [`Depthwise::row`] reads and writes the output once per tap.
-/// The sum runs in the same order (bias, then tap by tap, multiply then add), so the
-/// numbers are the same.
-struct Row3x3<'a> {
-    conv: &'a Depthwise,
-    x: &'a Maps,
-    at: (usize, usize),
-    orow: &'a mut [f32],
-    act: Act<'a>,
-}
-
-impl pulp::WithSimd for Row3x3<'_> {
+impl pulp::WithSimd for Row<'_> {
     type Output = ();
 
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
-        let Row3x3 {
+        let Row {
             conv,
             x,
             at: (b, oy),
+            spans,
             orow,
             act,
         } = self;
         let (s, p, c) = (conv.stride, conv.padding, conv.c);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        if c % lanes != 0 {
-            let spans: Vec<_> = (0..3)
-                .map(|kx| columns(kx, s, p, x.w, orow.len() / c))
-                .collect();
-            return conv.row(x, (b, oy), &spans, orow, act);
+        if conv.k != 3 || c % lanes != 0 {
+            return conv.row(x, (b, oy), spans, orow, act);
         }
         let cv = c / lanes;
-        let in_row = x.w * c;
-        let rows: [Option<&[S::f32s]>; 3] = std::array::from_fn(|ky| {
-            let iy = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h)?;
-            let start = (b * x.h + iy) * in_row;
-            Some(S::as_simd_f32s(&x.data[start..start + in_row]).0)
-        });
+        let rows: [Option<&[S::f32s]>; 3] =
+            std::array::from_fn(|ky| Some(S::as_simd_f32s(x.input_row(b, oy, (s, p), ky)?).0));
         let taps = S::as_simd_f32s(&conv.taps).0;
         let bias = S::as_simd_f32s(&conv.bias).0;
         let w = x.w as isize;

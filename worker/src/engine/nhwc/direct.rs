@@ -157,14 +157,7 @@ impl Row<'_> {
         let cv = conv.c_pad / lanes;
         let weight = S::as_simd_f32s(&conv.weight).0;
         let bias = S::as_simd_f32s(&conv.bias).0;
-        let in_row = x.w * c_in;
-        let rows: Vec<Option<&[f32]>> = (0..k)
-            .map(|ky| {
-                let iy = (oy * s + ky).checked_sub(p).filter(|&iy| iy < x.h)?;
-                let start = (b * x.h + iy) * in_row;
-                Some(&x.data[start..start + in_row])
-            })
-            .collect();
+        let rows: Vec<Option<&[f32]>> = (0..k).map(|ky| x.input_row(b, oy, (s, p), ky)).collect();
         let w = x.w as isize;
         let zero = [simd.splat_f32s(0.0); NB];
         let inside = |ix: isize| (0..w).contains(&ix);
