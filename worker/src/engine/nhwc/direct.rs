@@ -133,11 +133,15 @@ impl pulp::WithSimd for Row<'_> {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         // Blocks of NB vectors of output channels (as many as divide them) for PX
         // neighbouring output pixels: NB·PX sums, NB weights and a broadcast input stay
-        // within AVX2's 16 registers.
-        match (self.conv.c_pad / lanes) % 4 {
-            0 => self.blocks::<S, 4, 2>(simd),
-            2 => self.blocks::<S, 2, 4>(simd),
-            _ => self.blocks::<S, 1, 4>(simd),
+        // within the registers (16 with AVX2; 32 with AVX-512, whose vectors are 16
+        // wide), with enough independent sums to hide the multiply-adds' latency.
+        match (lanes >= 16, (self.conv.c_pad / lanes) % 4) {
+            (false, 0) => self.blocks::<S, 4, 2>(simd),
+            (false, 2) => self.blocks::<S, 2, 4>(simd),
+            (false, _) => self.blocks::<S, 1, 4>(simd),
+            (true, 0) => self.blocks::<S, 4, 3>(simd),
+            (true, 2) => self.blocks::<S, 2, 6>(simd),
+            (true, _) => self.blocks::<S, 1, 8>(simd),
         }
     }
 }
@@ -233,7 +237,8 @@ mod tests {
     /// shapes: dlib's 7×7 stem at stride 2, SCRFD's stem (3 → 16, stride 2), neck (16 →
     /// 16 at strides 1 and 2) and head output (64 → 30), MTCNN's 2×2 and whole-map
     /// kernels, 1×1 layers, and odd sizes where the last window hangs over the padding
-    /// or a pair of output pixels is cut short.
+    /// or a block of output pixels is cut short (blocks of 2 to 8 pixels, by the
+    /// channels and the CPU's vector width).
     #[test]
     fn matches_candle_nn() {
         for (i, &(n, h, w, c_in, c_out, k, stride, padding)) in [
@@ -249,6 +254,10 @@ mod tests {
             (2, 4, 3, 8, 40, 3, 2, 1),
             (2, 5, 5, 28, 48, 2, 1, 0),
             (4, 3, 3, 64, 128, 3, 1, 0),
+            (2, 7, 9, 300, 40, 1, 1, 0),
+            (1, 13, 11, 64, 128, 1, 1, 0),
+            (3, 5, 7, 96, 96, 3, 2, 1),
+            (1, 20, 19, 16, 24, 1, 1, 0),
         ]
         .iter()
         .enumerate()
