@@ -22,12 +22,14 @@ pub struct GroupedConv {
     /// `(k, k, c_out, in_per_group)`: for each tap and output channel, the weights of
     /// its group's inputs, next to each other like the inputs in an NHWC pixel.
     weight: Vec<f32>,
-    /// `(k, k, in_per_group, c_out)`: for each tap and each input of a group, that
-    /// input's weight for every output channel, for [`Row`].
-    weight_by_input: Vec<f32>,
-    /// For each input of a group and each output channel, the input channel it reads:
-    /// the layout of [`Row`]'s expanded rows.
-    gather: Vec<usize>,
+    /// Groups of two inputs and two outputs (MobileFaceNet's layer), for [`Row`]: output
+    /// `o` reads input `o` and its partner `o ^ 1`. `(k, k, c_out)`: per tap, the weight
+    /// of each channel's own input.
+    pair_own: Vec<f32>,
+    /// `(k, k, c_out)`: per tap, at channel `p`, the weight by which output `p ^ 1` reads
+    /// input `p`, so that `Σ pair_cross · x` over the taps is, pair-swapped, each
+    /// output's partner term.
+    pair_cross: Vec<f32>,
     bias: Vec<f32>,
 }
 
@@ -53,18 +55,16 @@ impl GroupedConv {
             }
         }
         let out_per_group = c_out / groups;
-        let mut by_input = vec![0.0f32; k * k * in_per_group * c_out];
-        for tap in 0..k * k {
-            for j in 0..in_per_group {
+        let (mut pair_own, mut pair_cross) = (Vec::new(), Vec::new());
+        if (in_per_group, out_per_group) == (2, 2) {
+            for tap in 0..k * k {
                 for o in 0..c_out {
-                    by_input[(tap * in_per_group + j) * c_out + o] =
-                        w[(tap * c_out + o) * in_per_group + j];
+                    let at = |o: usize, j: usize| w[(tap * c_out + o) * 2 + j];
+                    pair_own.push(at(o, o % 2));
+                    pair_cross.push(at(o ^ 1, o % 2));
                 }
             }
         }
-        let gather = (0..in_per_group)
-            .flat_map(|j| (0..c_out).map(move |o| (o / out_per_group) * in_per_group + j))
-            .collect();
         GroupedConv {
             k,
             stride,
@@ -74,8 +74,8 @@ impl GroupedConv {
             in_per_group,
             out_per_group,
             weight: w,
-            weight_by_input: by_input,
-            gather,
+            pair_own,
+            pair_cross,
             bias: bias.to_vec(),
         }
     }
@@ -162,12 +162,14 @@ impl GroupedConv {
 }
 
 /// One output row of a [`GroupedConv`], compiled for the CPU's widest vectors. A 3×3
-/// layer whose output channels fill whole vectors is computed in explicit vectors (the
-/// others by [`GroupedConv::row`]): the (up to) three input rows under it are first expanded so that input `j` of every
-/// output channel's group lies at that channel's position (`gather`); each tap is then
-/// `in_per_group` element-wise products per vector of channels, summed as
-/// [`GroupedConv::row`] sums them (the group's dot product, then onto the total), so
-/// the numbers are the same.
+/// layer of pairs (two inputs and two outputs per group) whose channels fill whole
+/// vectors is computed in explicit vectors (the others by [`GroupedConv::row`]). It is
+/// two depthwise convolutions of the same input: with each channel's own weights, and
+/// with its partner's; the second sum, pair-swapped (one shuffle per vector), is the
+/// partner term. So the input is read as it lies, where gathering each group's inputs
+/// first cost more than the arithmetic. [`PX`] neighbouring output pixels at a time, so
+/// that the block's inputs stay in the L1 cache while every vector of channels is
+/// computed.
 struct Row<'a> {
     conv: &'a GroupedConv,
     x: &'a Maps,
@@ -176,6 +178,9 @@ struct Row<'a> {
     orow: &'a mut [f32],
     prelu: Option<&'a [f32]>,
 }
+
+/// Output pixels per block of [`Row`].
+const PX: usize = 4;
 
 impl pulp::WithSimd for Row<'_> {
     type Output = ();
@@ -190,61 +195,75 @@ impl pulp::WithSimd for Row<'_> {
             orow,
             prelu,
         } = self;
-        let (c_in, c_out, mi) = (conv.c_in, conv.c_out, conv.in_per_group);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        if conv.k != 3 || c_out % lanes != 0 {
+        if conv.k != 3 || conv.pair_own.is_empty() || conv.c_out % lanes != 0 {
             return conv.row(x, (b, oy), spans, orow, prelu);
         }
-        let (cv, (s, p)) = (c_out / lanes, (conv.stride, conv.padding));
-        // Expanded pixel: `mi` runs of `c_out` values.
-        let px_len = mi * c_out;
-        let mut expanded = buffers::scratch(3 * x.w * px_len);
-        let mut present = [false; 3];
-        for (ky, dst) in expanded.chunks_exact_mut(x.w * px_len).enumerate() {
-            let Some(src) = x.input_row(b, oy, (s, p), ky) else {
-                continue;
-            };
-            present[ky] = true;
-            for (d, px) in dst.chunks_exact_mut(px_len).zip(src.chunks_exact(c_in)) {
-                for (v, &from) in d.iter_mut().zip(&conv.gather) {
-                    *v = px[from];
-                }
-            }
-        }
+        let (cv, (s, p)) = (conv.c_out / lanes, (conv.stride, conv.padding));
+        let rows: [Option<&[S::f32s]>; 3] =
+            std::array::from_fn(|ky| Some(S::as_simd_f32s(x.input_row(b, oy, (s, p), ky)?).0));
+        let own = S::as_simd_f32s(&conv.pair_own).0;
+        let cross = S::as_simd_f32s(&conv.pair_cross).0;
+        let bias = S::as_simd_f32s(&conv.bias).0;
+        let swap_pairs = |v: S::f32s| -> S::f32s {
+            let v: S::c32s = pulp::bytemuck::cast(v);
+            pulp::bytemuck::cast(simd.swap_re_im_c32s(v))
+        };
+        let w = x.w as isize;
         {
-            let rows = S::as_simd_f32s(&expanded).0;
-            let row_len = x.w * mi * cv;
-            let taps = S::as_simd_f32s(&conv.weight_by_input).0;
-            let bias = S::as_simd_f32s(&conv.bias).0;
             let out = S::as_mut_simd_f32s(orow).0;
-            let w = x.w as isize;
-            for (v, &b) in bias.iter().enumerate().take(cv) {
-                for (ox, o) in out.iter_mut().skip(v).step_by(cv).enumerate() {
-                    let mut acc = b;
-                    let x0 = (ox * s) as isize - p as isize;
-                    for ky in (0..3).filter(|&ky| present[ky]) {
-                        let row = &rows[ky * row_len..(ky + 1) * row_len];
-                        for kx in 0..3 {
-                            let ix = x0 + kx as isize;
-                            if !(0..w).contains(&ix) {
-                                continue;
+            for (block, outs) in out.chunks_mut(PX * cv).enumerate() {
+                let x0 = (block * PX * s) as isize - p as isize;
+                let inside =
+                    outs.len() == PX * cv && x0 >= 0 && x0 + (((PX - 1) * s + 2) as isize) < w;
+                if !inside {
+                    // A block at an edge of the row, pixel by pixel: lone sums stay in
+                    // registers through the taps they skip, where arrays of them would not.
+                    for (j, o) in outs.chunks_exact_mut(cv).enumerate() {
+                        let xj = x0 + (j * s) as isize;
+                        for (v, o) in o.iter_mut().enumerate() {
+                            let (mut acc, mut partner) = (bias[v], simd.splat_f32s(0.0));
+                            for (ky, row) in rows.iter().enumerate() {
+                                let Some(row) = row else { continue };
+                                for kx in 0..3 {
+                                    let ix = xj + kx as isize;
+                                    if (0..w).contains(&ix) {
+                                        let t = (ky * 3 + kx) * cv + v;
+                                        let i = row[ix as usize * cv + v];
+                                        acc = simd.mul_add_e_f32s(i, own[t], acc);
+                                        partner = simd.mul_add_e_f32s(i, cross[t], partner);
+                                    }
+                                }
                             }
-                            let at = ix as usize * mi * cv + v;
-                            let t = (ky * 3 + kx) * mi * cv + v;
-                            let mut dot = simd.mul_f32s(row[at], taps[t]);
-                            for j in 1..mi {
-                                let term = simd.mul_f32s(row[at + j * cv], taps[t + j * cv]);
-                                dot = simd.add_f32s(dot, term);
-                            }
-                            acc = simd.add_f32s(acc, dot);
+                            *o = simd.add_f32s(acc, swap_pairs(partner));
                         }
                     }
-                    *o = acc;
+                    continue;
+                }
+                for v in 0..cv {
+                    let mut acc = [bias[v]; PX];
+                    let mut partner = [simd.splat_f32s(0.0); PX];
+                    for (ky, row) in rows.iter().enumerate() {
+                        let Some(row) = row else { continue };
+                        for kx in 0..3 {
+                            let t = (ky * 3 + kx) * cv + v;
+                            let (wo, wc) = (own[t], cross[t]);
+                            let at = (x0 + kx as isize) as usize * cv + v;
+                            for q in 0..PX {
+                                let i = row[at + q * s * cv];
+                                acc[q] = simd.mul_add_e_f32s(i, wo, acc[q]);
+                                partner[q] = simd.mul_add_e_f32s(i, wc, partner[q]);
+                            }
+                        }
+                    }
+                    let sums = acc.iter().zip(partner);
+                    for (o, (&a, c)) in outs.iter_mut().skip(v).step_by(cv).zip(sums) {
+                        *o = simd.add_f32s(a, swap_pairs(c));
+                    }
                 }
             }
         }
-        buffers::recycle(expanded);
-        act_row(orow, c_out, prelu.map_or(Act::Identity, Act::Prelu));
+        act_row(orow, conv.c_out, prelu.map_or(Act::Identity, Act::Prelu));
     }
 }
 
@@ -267,6 +286,8 @@ mod tests {
             (2, 9, 8, 8, 1, 4),
             (2, 10, 9, 16, 2, 8),
             (1, 6, 5, 32, 1, 8),
+            (2, 9, 12, 32, 1, 16),
+            (1, 10, 11, 64, 2, 32),
         ]
         .iter()
         .enumerate()

@@ -128,11 +128,12 @@ impl Depthwise {
 }
 
 /// One output row of a [`Depthwise`] layer, compiled for the CPU's widest vectors. A 3×3
-/// layer whose channels fill whole vectors is computed in explicit vectors: each vector
-/// of channels keeps its nine taps' weights and its sum in registers across the row,
-/// where [`Depthwise::row`] (the other layers) reads and writes the output once per tap.
-/// The sum runs in the same order (bias, then tap by tap, multiply then add), so the
-/// numbers are the same.
+/// layer whose channels fill whole vectors is computed in explicit vectors (the others by
+/// [`Depthwise::row`]), [`PX`] neighbouring output pixels at a time: for each vector of
+/// channels, its nine taps' weights are loaded once for the block and the sums stay in
+/// registers, and the block's input pixels (three rows of a few pixels) stay in the L1
+/// cache while every vector of channels is computed. Running along the row vector by
+/// vector instead re-read three whole input rows from L2 for each of them.
 struct Row<'a> {
     conv: &'a Depthwise,
     x: &'a Maps,
@@ -141,6 +142,9 @@ struct Row<'a> {
     orow: &'a mut [f32],
     act: Act<'a>,
 }
+
+/// Output pixels per block of [`Row`].
+const PX: usize = 4;
 
 impl pulp::WithSimd for Row<'_> {
     type Output = ();
@@ -168,22 +172,48 @@ impl pulp::WithSimd for Row<'_> {
         let w = x.w as isize;
         {
             let out = S::as_mut_simd_f32s(orow).0;
-            for v in 0..cv {
-                let wt: [S::f32s; 9] = std::array::from_fn(|t| taps[t * cv + v]);
-                for (ox, o) in out.iter_mut().skip(v).step_by(cv).enumerate() {
-                    let mut acc = bias[v];
-                    let x0 = (ox * s) as isize - p as isize;
+            for (block, outs) in out.chunks_mut(PX * cv).enumerate() {
+                let x0 = (block * PX * s) as isize - p as isize;
+                let inside =
+                    outs.len() == PX * cv && x0 >= 0 && x0 + (((PX - 1) * s + 2) as isize) < w;
+                if !inside {
+                    // A block at an edge of the row, pixel by pixel: a lone sum stays in a
+                    // register through the taps it skips, where an array of them would not.
+                    for (j, o) in outs.chunks_exact_mut(cv).enumerate() {
+                        let xj = x0 + (j * s) as isize;
+                        for (v, o) in o.iter_mut().enumerate() {
+                            let mut acc = bias[v];
+                            for (ky, row) in rows.iter().enumerate() {
+                                let Some(row) = row else { continue };
+                                for kx in 0..3 {
+                                    let ix = xj + kx as isize;
+                                    if (0..w).contains(&ix) {
+                                        let wt = taps[(ky * 3 + kx) * cv + v];
+                                        let i = row[ix as usize * cv + v];
+                                        acc = simd.mul_add_e_f32s(i, wt, acc);
+                                    }
+                                }
+                            }
+                            *o = acc;
+                        }
+                    }
+                    continue;
+                }
+                for v in 0..cv {
+                    let mut acc = [bias[v]; PX];
                     for (ky, row) in rows.iter().enumerate() {
                         let Some(row) = row else { continue };
-                        for (kx, wt) in wt[ky * 3..ky * 3 + 3].iter().enumerate() {
-                            let ix = x0 + kx as isize;
-                            if (0..w).contains(&ix) {
-                                let i = row[ix as usize * cv + v];
-                                acc = simd.add_f32s(acc, simd.mul_f32s(i, *wt));
+                        for kx in 0..3 {
+                            let wt = taps[(ky * 3 + kx) * cv + v];
+                            let at = (x0 + kx as isize) as usize * cv + v;
+                            for (j, acc) in acc.iter_mut().enumerate() {
+                                *acc = simd.mul_add_e_f32s(row[at + j * s * cv], wt, *acc);
                             }
                         }
                     }
-                    *o = acc;
+                    for (o, acc) in outs.iter_mut().skip(v).step_by(cv).zip(acc) {
+                        *o = acc;
+                    }
                 }
             }
         }
@@ -220,6 +250,9 @@ mod tests {
             (2, 7, 9, 3, 3, 2, 1),
             (3, 4, 4, 16, 3, 2, 1),
             (2, 7, 7, 12, 7, 1, 0),
+            (2, 9, 11, 32, 3, 1, 1),
+            (1, 10, 13, 48, 3, 2, 1),
+            (1, 5, 6, 64, 3, 1, 1),
         ]
         .iter()
         .enumerate()
