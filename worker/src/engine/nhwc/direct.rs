@@ -97,15 +97,7 @@ impl DirectConv {
         let mut data = buffers::scratch(x.n * oh * ow * self.c_out);
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
-            .for_each(|(r, orow)| {
-                pulp::Arch::new().dispatch(Row {
-                    conv: self,
-                    x,
-                    at: (r / oh, r % oh),
-                    orow,
-                    act,
-                })
-            });
+            .for_each(|(r, orow)| self.forward_row(x, (r / oh, r % oh), orow, act));
         Maps {
             n: x.n,
             h: oh,
@@ -113,6 +105,23 @@ impl DirectConv {
             c: self.c_out,
             data,
         }
+    }
+}
+
+impl DirectConv {
+    /// Output row `oy` of image `b` of `x` into `orow`, with its bias and `act`.
+    pub(crate) fn forward_row(&self, x: &Maps, at: (usize, usize), orow: &mut [f32], act: Act<'_>) {
+        pulp::Arch::new().dispatch(Row {
+            conv: self,
+            x,
+            at,
+            orow,
+            act,
+        })
+    }
+
+    pub fn c_out(&self) -> usize {
+        self.c_out
     }
 }
 
@@ -131,17 +140,26 @@ impl pulp::WithSimd for Row<'_> {
     #[inline(always)]
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
-        // Blocks of NB vectors of output channels (as many as divide them) for PX
+        let cv = self.conv.c_pad / lanes;
+        // Blocks of NB vectors of output channels (a divisor of their number) for PX
         // neighbouring output pixels: NB·PX sums, NB weights and a broadcast input stay
         // within the registers (16 with AVX2; 32 with AVX-512, whose vectors are 16
-        // wide), with enough independent sums to hide the multiply-adds' latency.
-        match (lanes >= 16, (self.conv.c_pad / lanes) % 4) {
-            (false, 0) => self.blocks::<S, 4, 2>(simd),
-            (false, 2) => self.blocks::<S, 2, 4>(simd),
-            (false, _) => self.blocks::<S, 1, 4>(simd),
-            (true, 0) => self.blocks::<S, 4, 3>(simd),
-            (true, 2) => self.blocks::<S, 2, 6>(simd),
-            (true, _) => self.blocks::<S, 1, 8>(simd),
+        // wide), with enough independent sums to hide the multiply-adds' latency. PX is
+        // at most 8: each pixel needs an address register too.
+        if lanes < 16 {
+            return match cv % 4 {
+                0 => self.blocks::<S, 4, 2>(simd),
+                2 => self.blocks::<S, 2, 4>(simd),
+                _ => self.blocks::<S, 1, 4>(simd),
+            };
+        }
+        match (2..=6).rev().find(|&nb| cv.is_multiple_of(nb)) {
+            Some(6) => self.blocks::<S, 6, 4>(simd),
+            Some(5) => self.blocks::<S, 5, 5>(simd),
+            Some(4) => self.blocks::<S, 4, 6>(simd),
+            Some(3) => self.blocks::<S, 3, 8>(simd),
+            Some(2) => self.blocks::<S, 2, 8>(simd),
+            _ => self.blocks::<S, 1, 8>(simd),
         }
     }
 }
@@ -163,62 +181,84 @@ impl Row<'_> {
         let bias = S::as_simd_f32s(&conv.bias).0;
         let rows: Vec<Option<&[f32]>> = (0..k).map(|ky| x.input_row(b, oy, (s, p), ky)).collect();
         let w = x.w as isize;
-        let zero = [simd.splat_f32s(0.0); NB];
-        let inside = |ix: isize| (0..w).contains(&ix);
+        // The weights of tap `(ky, kx)`: for each input channel, its `cv` vectors.
+        let taps = |ky: usize, kx: usize| {
+            let tap = (ky * k + kx) * c_in * cv;
+            weight[tap..tap + c_in * cv].chunks_exact(cv)
+        };
+        let block =
+            |wt: &[S::f32s], vb: usize| -> [S::f32s; NB] { std::array::from_fn(|i| wt[vb + i]) };
+        // Stored by value: taking the sums' address would keep them in memory.
+        let store = |out: &mut [f32], vb: usize, acc: [S::f32s; NB]| {
+            for (i, a) in acc.into_iter().enumerate() {
+                let from = ((vb + i) * lanes).min(c_out);
+                let to = (from + lanes).min(c_out);
+                // A whole vector is stored as one (a partial store is a call).
+                match S::as_mut_simd_f32s(&mut out[from..to]).0 {
+                    [whole] => *whole = a,
+                    _ => simd.partial_store_f32s(&mut out[from..to], a),
+                }
+            }
+        };
         // PX neighbouring output pixels at a time, so that each block of weights loaded
         // serves them all (the loop is bound by loads otherwise).
         for (group, outs) in orow.chunks_mut(PX * c_out).enumerate() {
-            let n_px = outs.len() / c_out;
             let x0 = (PX * group * s) as isize - p as isize;
-            for vb in (0..cv).step_by(NB) {
-                let mut acc: [[S::f32s; NB]; PX] = [std::array::from_fn(|i| bias[vb + i]); PX];
-                for (ky, row) in rows.iter().enumerate() {
-                    let Some(row) = row else { continue };
-                    let px = |ix: isize| {
-                        let at = ix as usize * c_in;
-                        &row[at..at + c_in]
-                    };
-                    for kx in 0..k {
-                        let ix: [isize; PX] = std::array::from_fn(|j| x0 + (j * s + kx) as isize);
-                        let ok: [bool; PX] = std::array::from_fn(|j| j < n_px && inside(ix[j]));
-                        let tap = (ky * k + kx) * c_in * cv;
-                        let taps = weight[tap..tap + c_in * cv].chunks_exact(cv);
-                        // A fixed-size block: the sums stay in registers.
-                        let block = |wt: &'_ [S::f32s]| -> [S::f32s; NB] {
-                            *<&[S::f32s; NB]>::try_from(&wt[vb..vb + NB]).unwrap_or(&zero)
-                        };
-                        if ok.iter().all(|&ok| ok) {
-                            let inputs: [&[f32]; PX] = std::array::from_fn(|j| px(ix[j]));
-                            for (ci, wt) in taps.enumerate() {
-                                let wt = block(wt);
-                                for (acc, input) in acc.iter_mut().zip(&inputs) {
-                                    let v = simd.splat_f32s(input[ci]);
+            let last = x0 + ((PX - 1) * s + k - 1) as isize;
+            if outs.len() < PX * c_out || x0 < 0 || last >= w {
+                // A group at an edge of the row, whose windows hang over the padding:
+                // pixel by pixel, so that the sums skipping taps stay in registers.
+                for (j, out) in outs.chunks_exact_mut(c_out).enumerate() {
+                    let xj = x0 + (j * s) as isize;
+                    for vb in (0..cv).step_by(NB) {
+                        let mut acc: [S::f32s; NB] = std::array::from_fn(|i| bias[vb + i]);
+                        for (ky, row) in rows.iter().enumerate() {
+                            let Some(row) = row else { continue };
+                            for kx in 0..k {
+                                let ix = xj + kx as isize;
+                                if !(0..w).contains(&ix) {
+                                    continue;
+                                }
+                                let px = &row[ix as usize * c_in..(ix as usize + 1) * c_in];
+                                for (&v, wt) in px.iter().zip(taps(ky, kx)) {
+                                    let v = simd.splat_f32s(v);
+                                    let wt = block(wt, vb);
                                     for i in 0..NB {
                                         acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
                                     }
                                 }
                             }
-                        } else {
-                            // Pixels whose window hangs over the padding, one by one.
-                            for j in (0..PX).filter(|&j| ok[j]) {
-                                for (&v, wt) in px(ix[j]).iter().zip(taps.clone()) {
-                                    let v = simd.splat_f32s(v);
-                                    let wt = block(wt);
-                                    for i in 0..NB {
-                                        acc[j][i] = simd.mul_add_e_f32s(v, wt[i], acc[j][i]);
-                                    }
-                                }
+                        }
+                        store(out, vb, acc);
+                    }
+                }
+                continue;
+            }
+            for vb in (0..cv).step_by(NB) {
+                let mut acc: [[S::f32s; NB]; PX] = [std::array::from_fn(|i| bias[vb + i]); PX];
+                for (ky, row) in rows.iter().enumerate() {
+                    let Some(row) = row else { continue };
+                    // In NHWC a window's row is `k·c_in` contiguous values, in the order of
+                    // the kernel row's weights: one loop over both (a stem of 3 channels
+                    // spent more on setting up each tap than on its 3 multiply-adds).
+                    let span = k * c_in;
+                    let inputs: [&[f32]; PX] = std::array::from_fn(|j| {
+                        let at = (x0 as usize + j * s) * c_in;
+                        &row[at..at + span]
+                    });
+                    let tap = ky * k * c_in * cv;
+                    for (ci, wt) in weight[tap..tap + span * cv].chunks_exact(cv).enumerate() {
+                        let wt = block(wt, vb);
+                        for (acc, input) in acc.iter_mut().zip(&inputs) {
+                            let v = simd.splat_f32s(input[ci]);
+                            for i in 0..NB {
+                                acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
                             }
                         }
                     }
                 }
-                // Stored by value: taking the sums' address would keep them in memory.
                 for (out, acc) in outs.chunks_exact_mut(c_out).zip(acc) {
-                    for (i, a) in acc.into_iter().enumerate() {
-                        let from = ((vb + i) * lanes).min(c_out);
-                        let to = (from + lanes).min(c_out);
-                        simd.partial_store_f32s(&mut out[from..to], a);
-                    }
+                    store(out, vb, acc);
                 }
             }
         }
