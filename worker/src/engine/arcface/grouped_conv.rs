@@ -240,8 +240,8 @@ impl pulp::WithSimd for Row<'_> {
                     }
                     continue;
                 }
-                for v in 0..cv {
-                    let mut acc = [bias[v]; PX];
+                for (v, &b) in bias.iter().enumerate().take(cv) {
+                    let mut acc = [b; PX];
                     let mut partner = [simd.splat_f32s(0.0); PX];
                     for (ky, row) in rows.iter().enumerate() {
                         let Some(row) = row else { continue };

@@ -8,7 +8,7 @@
 
 use rayon::prelude::*;
 
-use super::{Act, Maps, act_row, buffers};
+use super::{Act, Maps, act_row, buffers, dispatch_for_channels};
 
 /// A `k×k` depthwise convolution with bias, square stride and zero padding.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ impl Depthwise {
     }
 
     pub fn forward(&self, x: &Maps, act: Act<'_>) -> Maps {
-        let (k, s, p, c) = (self.k, self.stride, self.padding, self.c);
+        let c = self.c;
         assert_eq!(x.c, c, "depthwise channels");
         if let Act::Prelu(alpha) = act {
             assert_eq!(alpha.len(), c, "PReLU slopes");
@@ -65,19 +65,10 @@ impl Depthwise {
         let (oh, ow) = self.output_size(x.h, x.w);
         // Every pixel starts from the bias.
         let mut data = buffers::scratch(x.n * oh * ow * c);
-        let spans: Vec<(usize, usize)> = (0..k).map(|kx| columns(kx, s, p, x.w, ow)).collect();
+        let spans = self.spans(x.w);
         data.par_chunks_mut(ow * c)
             .enumerate()
-            .for_each(|(r, orow)| {
-                pulp::Arch::new().dispatch(Row {
-                    conv: self,
-                    x,
-                    at: (r / oh, r % oh),
-                    spans: &spans,
-                    orow,
-                    act,
-                })
-            });
+            .for_each(|(r, orow)| self.forward_row(x, (r / oh, r % oh), &spans, orow, act));
         Maps {
             n: x.n,
             h: oh,
@@ -85,6 +76,35 @@ impl Depthwise {
             c,
             data,
         }
+    }
+
+    /// For each kernel column, the output columns whose input lies inside a row of `w`
+    /// pixels (for [`Self::forward_row`]).
+    pub(crate) fn spans(&self, w: usize) -> Vec<(usize, usize)> {
+        let (k, s, p) = (self.k, self.stride, self.padding);
+        let ow = self.output_size(k, w).1;
+        (0..k).map(|kx| columns(kx, s, p, w, ow)).collect()
+    }
+
+    /// Output row `oy` of image `b` of `x` into `orow`, with its bias and `act`, in the
+    /// CPU's widest vectors that suit the channels; `spans` from [`Self::spans`].
+    pub(crate) fn forward_row(
+        &self,
+        x: &Maps,
+        at: (usize, usize),
+        spans: &[(usize, usize)],
+        orow: &mut [f32],
+        act: Act<'_>,
+    ) {
+        let row = Row {
+            conv: self,
+            x,
+            at,
+            spans,
+            orow,
+            act,
+        };
+        dispatch_for_channels(self.c, row)
     }
 
     /// Output row `oy` of image `b`.
