@@ -26,19 +26,31 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(f)
 }
 
+/// Runs `op` compiled for the widest vector instructions this CPU has: AVX-512 or AVX2.
+#[inline(always)]
+pub(crate) fn dispatch<W: pulp::WithSimd>(op: W) -> W::Output {
+    dispatch_narrow(false, op)
+}
+
 /// Runs `op` compiled for the widest vectors this CPU has whose width divides `c`: a
 /// kernel that steps through pixels of `c` channels in whole vectors falls back to its
 /// scalar loop otherwise. SCRFD's layers of 40, 72 and 152 channels fill AVX2's vectors
 /// of 8 floats, not AVX-512's of 16.
 #[inline(always)]
 pub(crate) fn dispatch_for_channels<W: pulp::WithSimd>(c: usize, op: W) -> W::Output {
+    dispatch_narrow(!c.is_multiple_of(16) && c.is_multiple_of(8), op)
+}
+
+/// `op` in AVX2 vectors when `narrow` (and the CPU has them), else in the widest.
+#[inline(always)]
+fn dispatch_narrow<W: pulp::WithSimd>(narrow: bool, op: W) -> W::Output {
+    #[cfg(test)]
+    let narrow = narrow || tests::NARROW.load(std::sync::atomic::Ordering::Relaxed) > 0;
     #[cfg(target_arch = "x86_64")]
-    if !c.is_multiple_of(16)
-        && c.is_multiple_of(8)
-        && let Some(v3) = pulp::x86::V3::try_new()
-    {
+    if narrow && let Some(v3) = pulp::x86::V3::try_new() {
         return pulp::Simd::vectorize(v3, op);
     }
+    let _ = narrow;
     pulp::Arch::new().dispatch(op)
 }
 
@@ -240,6 +252,26 @@ pub fn add_zero_padded(a: &Maps, b: &Maps) -> Maps {
 pub(crate) mod tests {
     use super::*;
     use candle_core::{DType, Device, Tensor};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// How many tests are running kernels in AVX2 vectors ([`narrow_vectors`]).
+    pub(super) static NARROW: AtomicUsize = AtomicUsize::new(0);
+
+    /// Runs `f` with the kernels in AVX2 vectors even where the CPU has AVX-512, so that
+    /// the code for both widths (their register blocking and channel splits differ) is
+    /// checked on either machine. Other tests running meanwhile take the same path:
+    /// slower, but their numbers are as right.
+    pub(crate) fn narrow_vectors<R>(f: impl FnOnce() -> R) -> R {
+        struct Reset;
+        impl Drop for Reset {
+            fn drop(&mut self) {
+                NARROW.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        NARROW.fetch_add(1, Ordering::Relaxed);
+        let _reset = Reset;
+        f()
+    }
 
     /// Reproducible inputs in [-0.5, 0.5) without a dependency (a fixed LCG), shared by
     /// the layer tests of every network.

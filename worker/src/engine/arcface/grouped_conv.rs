@@ -101,7 +101,7 @@ impl GroupedConv {
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
             .for_each(|(r, orow)| {
-                pulp::Arch::new().dispatch(Row {
+                crate::engine::nhwc::dispatch(Row {
                     conv: self,
                     x,
                     at: (r / oh, r % oh),
@@ -270,7 +270,7 @@ impl pulp::WithSimd for Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::nhwc::tests::random;
+    use crate::engine::nhwc::tests::{narrow_vectors, random};
     use candle_core::{Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
 
@@ -279,6 +279,16 @@ mod tests {
     /// window hangs over the padding.
     #[test]
     fn matches_candle_grouped_conv() {
+        matches_candle_grouped_conv_cases();
+    }
+
+    /// The same in AVX2 vectors, whatever the machine.
+    #[test]
+    fn matches_candle_grouped_conv_in_avx2_vectors() {
+        narrow_vectors(matches_candle_grouped_conv_cases);
+    }
+
+    fn matches_candle_grouped_conv_cases() {
         for (i, &(n, h, w, c, stride, groups)) in [
             (2, 9, 7, 8, 1, 8),
             (1, 11, 10, 16, 2, 16),
@@ -288,6 +298,7 @@ mod tests {
             (1, 6, 5, 32, 1, 8),
             (2, 9, 12, 32, 1, 16),
             (1, 10, 11, 64, 2, 32),
+            (1, 7, 13, 24, 1, 12),
         ]
         .iter()
         .enumerate()

@@ -255,7 +255,7 @@ pub(crate) fn columns(kx: usize, s: usize, p: usize, w: usize, ow: usize) -> (us
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::nhwc::tests::random;
+    use crate::engine::nhwc::tests::{narrow_vectors, random};
     use candle_core::{Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
 
@@ -264,6 +264,16 @@ mod tests {
     /// window hangs over the padding, and the 7×7 global depthwise conv without padding.
     #[test]
     fn matches_candle_grouped_conv() {
+        matches_candle_grouped_conv_cases();
+    }
+
+    /// The same in AVX2 vectors, whatever the machine.
+    #[test]
+    fn matches_candle_grouped_conv_in_avx2_vectors() {
+        narrow_vectors(matches_candle_grouped_conv_cases);
+    }
+
+    fn matches_candle_grouped_conv_cases() {
         for (i, &(n, h, w, c, k, stride, padding)) in [
             (1, 9, 7, 5, 3, 1, 1),
             (1, 10, 13, 8, 3, 2, 1),
@@ -273,6 +283,7 @@ mod tests {
             (2, 9, 11, 32, 3, 1, 1),
             (1, 10, 13, 48, 3, 2, 1),
             (1, 5, 6, 64, 3, 1, 1),
+            (2, 9, 11, 24, 3, 1, 1),
         ]
         .iter()
         .enumerate()

@@ -111,7 +111,7 @@ impl DirectConv {
 impl DirectConv {
     /// Output row `oy` of image `b` of `x` into `orow`, with its bias and `act`.
     pub(crate) fn forward_row(&self, x: &Maps, at: (usize, usize), orow: &mut [f32], act: Act<'_>) {
-        pulp::Arch::new().dispatch(Row {
+        super::dispatch(Row {
             conv: self,
             x,
             at,
@@ -269,7 +269,7 @@ impl Row<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::nhwc::tests::{from_nchw, max_diff, random, to_nchw};
+    use crate::engine::nhwc::tests::{from_nchw, max_diff, narrow_vectors, random, to_nchw};
     use candle_core::{Device, Module, Tensor};
     use candle_nn::{Conv2d, Conv2dConfig};
 
@@ -281,6 +281,16 @@ mod tests {
     /// channels and the CPU's vector width).
     #[test]
     fn matches_candle_nn() {
+        matches_candle_nn_cases();
+    }
+
+    /// The same in AVX2 vectors, whatever the machine.
+    #[test]
+    fn matches_candle_nn_in_avx2_vectors() {
+        narrow_vectors(matches_candle_nn_cases);
+    }
+
+    fn matches_candle_nn_cases() {
         for (i, &(n, h, w, c_in, c_out, k, stride, padding)) in [
             (2, 20, 17, 3, 8, 7, 2, 0),
             (2, 9, 9, 8, 16, 3, 1, 1),
