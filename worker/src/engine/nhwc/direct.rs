@@ -186,8 +186,11 @@ impl Row<'_> {
             let tap = (ky * k + kx) * c_in * cv;
             weight[tap..tap + c_in * cv].chunks_exact(cv)
         };
-        let block =
-            |wt: &[S::f32s], vb: usize| -> [S::f32s; NB] { std::array::from_fn(|i| wt[vb + i]) };
+        // A fixed-size block by copy, not `array::from_fn`, whose closure was left as a
+        // call in the innermost loop.
+        let block = |wt: &[S::f32s], vb: usize| -> [S::f32s; NB] {
+            *<&[S::f32s; NB]>::try_from(&wt[vb..vb + NB]).expect("NB vectors")
+        };
         // Stored by value: taking the sums' address would keep them in memory.
         let store = |out: &mut [f32], vb: usize, acc: [S::f32s; NB]| {
             for (i, a) in acc.into_iter().enumerate() {
@@ -211,7 +214,7 @@ impl Row<'_> {
                 for (j, out) in outs.chunks_exact_mut(c_out).enumerate() {
                     let xj = x0 + (j * s) as isize;
                     for vb in (0..cv).step_by(NB) {
-                        let mut acc: [S::f32s; NB] = std::array::from_fn(|i| bias[vb + i]);
+                        let mut acc: [S::f32s; NB] = block(bias, vb);
                         for (ky, row) in rows.iter().enumerate() {
                             let Some(row) = row else { continue };
                             for kx in 0..k {
@@ -235,7 +238,7 @@ impl Row<'_> {
                 continue;
             }
             for vb in (0..cv).step_by(NB) {
-                let mut acc: [[S::f32s; NB]; PX] = [std::array::from_fn(|i| bias[vb + i]); PX];
+                let mut acc: [[S::f32s; NB]; PX] = [block(bias, vb); PX];
                 for (ky, row) in rows.iter().enumerate() {
                     let Some(row) = row else { continue };
                     // In NHWC a window's row is `k·c_in` contiguous values, in the order of
