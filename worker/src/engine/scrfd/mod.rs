@@ -24,7 +24,7 @@ use self::net::ScrfdNet;
 use self::net_cpu::ScrfdCpu;
 use self::tiling::{Tile, aligned};
 use super::Result;
-use super::nhwc::Maps;
+use super::nhwc::{Maps, buffers};
 
 /// Detection parameters, with InsightFace's defaults where it has them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -107,28 +107,32 @@ impl Scrfd {
     /// The heads' raw outputs for `region` of `img` (padded to multiples of 32 with black).
     pub fn forward_region(&self, img: &RgbImage, region: &Tile) -> Result<[StrideOutput; 3]> {
         let (w, h) = (aligned(region.w) as usize, aligned(region.h) as usize);
+        // From the buffer pool: a fresh 13 MB input for a 1376×768 region was faulted in
+        // page by page on every photo, and filled twice.
         let mut x = Maps {
             n: 1,
             h,
             w,
             c: 3,
-            data: vec![normalise(0); h * w * 3],
+            data: buffers::scratch(h * w * 3),
         };
         let (stride, rw) = (img.width() as usize * 3, region.w as usize * 3);
         let raw = img.as_raw();
-        for (y, row) in x
-            .data
-            .chunks_exact_mut(w * 3)
-            .take(region.h as usize)
-            .enumerate()
-        {
+        let black = normalise(0);
+        for (y, row) in x.data.chunks_exact_mut(w * 3).enumerate() {
+            let (inside, padding) = row.split_at_mut(if y < region.h as usize { rw } else { 0 });
             let start = (region.y as usize + y) * stride + region.x as usize * 3;
-            for (v, &p) in row[..rw].iter_mut().zip(&raw[start..start + rw]) {
+            for (v, &p) in inside.iter_mut().zip(raw.get(start..start + rw).unwrap_or(&[])) {
                 *v = normalise(p);
             }
+            padding.fill(black);
         }
         match &self.net {
-            Net::Cpu(net) => net.forward(&x),
+            Net::Cpu(net) => {
+                let out = net.forward(&x);
+                buffers::recycle(x.data);
+                out
+            }
             Net::Candle(net) => {
                 let t = Tensor::from_vec(x.data, (1, h, w, 3), &Device::Cpu)?
                     .permute((0, 3, 1, 2))?
