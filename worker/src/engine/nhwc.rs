@@ -8,6 +8,8 @@
 //! matmul) spent as much time copying receptive fields and faulting in fresh output
 //! buffers as multiplying. On CUDA the candle-nn layers are used as is.
 
+use rayon::prelude::*;
+
 pub mod buffers;
 pub mod depthwise;
 pub mod direct;
@@ -191,28 +193,37 @@ fn pool(x: &Maps, k: usize, s: usize, init: f32, fold: impl Fn(f32, f32) -> f32)
 /// the input, one more window starts inside it and takes the max of what it covers.
 pub fn max_pool_ceil(x: &Maps, k: usize, s: usize) -> Maps {
     let out = |n: usize| if n <= k { 1 } else { (n - k).div_ceil(s) + 1 };
-    let (oh, ow) = (out(x.h), out(x.w));
-    let mut o = Maps::zeros(x.n, oh, ow, x.c);
-    for b in 0..x.n {
-        for oy in 0..oh {
-            let ys = oy * s..(oy * s + k).min(x.h);
-            for ox in 0..ow {
-                let xs = ox * s..(ox * s + k).min(x.w);
-                let at = o.at(b, oy, ox);
-                let acc = &mut o.data[at..at + x.c];
-                acc.fill(f32::NEG_INFINITY);
-                for iy in ys.clone() {
-                    for ix in xs.clone() {
-                        let i = x.at(b, iy, ix);
-                        for (a, v) in acc.iter_mut().zip(&x.data[i..i + x.c]) {
-                            *a = a.max(*v);
+    let (oh, ow, c) = (out(x.h), out(x.w), x.c);
+    // Output rows in parallel, in the CPU's widest vectors: MTCNN pools P-Net's largest
+    // maps (over a million pixels of 10 channels for a 2000-pixel photo) this way.
+    let mut data = buffers::scratch(x.n * oh * ow * c);
+    data.par_chunks_mut(ow * c)
+        .enumerate()
+        .for_each(|(r, orow)| {
+            vectorized(|| {
+                let (b, oy) = (r / oh, r % oh);
+                let ys = oy * s..(oy * s + k).min(x.h);
+                for (ox, acc) in orow.chunks_exact_mut(c).enumerate() {
+                    let (x0, x1) = (ox * s, (ox * s + k).min(x.w));
+                    acc.fill(f32::NEG_INFINITY);
+                    for iy in ys.clone() {
+                        let window = &x.data[x.at(b, iy, x0)..x.at(b, iy, x1 - 1) + c];
+                        for px in window.chunks_exact(c) {
+                            for (a, v) in acc.iter_mut().zip(px) {
+                                *a = a.max(*v);
+                            }
                         }
                     }
                 }
-            }
-        }
+            })
+        });
+    Maps {
+        n: x.n,
+        h: oh,
+        w: ow,
+        c,
+        data,
     }
-    o
 }
 
 pub fn max_pool(x: &Maps, k: usize, s: usize) -> Maps {

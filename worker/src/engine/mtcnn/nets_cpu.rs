@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 
 use crate::engine::Result;
 use crate::engine::nhwc::direct::DirectConv;
-use crate::engine::nhwc::{Act, Maps, max_pool_ceil};
+use crate::engine::nhwc::{Act, Maps, buffers, max_pool_ceil};
 
 fn values(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Vec<f32>> {
     Ok(vb.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
@@ -127,9 +127,17 @@ impl PNetCpu {
 
     /// `x`: one normalised image, `(1, H, W, 3)`.
     pub fn forward(&self, x: &Maps) -> Result<ProposalMaps> {
-        let x = max_pool_ceil(&self.conv1.forward(x)?, 2, 2);
-        let x = self.conv3.forward(&self.conv2.forward(&x)?)?;
+        // Each map back to the buffer pool once read: freed, the large ones are unmapped
+        // and the next level or photo faults their pages in again.
+        let c1 = self.conv1.forward(x)?;
+        let pooled = max_pool_ceil(&c1, 2, 2);
+        buffers::recycle(c1.data);
+        let c2 = self.conv2.forward(&pooled)?;
+        buffers::recycle(pooled.data);
+        let x = self.conv3.forward(&c2)?;
+        buffers::recycle(c2.data);
         let out = self.heads.forward(&x);
+        buffers::recycle(x.data);
         let (prob, reg) = out
             .data
             .chunks_exact(6)

@@ -125,6 +125,22 @@ impl DirectConv {
     }
 }
 
+/// Stores a block of sums, vector `vb` onwards, into a pixel's `out`, by value: taking
+/// the sums' address would keep them in memory. A whole vector is stored as one (a
+/// partial store is a call). A function, not a closure, to be sure it is inlined.
+#[inline(always)]
+fn store<S: pulp::Simd, const NB: usize>(simd: S, out: &mut [f32], vb: usize, acc: [S::f32s; NB]) {
+    let lanes = size_of::<S::f32s>() / size_of::<f32>();
+    for (i, a) in acc.into_iter().enumerate() {
+        let from = ((vb + i) * lanes).min(out.len());
+        let to = (from + lanes).min(out.len());
+        match S::as_mut_simd_f32s(&mut out[from..to]).0 {
+            [whole] => *whole = a,
+            _ => simd.partial_store_f32s(&mut out[from..to], a),
+        }
+    }
+}
+
 /// One output row of a [`DirectConv`].
 struct Row<'a> {
     conv: &'a DirectConv,
@@ -191,18 +207,6 @@ impl Row<'_> {
         let block = |wt: &[S::f32s], vb: usize| -> [S::f32s; NB] {
             *<&[S::f32s; NB]>::try_from(&wt[vb..vb + NB]).expect("NB vectors")
         };
-        // Stored by value: taking the sums' address would keep them in memory.
-        let store = |out: &mut [f32], vb: usize, acc: [S::f32s; NB]| {
-            for (i, a) in acc.into_iter().enumerate() {
-                let from = ((vb + i) * lanes).min(c_out);
-                let to = (from + lanes).min(c_out);
-                // A whole vector is stored as one (a partial store is a call).
-                match S::as_mut_simd_f32s(&mut out[from..to]).0 {
-                    [whole] => *whole = a,
-                    _ => simd.partial_store_f32s(&mut out[from..to], a),
-                }
-            }
-        };
         // PX neighbouring output pixels at a time, so that each block of weights loaded
         // serves them all (the loop is bound by loads otherwise).
         for (group, outs) in orow.chunks_mut(PX * c_out).enumerate() {
@@ -232,7 +236,7 @@ impl Row<'_> {
                                 }
                             }
                         }
-                        store(out, vb, acc);
+                        store(simd, out, vb, acc);
                     }
                 }
                 continue;
@@ -244,16 +248,16 @@ impl Row<'_> {
                     // In NHWC a window's row is `k·c_in` contiguous values, in the order of
                     // the kernel row's weights: one loop over both (a stem of 3 channels
                     // spent more on setting up each tap than on its 3 multiply-adds).
-                    let span = k * c_in;
-                    let inputs: [&[f32]; PX] = std::array::from_fn(|j| {
-                        let at = (x0 as usize + j * s) * c_in;
-                        &row[at..at + span]
-                    });
+                    // Pixel j's window starts `j·step` into `window` (offsets, not an
+                    // array of slices, which was built by a call per kernel row).
+                    let (span, step) = (k * c_in, s * c_in);
+                    let at = x0 as usize * c_in;
+                    let window = &row[at..at + (PX - 1) * step + span];
                     let tap = ky * k * c_in * cv;
                     for (ci, wt) in weight[tap..tap + span * cv].chunks_exact(cv).enumerate() {
                         let wt = block(wt, vb);
-                        for (acc, input) in acc.iter_mut().zip(&inputs) {
-                            let v = simd.splat_f32s(input[ci]);
+                        for (j, acc) in acc.iter_mut().enumerate() {
+                            let v = simd.splat_f32s(window[j * step + ci]);
                             for i in 0..NB {
                                 acc[i] = simd.mul_add_e_f32s(v, wt[i], acc[i]);
                             }
@@ -261,7 +265,7 @@ impl Row<'_> {
                     }
                 }
                 for (out, acc) in outs.chunks_exact_mut(c_out).zip(acc) {
-                    store(out, vb, acc);
+                    store(simd, out, vb, acc);
                 }
             }
         }

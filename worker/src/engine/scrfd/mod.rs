@@ -122,7 +122,10 @@ impl Scrfd {
         for (y, row) in x.data.chunks_exact_mut(w * 3).enumerate() {
             let (inside, padding) = row.split_at_mut(if y < region.h as usize { rw } else { 0 });
             let start = (region.y as usize + y) * stride + region.x as usize * 3;
-            for (v, &p) in inside.iter_mut().zip(raw.get(start..start + rw).unwrap_or(&[])) {
+            for (v, &p) in inside
+                .iter_mut()
+                .zip(raw.get(start..start + rw).unwrap_or(&[]))
+            {
                 *v = normalise(p);
             }
             padding.fill(black);
