@@ -6,6 +6,7 @@
 //! only shrinks), as PIL's `BOX` filter and OpenCV's `INTER_AREA` average.
 
 use image::RgbImage;
+use rayon::prelude::*;
 
 /// Where one input pixel (or row) goes: the first output index, its weight there, and
 /// the weight carried to the next output index (0 when it lies in one).
@@ -92,17 +93,7 @@ impl RowDownscaler {
         while row.first > self.pending {
             self.flush_pending();
         }
-        self.reduced.fill(0.0);
-        for (px, col) in rgb.chunks_exact(3).zip(&self.columns) {
-            let at = col.first * 3;
-            for (c, &v) in px.iter().enumerate() {
-                let v = f32::from(v);
-                self.reduced[at + c] += v * col.w0;
-                if col.w1 > 0.0 {
-                    self.reduced[at + 3 + c] += v * col.w1;
-                }
-            }
-        }
+        reduce_row(&self.columns, rgb, &mut self.reduced);
         for (i, &v) in self.reduced.iter().enumerate() {
             self.acc[0][i] += v * row.w0;
         }
@@ -116,11 +107,7 @@ impl RowDownscaler {
     /// Writes output row `pending` and moves on to the next.
     fn flush_pending(&mut self) {
         if self.pending < self.out_h as usize {
-            self.out.extend(
-                self.acc[0]
-                    .iter()
-                    .map(|&v| v.round().clamp(0.0, 255.0) as u8),
-            );
+            self.out.extend(self.acc[0].iter().map(|&v| to_u8(v)));
         }
         self.acc.swap(0, 1);
         self.acc[1].fill(0.0);
@@ -139,17 +126,74 @@ impl RowDownscaler {
     }
 }
 
-/// `img` shrunk to `out_w × out_h` (each at most the image's own side, at least 1).
+/// One input row reduced horizontally into `reduced` (`out_w` RGB values).
+fn reduce_row(columns: &[Span], rgb: &[u8], reduced: &mut [f32]) {
+    reduced.fill(0.0);
+    for (px, col) in rgb.chunks_exact(3).zip(columns) {
+        let at = col.first * 3;
+        for (c, &v) in px.iter().enumerate() {
+            let v = f32::from(v);
+            reduced[at + c] += v * col.w0;
+            if col.w1 > 0.0 {
+                reduced[at + 3 + c] += v * col.w1;
+            }
+        }
+    }
+}
+
+fn to_u8(v: f32) -> u8 {
+    v.round().clamp(0.0, 255.0) as u8
+}
+
+/// `img` shrunk to `out_w × out_h` (each at most the image's own side, at least 1): the
+/// same numbers as [`RowDownscaler`] fed every row, computed in parallel for an image
+/// already in memory (SCRFD's overview of every photo). The rows are reduced
+/// horizontally side by side, then each output row sums its input rows in their order.
 pub fn shrink(img: &RgbImage, out_w: u32, out_h: u32) -> RgbImage {
     if img.width() == 0 || img.height() == 0 {
         return img.clone();
     }
     let (out_w, out_h) = (out_w.clamp(1, img.width()), out_h.clamp(1, img.height()));
-    let mut down = RowDownscaler::new(img.width(), img.height(), out_w, out_h);
-    for row in img.as_raw().chunks_exact(img.width() as usize * 3) {
-        down.push_row(row);
+    let columns = spans(img.width(), out_w);
+    let rows = spans(img.height(), out_h);
+    let row_len = out_w as usize * 3;
+    let mut reduced = vec![0.0f32; img.height() as usize * row_len];
+    reduced
+        .par_chunks_mut(row_len)
+        .zip(img.as_raw().par_chunks(img.width() as usize * 3))
+        .for_each(|(out, rgb)| reduce_row(&columns, rgb, out));
+    // The input rows each output row sums, in input order: those reaching into it from
+    // the row above (their second weight), then those starting in it.
+    let mut sources: Vec<Vec<(usize, f32)>> = vec![Vec::new(); out_h as usize];
+    for (i, r) in rows.iter().enumerate() {
+        sources[r.first].push((i, r.w0));
+        if r.w1 > 0.0 {
+            sources[r.first + 1].push((i, r.w1));
+        }
     }
-    down.finish().expect("every row of the image was pushed")
+    for list in &mut sources {
+        list.sort_by_key(|&(i, _)| i);
+    }
+    let mut out = vec![0u8; out_h as usize * row_len];
+    out.par_chunks_mut(row_len)
+        .zip(&sources)
+        .for_each(|(out, sources)| sum_rows(&reduced, sources, out));
+    RgbImage::from_raw(out_w, out_h, out).expect("out_w × out_h RGB values")
+}
+
+/// One output row: the weighted sum of its reduced input rows, rounded to bytes.
+fn sum_rows(reduced: &[f32], sources: &[(usize, f32)], out: &mut [u8]) {
+    let row_len = out.len();
+    let mut acc = vec![0.0f32; row_len];
+    for &(i, weight) in sources {
+        let row = &reduced[i * row_len..(i + 1) * row_len];
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += v * weight;
+        }
+    }
+    for (o, &v) in out.iter_mut().zip(&acc) {
+        *o = to_u8(v);
+    }
 }
 
 /// The largest size with the photo's aspect ratio and at most `max_pixels` pixels.
@@ -178,6 +222,22 @@ mod tests {
             d.push_row(row);
         }
         d.finish().unwrap()
+    }
+
+    /// The parallel shrink gives the streaming downscaler's bytes, at fractional and
+    /// whole factors.
+    #[test]
+    fn parallel_shrink_equals_the_row_by_row_one() {
+        let img = RgbImage::from_fn(131, 77, |x, y| {
+            image::Rgb([(x * 7 + y * 3) as u8, (x * y) as u8, (255 - x) as u8])
+        });
+        for (w, h) in [(61, 36), (131, 77), (65, 38), (1, 1), (100, 11)] {
+            assert_eq!(
+                super::shrink(&img, w, h).as_raw(),
+                shrink(&img, w, h).as_raw(),
+                "{w}×{h}"
+            );
+        }
     }
 
     #[test]
