@@ -14,10 +14,10 @@ pub mod buffers;
 pub mod depthwise;
 pub mod direct;
 
-/// Runs `f` compiled for the widest vector instructions this CPU has (AVX2 and FMA on
-/// any x86-64 server of the last decade). The workspace builds for baseline x86-64,
-/// whose SSE2 vectors hold 4 floats: the auto-vectorised per-channel loops of the
-/// kernels here do twice the work per instruction inside this. Rust never contracts
+/// Runs `f` compiled for the widest vector instructions this CPU has (AVX-512, or AVX2
+/// and FMA on any x86-64 server of the last decade). The workspace builds for baseline
+/// x86-64, whose SSE2 vectors hold 4 floats: the auto-vectorised per-channel loops of
+/// the kernels here do two to four times the work per instruction inside this. Rust never contracts
 /// `a * b + c` into an FMA, so the numbers are the same bit for bit.
 ///
 /// For short loops: LLVM inlines a small closure into the dispatching function, but
