@@ -49,6 +49,10 @@ impl Depthwise {
         }
     }
 
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         (
             (h + 2 * self.padding - self.k) / self.stride + 1,
