@@ -83,25 +83,12 @@ impl Separable {
     /// first block of a 1376×768 input) was written to memory and read back.
     fn forward(&self, x: &Maps) -> Result<Maps> {
         let (oh, ow) = self.depthwise.output_size(x.h, x.w);
-        let (c_mid, c_out) = (x.c, self.pointwise.c_out());
+        let c_out = self.pointwise.c_out();
         let spans = self.depthwise.spans(x.w);
         let mut data = buffers::scratch(x.n * oh * ow * c_out);
         data.par_chunks_mut(ow * c_out)
             .enumerate()
-            .for_each(|(r, orow)| {
-                let mut mid = Maps {
-                    n: 1,
-                    h: 1,
-                    w: ow,
-                    c: c_mid,
-                    data: buffers::scratch(ow * c_mid),
-                };
-                let at = (r / oh, r % oh);
-                self.depthwise
-                    .forward_row(x, at, &spans, &mut mid.data, Act::Relu);
-                self.pointwise.forward_row(&mid, (0, 0), orow, Act::Relu);
-                buffers::recycle(mid.data);
-            });
+            .for_each(|(r, orow)| self.row(x, (r / oh, r % oh), &spans, orow));
         Ok(Maps {
             n: x.n,
             h: oh,
@@ -109,6 +96,22 @@ impl Separable {
             c: c_out,
             data,
         })
+    }
+
+    /// Output row `at` of `x`'s block into `orow`; `spans` from the depthwise layer.
+    fn row(&self, x: &Maps, at: (usize, usize), spans: &[(usize, usize)], orow: &mut [f32]) {
+        let ow = self.depthwise.output_size(1, x.w).1;
+        let mut mid = Maps {
+            n: 1,
+            h: 1,
+            w: ow,
+            c: x.c,
+            data: buffers::scratch(ow * x.c),
+        };
+        self.depthwise
+            .forward_row(x, at, spans, &mut mid.data, Act::Relu);
+        self.pointwise.forward_row(&mid, (0, 0), orow, Act::Relu);
+        buffers::recycle(mid.data);
     }
 }
 
@@ -198,11 +201,24 @@ impl ScrfdCpu {
 
     /// `x`: one normalised image `(1, H, W, 3)`, H and W multiples of 32.
     pub fn forward(&self, x: &Maps) -> Result<[StrideOutput; 3]> {
-        let (mut f, first) = match self.blocks.first() {
-            Some(block) if x.n == 1 && block.depthwise.stride() == 1 && !self.taps.contains(&0) => {
-                (self.stem_and_first_block(x, block), 1)
-            }
-            _ => (self.stem.forward_act(x, act(true)), 0),
+        // The stem and a stride-1 first block go through in bands ([`banded`]). (Pairing
+        // the later stride-2 blocks with the stride-1 block after them gained nothing:
+        // their maps are smaller and their halo rows cost more.)
+        let (oh, ow) = self.stem.output_size(x.h, x.w);
+        let first_fuses = x.n == 1
+            && !self.taps.contains(&0)
+            && self
+                .blocks
+                .first()
+                .is_some_and(|b| b.depthwise.stride() == 1);
+        let (mut f, first) = if first_fuses {
+            let stem = |r: usize, row: &mut [f32]| self.stem.forward_row(x, (0, r), row, Act::Relu);
+            (
+                banded((oh, ow, self.stem.c_out()), stem, &self.blocks[0]),
+                1,
+            )
+        } else {
+            (self.stem.forward_act(x, act(true)), 0)
         };
         let mut features: Vec<Maps> = Vec::with_capacity(3);
         // A tapped block's output moves into `features` and the next block reads it
@@ -261,69 +277,55 @@ impl ScrfdCpu {
     }
 }
 
-/// Output rows per band of [`ScrfdCpu::stem_and_first_block`]: its stem rows (18 of 688
-/// pixels × 16 channels for a 1376-pixel-wide input, 0.8 MB) stay in the L2 cache.
+/// Output rows per band of [`banded`]: the producer's rows for a band (18 of 688 pixels ×
+/// 16 channels for the stem of a 1376-pixel-wide input, 0.8 MB) stay in the L2 cache.
 const BAND_ROWS: usize = 16;
 
-impl ScrfdCpu {
-    /// The stem and the first block (a stride-1 separable pair) of one image together,
-    /// in bands of output rows: each band's stem rows, and one more on each side for the
-    /// depthwise taps, are computed into a buffer that stays in cache, where layer by
-    /// layer the stem's output (17 MB for a 1376×768 input) was written out and read back.
-    /// The same numbers: rows outside the map are zeros, as the depthwise padding.
-    fn stem_and_first_block(&self, x: &Maps, first: &Separable) -> Maps {
-        let (oh, ow) = self.stem.output_size(x.h, x.w);
-        let c = self.stem.c_out();
-        let c_out = first.pointwise.c_out();
-        let spans = first.depthwise.spans(ow);
-        let mut data = buffers::scratch(oh * ow * c_out);
-        data.par_chunks_mut(BAND_ROWS * ow * c_out)
-            .enumerate()
-            .for_each(|(i, out)| {
-                let (r0, rows) = (i * BAND_ROWS, out.len() / (ow * c_out));
-                // Band row j holds stem row r0 + j − 1.
-                let mut band = Maps {
-                    n: 1,
-                    h: rows + 2,
-                    w: ow,
-                    c,
-                    data: buffers::scratch((rows + 2) * ow * c),
-                };
-                for (j, row) in band.data.chunks_exact_mut(ow * c).enumerate() {
-                    match (r0 + j).checked_sub(1).filter(|&r| r < oh) {
-                        Some(r) => self.stem.forward_row(x, (0, r), row, Act::Relu),
-                        None => row.fill(0.0),
-                    }
+/// A stride-1 separable block `next` after a layer whose output rows `produce` computes
+/// (`(h, w, c)` in all: the stem), for one image, in bands of output rows: each band's input rows,
+/// and one more on each side for the depthwise taps, are computed into a buffer that stays
+/// in cache, where layer by layer the producer's output (the stem's: 17 MB for a 1376×768
+/// input) was written out and read back. The same numbers: rows outside the map are
+/// zeros, as the depthwise padding.
+fn banded(
+    (h, w, c): (usize, usize, usize),
+    produce: impl Fn(usize, &mut [f32]) + Sync,
+    next: &Separable,
+) -> Maps {
+    let c_out = next.pointwise.c_out();
+    let spans = next.depthwise.spans(w);
+    let mut data = buffers::scratch(h * w * c_out);
+    data.par_chunks_mut(BAND_ROWS * w * c_out)
+        .enumerate()
+        .for_each(|(i, out)| {
+            let (r0, rows) = (i * BAND_ROWS, out.len() / (w * c_out));
+            // Band row j holds input row r0 + j − 1.
+            let mut band = Maps {
+                n: 1,
+                h: rows + 2,
+                w,
+                c,
+                data: buffers::scratch((rows + 2) * w * c),
+            };
+            for (j, row) in band.data.chunks_exact_mut(w * c).enumerate() {
+                match (r0 + j).checked_sub(1).filter(|&r| r < h) {
+                    Some(r) => produce(r, row),
+                    None => row.fill(0.0),
                 }
-                let mut mid = Maps {
-                    n: 1,
-                    h: 1,
-                    w: ow,
-                    c,
-                    data: buffers::scratch(ow * c),
-                };
-                for (j, orow) in out.chunks_exact_mut(ow * c_out).enumerate() {
-                    // Output row j of the band reads band rows j..j + 3: as output row
-                    // j + 1 of the band with the padding of one.
-                    first.depthwise.forward_row(
-                        &band,
-                        (0, j + 1),
-                        &spans,
-                        &mut mid.data,
-                        Act::Relu,
-                    );
-                    first.pointwise.forward_row(&mid, (0, 0), orow, Act::Relu);
-                }
-                buffers::recycle(band.data);
-                buffers::recycle(mid.data);
-            });
-        Maps {
-            n: 1,
-            h: oh,
-            w: ow,
-            c: c_out,
-            data,
-        }
+            }
+            // Output row j of the band reads band rows j..j + 3: as output row j + 1 of
+            // the band with the padding of one.
+            for (j, orow) in out.chunks_exact_mut(w * c_out).enumerate() {
+                next.row(&band, (0, j + 1), &spans, orow);
+            }
+            buffers::recycle(band.data);
+        });
+    Maps {
+        n: 1,
+        h,
+        w,
+        c: c_out,
+        data,
     }
 }
 
