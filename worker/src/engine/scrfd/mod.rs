@@ -175,12 +175,18 @@ impl Scrfd {
         if let ([tile], false) = (tiles.as_slice(), overview) {
             return self.detect_region(img, tile);
         }
-        let mut all = Vec::new();
-        for tile in &tiles {
-            let faces = self.detect_region(img, tile)?;
-            all.extend(faces.into_iter().filter(|f| tile.owns(f.centre())));
-        }
-        if overview {
+        let full = || -> Result<Vec<ScrfdDetection>> {
+            let mut found = Vec::new();
+            for tile in &tiles {
+                let faces = self.detect_region(img, tile)?;
+                found.extend(faces.into_iter().filter(|f| tile.owns(f.centre())));
+            }
+            Ok(found)
+        };
+        let small = || -> Result<Vec<ScrfdDetection>> {
+            if !overview {
+                return Ok(Vec::new());
+            }
             let scale = self.config.overview_side as f32 / long_side as f32;
             let (w, h) = (
                 ((img.width() as f32 * scale).round() as u32).max(1),
@@ -189,16 +195,25 @@ impl Scrfd {
             // Area averaging, as OpenCV's INTER_AREA: a proper low-pass for the shrink,
             // and several times faster than `image`'s triangle filter.
             let small = super::area_downscale::shrink(img, w, h);
-            let whole = tiling::plan(w, h, u32::MAX, 0.0);
-            for tile in &whole {
+            let mut found = Vec::new();
+            for tile in &tiling::plan(w, h, u32::MAX, 0.0) {
                 let faces = self.detect_region(&small, tile)?;
-                all.extend(
+                found.extend(
                     faces
                         .into_iter()
                         .map(|f| f.transformed(0.0, 0.0, 1.0 / scale)),
                 );
             }
-        }
+            Ok(found)
+        };
+        // Side by side on the CPU: the small maps at the end of each pass leave cores
+        // idle that the other pass fills. (A GPU runs them one after the other anyway.)
+        let (full, small) = match self.net {
+            Net::Cpu(_) => rayon::join(full, small),
+            Net::Candle(_) => (full(), small()),
+        };
+        let mut all = full?;
+        all.extend(small?);
         tracing::debug!(
             tiles = tiles.len(),
             overview,
