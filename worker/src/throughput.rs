@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::blob::FsBlobStore;
+use common::queue::{RabbitMqOptions, RabbitMqQueue};
 use common::{BlobStore, Config, Detector, FaceModel, JobKind, JobMessage, JobQueue};
 use models::prelude::*;
 use models::{attendance_record, detected_face, job};
@@ -202,7 +203,7 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
             let result = async {
                 let db = seed::migrated(&url).await?;
                 let queue_url = with_prefix(queue_url);
-                let queue = common::open_queue(&queue_url).await?;
+                let queue = RabbitMqQueue::new(RabbitMqOptions::from_url(&queue_url)?);
                 let log = dir.path().join("workers.log");
                 let env = WorkerEnv {
                     database_url: url.clone(),
@@ -215,10 +216,13 @@ pub async fn run_on(options: &Options, manifest: &Manifest) -> Result<Report, Th
                     children.0.push(env.spawn(exe, &log)?);
                 }
                 let tail = || log_tail(&log);
-                let report =
-                    measure(options, manifest, &db, blobs.as_ref(), queue.as_ref(), tail).await;
+                let report = measure(options, manifest, &db, blobs.as_ref(), &queue, tail).await;
                 drop(children);
                 db.close().await.ok();
+                // The run's queues go with it, as its database does.
+                if let Err(e) = queue.delete_queues().await {
+                    tracing::warn!(error = %e, "could not delete the run's queues");
+                }
                 report
             }
             .await;

@@ -116,17 +116,19 @@ async fn the_in_process_worker_marks_every_seated_person_present() {
 }
 
 /// Process mode: two `attendance-worker run` processes against a database of their
-/// own on PostgreSQL and a queue prefix of their own on RabbitMQ.
+/// own on PostgreSQL and a queue prefix of their own on RabbitMQ, whose queues are gone
+/// afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_mark_every_seated_person_present() {
     let database_url = std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".into());
-    let queue_url = std::env::var("TEST_AMQP_URL")
+    let broker = std::env::var("TEST_AMQP_URL")
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    let prefix = format!("throughputtest{}", std::process::id());
     let mode = Mode::Processes {
         count: 2,
         database_url,
-        queue_url,
+        queue_url: format!("{broker}?prefix={prefix}"),
         exe: PathBuf::from(env!("CARGO_BIN_EXE_attendance-worker")),
     };
     let report = throughput::run(&options(mode, 2, 1)).await.unwrap();
@@ -135,6 +137,26 @@ async fn worker_processes_mark_every_seated_person_present() {
     assert_eq!(report.present, report.expected);
     assert_eq!(report.false_present, 0);
     assert!(report.faces_found_per_photo >= 28.0, "{report:?}");
+
+    // A passive declare of each of the run's queues finds none: the broker keeps no
+    // empty queues of finished runs.
+    let connection = lapin::Connection::connect(&broker, lapin::ConnectionProperties::default())
+        .await
+        .unwrap();
+    for name in common::queue::QueueNames::with_prefix(&prefix).all() {
+        let channel = connection.create_channel().await.unwrap();
+        let declared = channel
+            .queue_declare(
+                name.into(),
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                lapin::types::FieldTable::default(),
+            )
+            .await;
+        assert!(declared.is_err(), "{name} is still on the broker");
+    }
 }
 
 /// `attendance-worker device-check --quick` on the CPU: every parity check passes
