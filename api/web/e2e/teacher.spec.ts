@@ -29,7 +29,11 @@ test('a teacher sees only their department and no admin screens', async ({ page 
   await expect(page.getByRole('form', { name: 'New class' })).toHaveCount(0);
   // The home screen offers only the teacher's classes.
   await nav.getByRole('link', { name: 'Attendance' }).click();
-  const options = await page.getByLabel('Class', { exact: true }).locator('option').allTextContents();
+  const classes = page.getByLabel('Class', { exact: true });
+  // The options come with the class list: wait for it before reading them all at once
+  // (allTextContents does not wait, and read an empty list on a slow run).
+  await expect(classes.locator('option', { hasText: 'MECH 1B (MECH)' })).toHaveCount(1);
+  const options = await classes.locator('option').allTextContents();
   expect(options).toContain('MECH 1B (MECH)');
   expect(options.join()).not.toContain('ECE');
   await screenshot(page, '11-teacher-attendance');
