@@ -43,8 +43,13 @@ test('an admin creates a class', async () => {
 });
 
 test('the fixture people are registered through the form, each photo judged', async () => {
-  await page.getByRole('link', { name: 'Students' }).click();
-  await page.getByRole('link', { name: 'Register a student' }).click();
+  // Clicked again until the form shows: in some runs the list screen came back after
+  // the click (a stray navigation, not yet understood), and the rest then filled it.
+  await expect(async () => {
+    await page.getByRole('link', { name: 'Students' }).click();
+    await page.getByRole('link', { name: 'Register a student' }).click();
+    await expect(page.getByLabel('Roll number')).toBeVisible({ timeout: 2_000 });
+  }).toPass();
   await page.getByLabel('Class', { exact: true }).selectOption({ label: 'CSE 3A (CSE)' });
   for (const [i, person] of PEOPLE.entries()) {
     if (i > 0) {
@@ -85,7 +90,11 @@ test('the fixture people are registered through the form, each photo judged', as
 });
 
 test('attendance from the group photos names the right people on the boxes and in the list', async () => {
-  await page.getByRole('link', { name: 'Attendance' }).click();
+  // As above: clicked again until the attendance form shows.
+  await expect(async () => {
+    await page.getByRole('link', { name: 'Attendance' }).click();
+    await expect(page.getByLabel('Subject')).toBeVisible({ timeout: 2_000 });
+  }).toPass();
   await page.getByLabel('Class', { exact: true }).selectOption({ label: 'CSE 3A (CSE)' });
   await page.getByLabel('Subject').fill('DBMS');
   await page.getByLabel('choose photos').setInputFiles(GROUPS.map(fixture));
