@@ -2,9 +2,10 @@
 //! from the bytes (415), a pixel cap and a cheap, bounded check that the data is
 //! complete and decodable (422).
 //!
-//! The check never holds a full-size image: a JPEG is decoded by libjpeg-turbo at 1/8
-//! scale (which still entropy-decodes every block, so corrupt or truncated scans are
-//! found), a PNG row by row. A WebP is decoded in full (the `image` crate has no
+//! The check never holds a full-size image: a baseline JPEG is decoded by libjpeg-turbo
+//! at 1/8 scale (which still entropy-decodes every block), a progressive one's markers,
+//! tables and scan headers by libjpeg without the data (see `jpeg_scans`), a PNG row by
+//! row. A WebP is decoded in full (the `image` crate has no
 //! reduced or streaming WebP decode): its memory is bounded by the pixel cap, and at
 //! most `UPLOAD_VALIDATION_CONCURRENCY` photos are checked at once.
 
@@ -30,6 +31,8 @@ use crate::{
     error::{ApiError, ErrorBody, ServiceError},
     provenance::{self, PhotoFacts},
 };
+
+mod jpeg_scans;
 
 /// Largest accepted photo.
 pub const MAX_FILE_BYTES: usize = 10 * 1024 * 1024;
@@ -219,19 +222,31 @@ fn check_decodable(format: ImageFormat, bytes: &[u8]) -> Result<(), ImageError> 
     })
 }
 
-/// Entropy-decodes every block of a JPEG, producing only an 1/8-scale image one row at
-/// a time (libjpeg-turbo's DCT scaling). Fatal errors refuse the photo; damage that
-/// libjpeg repairs with a warning (a scan cut short before a marker) is accepted, as
-/// the worker's decoder (the same libjpeg, as PIL) repairs it the same way. (Turning
-/// warnings into refusals needs a custom libjpeg error manager, i.e. unsafe code.)
+/// Walks a JPEG's segments to its end marker, then has libjpeg decode it at 1/8 scale,
+/// one row at a time (libjpeg-turbo's DCT scaling): a baseline JPEG with every block
+/// entropy-decoded, a progressive one as its skeleton (see `jpeg_scans`).
+/// Fatal errors refuse the photo; damage that libjpeg repairs with a warning (a scan
+/// cut short before a marker) is accepted, as the worker's decoder (the same libjpeg,
+/// as PIL) repairs it the same way. (Turning warnings into refusals needs a custom
+/// libjpeg error manager, i.e. unsafe code.)
 fn check_jpeg(bytes: &[u8]) -> Result<(), ImageError> {
-    use mozjpeg::ColorSpaceExt;
     if !has_jpeg_end_marker(bytes) {
         // libjpeg pads a truncated scan with grey instead of failing.
         return Err(ImageError::Undecodable(
             "the JPEG data is truncated (no end-of-image marker)".into(),
         ));
     }
+    let scans = jpeg_scans::walk(bytes).map_err(|e| ImageError::Undecodable(e.to_string()))?;
+    if scans.progressive {
+        decode_eighth(&scans.skeleton)
+    } else {
+        decode_eighth(bytes)
+    }
+}
+
+/// libjpeg's decode at 1/8 scale, one output row at a time.
+fn decode_eighth(bytes: &[u8]) -> Result<(), ImageError> {
+    use mozjpeg::ColorSpaceExt;
     let undecodable = |e: std::io::Error| ImageError::Undecodable(e.to_string());
     let mut decompress = mozjpeg::Decompress::new_mem(bytes).map_err(undecodable)?;
     decompress.scale(1);
@@ -371,6 +386,62 @@ mod tests {
         // libjpeg's own check says so too (without unwinding out of the decoder).
         let err = check_decodable(ImageFormat::Jpeg, &cut);
         assert!(matches!(err, Err(ImageError::Undecodable(_))), "{err:?}");
+    }
+
+    /// A progressive JPEG as libjpeg (mozjpeg) writes it: ten scans, DC first.
+    fn progressive_jpeg(width: usize, height: usize) -> Vec<u8> {
+        let pixels: Vec<u8> = (0..width * height * 3).map(|i| (i % 251) as u8).collect();
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        compress.set_size(width, height);
+        compress.set_progressive_mode();
+        let mut started = compress.start_compress(Vec::new()).unwrap();
+        started.write_scanlines(&pixels).unwrap();
+        started.finish().unwrap()
+    }
+
+    /// Offsets of the start-of-scan markers.
+    fn scan_offsets(data: &[u8]) -> Vec<usize> {
+        data.windows(2)
+            .enumerate()
+            .filter(|(_, w)| *w == [0xFF, 0xDA])
+            .map(|(i, _)| i)
+            .collect()
+    }
+
+    #[test]
+    fn accepts_a_progressive_jpeg() {
+        let data = progressive_jpeg(301, 157);
+        assert!(jpeg_scans::walk(&data).unwrap().progressive);
+        assert!(scan_offsets(&data).len() > 2);
+        let p = validate_image(Bytes::from(data)).unwrap();
+        assert_eq!((p.width, p.height, p.format), (301, 157, ImageFormat::Jpeg));
+    }
+
+    #[test]
+    fn a_progressive_jpeg_whose_last_scan_names_an_undefined_table_is_refused() {
+        let mut data = progressive_jpeg(64, 64);
+        // The last scan (AC refinement of one component): its table selector byte
+        // (FF DA, length, count, component id, tables) names AC table 3, never defined.
+        // libjpeg fails on that scan's header, which the check keeps without its data.
+        let last = *scan_offsets(&data).last().unwrap();
+        assert_eq!(data[last + 4], 1, "one component in the last scan");
+        data[last + 6] = 0x03;
+        let err = validate_image(Bytes::from(data));
+        match err {
+            Err(ImageError::Undecodable(why)) => assert!(why.contains("libjpeg"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_progressive_jpeg_whose_scan_header_runs_past_the_end_is_refused() {
+        let mut data = progressive_jpeg(64, 64);
+        let last = *scan_offsets(&data).last().unwrap();
+        data[last + 2..last + 4].copy_from_slice(&[0xFF, 0xF0]);
+        match validate_image(Bytes::from(data)) {
+            Err(ImageError::Undecodable(why)) => assert!(why.contains("truncated"), "{why}"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
