@@ -3,8 +3,9 @@
 # temp dir, free port) and its OWN S3 server (s3s-fs, free port), uses the shared
 # RabbitMQ under a queue prefix of its own, and runs the built `attendance-api`
 # (production mode: QUEUE_URL=amqp, no in-process worker) and `attendance-worker`
-# (under `nice -n 10`: on 2 cores it shares the CPU with the API here; in deployment
-# it has its own machine). Every loop is bounded and stops by itself.
+# (as SCHED_IDLE, as infra/systemd runs it on a server shared with the API: on 2 cores
+# it gets the CPU the API, PostgreSQL and RabbitMQ leave). Every loop is bounded and
+# stops by itself.
 #
 #   load     SOAK_CLIENTS (50) clients upload classroom photos (the fixtures'
 #            groups/, their people registered in the class) for SOAK_SECONDS (60),
@@ -113,8 +114,15 @@ BIND="127.0.0.1:$api_port" "$BIN/attendance-api" serve >>"$work/api.log" 2>&1 &
 api_pid=$!
 for _ in $(seq 600); do grep -q "listening on" "$work/api.log" && break; sleep 0.2; done
 grep -q "listening on" "$work/api.log" || { cat "$work/api.log" >&2; exit 1; }
+# As infra/systemd's unit runs it: SCHED_IDLE, on the CPU nothing else wants.
+# SOAK_WORKER_SCHED=nice: under `nice -n 10` instead (the earlier runs' setting).
+case "${SOAK_WORKER_SCHED:-idle}" in
+  idle) worker_sched=(chrt --idle 0) ;;
+  nice) worker_sched=(nice -n 10) ;;
+  *) echo "error: SOAK_WORKER_SCHED is idle or nice" >&2; exit 2 ;;
+esac
 worker_start() {
-  nice -n 10 "$BIN/attendance-worker" run >>"$work/worker.log" 2>&1 &
+  "${worker_sched[@]}" "$BIN/attendance-worker" run >>"$work/worker.log" 2>&1 &
   worker_pid=$!
 }
 worker_start
@@ -233,6 +241,6 @@ csv "SELECT session_id, student_id, count(*) FROM attendance_records GROUP BY 1,
 
 echo
 echo "soak: $SOAK_CLIENTS clients for $SOAK_SECONDS s (think $SOAK_THINK s), then faults with $SOAK_FAULT_CLIENTS clients;"
-echo "      profile $PROFILE, worker under nice -n 10 beside the API on $(nproc) cores; 503 = refused on purpose (backlog, dependency down)"
+echo "      profile $PROFILE, worker under ${worker_sched[*]} beside the API on $(nproc) cores; 503 = refused on purpose (backlog, dependency down)"
 python3 scripts/soak_load.py check --requests "$work/requests.jsonl" --db-dump "$work/dump" \
   --bucket-dir "$work/s3/$bucket" --students "$students"
