@@ -26,6 +26,7 @@ mod m20261130_000600_add_job_lease;
 mod m20261130_000700_create_idempotency_keys;
 mod m20261130_000800_add_privacy;
 mod m20261130_000850_add_batch_consent;
+mod m20261130_000900_index_photo_first_use;
 
 pub struct Migrator;
 
@@ -52,6 +53,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261130_000700_create_idempotency_keys::Migration),
             Box::new(m20261130_000800_add_privacy::Migration),
             Box::new(m20261130_000850_add_batch_consent::Migration),
+            Box::new(m20261130_000900_index_photo_first_use::Migration),
         ]
     }
 }

@@ -104,7 +104,9 @@ async fn duplicates(
 ) -> Result<Vec<SessionWarning>, DbErr> {
     // Only the first session that used each photo is named: one row per photo, however
     // often the photo was uploaded before (reading them all made every upload of a
-    // much-reused photo slower than the last).
+    // much-reused photo slower than the last). A photo row's `created_at` is its
+    // session's (plus its position, in microseconds), so the `(sha256, created_at)`
+    // index gives the first use without reading the others.
     let mut earlier = Vec::with_capacity(photos.len());
     for p in photos {
         let hash = p.facts.sha256.as_str();
@@ -118,8 +120,8 @@ async fn duplicates(
             .find_also_related(attendance_session::Entity)
             .filter(session_photo::Column::Sha256.eq(hash))
             .filter(attendance_session::Column::ClassId.eq(class_id))
-            .order_by_asc(attendance_session::Column::CreatedAt)
-            .order_by_asc(attendance_session::Column::Id)
+            .order_by_asc(session_photo::Column::CreatedAt)
+            .order_by_asc(session_photo::Column::Id)
             .limit(1)
             .one(db)
             .await?;
