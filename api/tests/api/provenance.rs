@@ -158,6 +158,44 @@ async fn same_photo_in_two_sessions_of_a_class_warns_postgres() {
     same_photo_in_two_sessions_of_a_class_warns(Db::Postgres).await;
 }
 
+/// The photo's uses are read a page (16) at a time: its first use in a class is found
+/// behind more than a page of uses in another class, and a class where it was never
+/// used gets no warning however many uses the others have.
+async fn first_use_in_the_class_is_found_behind_many_uses_elsewhere(db: Db) {
+    let app = spawn_app(db, Queue::Embedded).await;
+    let busy = app.create_class("CSE 3A").await;
+    let quiet = app.create_class("CSE 3B").await;
+    let photo = fixture(PLAIN_PHOTO);
+    // Two uses a session: 18 uses in the busy class.
+    let pair = [photo.clone(), photo.clone()];
+    let first_busy = mark(&app, busy, &pair, None).await;
+    for _ in 0..8 {
+        mark(&app, busy, &pair, None).await;
+    }
+    let first_quiet = mark(&app, quiet, std::slice::from_ref(&photo), None).await;
+    assert_eq!(
+        session(&app, first_quiet).await["warnings"],
+        serde_json::json!([])
+    );
+    let second_quiet = mark(&app, quiet, std::slice::from_ref(&photo), None).await;
+    let warnings = session(&app, second_quiet).await["warnings"].clone();
+    assert_eq!(warnings.as_array().unwrap().len(), 1, "{warnings}");
+    assert_eq!(warnings[0]["earlier_session_id"], first_quiet.to_string());
+    let again_busy = mark(&app, busy, std::slice::from_ref(&photo), None).await;
+    let warnings = session(&app, again_busy).await["warnings"].clone();
+    assert_eq!(warnings[0]["earlier_session_id"], first_busy.to_string());
+}
+
+#[tokio::test]
+async fn first_use_in_the_class_is_found_behind_many_uses_elsewhere_sqlite() {
+    first_use_in_the_class_is_found_behind_many_uses_elsewhere(Db::Sqlite).await;
+}
+
+#[tokio::test]
+async fn first_use_in_the_class_is_found_behind_many_uses_elsewhere_postgres() {
+    first_use_in_the_class_is_found_behind_many_uses_elsewhere(Db::Postgres).await;
+}
+
 async fn taken_at_comes_from_exif_and_disagreement_warns(db: Db) {
     let app = spawn_app(db, Queue::Embedded).await;
     let class_id = app.create_class("CSE 2A").await;
