@@ -13,7 +13,7 @@ use worker::engine::dlib::resnet::FaceDescriptor;
 use worker::engine::embedder::DlibEmbedder;
 use worker::engine::model_files::verify_models;
 use worker::engine::pipeline::load_image;
-use worker::engine::scrfd::Scrfd;
+use worker::engine::scrfd::{Scrfd, tiling::Tile};
 use worker::fixtures;
 
 /// ArcFace (MobileFaceNet) ms/face at batch 1 and 16 on the golden aligned crops, or
@@ -47,17 +47,31 @@ fn arcface_ms(model_dir: &Path, runs: usize) -> serde_json::Value {
 
 /// SCRFD-500M (InsightFace's detector) ms per photo on `six` resized to 1366×768 (the
 /// MTCNN figure's photo) and to a classroom-sized 2000×1125, or nulls when
-/// `scrfd_500m_bnkps.onnx` is not in `model_dir`.
-fn scrfd_ms(model_dir: &Path, six: &image::RgbImage, runs: usize) -> [Option<f64>; 2] {
+/// `scrfd_500m_bnkps.onnx` is not in `model_dir`. `detector`: the whole detection (the
+/// full-resolution pass beside the 640-pixel overview pass, decoding, NMS); `network`:
+/// the network alone on the photo padded to multiples of 32, the work onnxruntime's
+/// figure measures (`scripts/bench_reference_insightface.py`).
+fn scrfd_ms(model_dir: &Path, six: &image::RgbImage, runs: usize) -> [serde_json::Value; 2] {
     let Some(file) = Some(model_dir.join("scrfd_500m_bnkps.onnx")).filter(|p| p.exists()) else {
-        return [None, None];
+        return [serde_json::Value::Null, serde_json::Value::Null];
     };
     let scrfd = Scrfd::load(&file, &candle_core::Device::Cpu).expect("scrfd");
     [(1366, 768), (2000, 1125)].map(|(w, h)| {
         let img = image::imageops::resize(six, w, h, image::imageops::FilterType::Triangle);
-        Some(median_ms(runs, || {
+        let whole = Tile {
+            x: 0,
+            y: 0,
+            w,
+            h,
+            own: [0.0, 0.0, w as f32, h as f32],
+        };
+        let detector = median_ms(runs, || {
             scrfd.detect(&img).unwrap();
-        }))
+        });
+        let network = median_ms(runs, || {
+            scrfd.forward_region(&img, &whole).unwrap();
+        });
+        serde_json::json!({ "detector": detector, "network": network })
     })
 }
 
