@@ -277,9 +277,20 @@ impl ScrfdCpu {
     }
 }
 
-/// Output rows per band of [`banded`]: the producer's rows for a band (18 of 688 pixels ×
-/// 16 channels for the stem of a 1376-pixel-wide input, 0.8 MB) stay in the L2 cache.
-const BAND_ROWS: usize = 16;
+/// The producer's rows of one band of [`banded`] are kept within this many bytes, to stay
+/// in the L2 cache: 18 rows of 688 pixels × 16 channels (0.8 MB) for the stem of a
+/// 1376-pixel-wide input. At a fixed 16 rows, a 2016-pixel-wide input's band (1.2 MB)
+/// overflowed it.
+const BAND_BYTES: usize = 800 * 1024;
+
+/// Output rows per band of [`banded`] for producer rows of `row_bytes`: as many as fit
+/// [`BAND_BYTES`] with the two halo rows, from 4 (below, the halo rows' recomputation
+/// costs more than the cache saves) to 16.
+fn band_rows(row_bytes: usize) -> usize {
+    (BAND_BYTES / row_bytes.max(1))
+        .saturating_sub(2)
+        .clamp(4, 16)
+}
 
 /// A stride-1 separable block `next` after a layer whose output rows `produce` computes
 /// (`(h, w, c)` in all: the stem), for one image, in bands of output rows: each band's input rows,
@@ -295,10 +306,11 @@ fn banded(
     let c_out = next.pointwise.c_out();
     let spans = next.depthwise.spans(w);
     let mut data = buffers::scratch(h * w * c_out);
-    data.par_chunks_mut(BAND_ROWS * w * c_out)
+    let band = band_rows(w * c * size_of::<f32>());
+    data.par_chunks_mut(band * w * c_out)
         .enumerate()
         .for_each(|(i, out)| {
-            let (r0, rows) = (i * BAND_ROWS, out.len() / (w * c_out));
+            let (r0, rows) = (i * band, out.len() / (w * c_out));
             // Band row j holds input row r0 + j − 1.
             let mut band = Maps {
                 n: 1,
@@ -332,6 +344,17 @@ fn banded(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bands_keep_the_producer_rows_within_the_cache_budget() {
+        // The stem's rows (16 channels) for 1376- and 2016-pixel-wide inputs.
+        assert_eq!(band_rows(688 * 16 * 4), 16);
+        assert_eq!(band_rows(1008 * 16 * 4), 10);
+        assert!((band_rows(1008 * 16 * 4) + 2) * 1008 * 16 * 4 <= BAND_BYTES);
+        // Very wide rows still make bands of 4; tiny ones at most 16.
+        assert_eq!(band_rows(10_000 * 16 * 4), 4);
+        assert_eq!(band_rows(4), 16);
+    }
 
     #[test]
     fn upsampling_repeats_each_coarse_pixel_twice_each_way() {
