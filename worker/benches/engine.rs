@@ -13,7 +13,10 @@ use worker::engine::dlib::resnet::FaceDescriptor;
 use worker::engine::embedder::DlibEmbedder;
 use worker::engine::model_files::verify_models;
 use worker::engine::pipeline::load_image;
-use worker::engine::scrfd::{Scrfd, tiling::Tile};
+use worker::engine::scrfd::{
+    Scrfd,
+    tiling::{self, Tile},
+};
 use worker::fixtures;
 
 /// ArcFace (MobileFaceNet) ms/face at batch 1 and 16 on the golden aligned crops, or
@@ -58,13 +61,8 @@ fn scrfd_ms(model_dir: &Path, six: &image::RgbImage, runs: usize) -> [serde_json
     let scrfd = Scrfd::load(&file, &candle_core::Device::Cpu).expect("scrfd");
     [(1366, 768), (2000, 1125)].map(|(w, h)| {
         let img = image::imageops::resize(six, w, h, image::imageops::FilterType::Triangle);
-        let whole = Tile {
-            x: 0,
-            y: 0,
-            w,
-            h,
-            own: [0.0, 0.0, w as f32, h as f32],
-        };
+        // One tile of the whole photo, as the detector plans it below its size cap.
+        let [whole] = <[Tile; 1]>::try_from(tiling::plan(w, h, u32::MAX, 0.0)).expect("one tile");
         let detector = median_ms(runs, || {
             scrfd.detect(&img).unwrap();
         });

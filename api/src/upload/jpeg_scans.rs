@@ -92,16 +92,8 @@ pub fn walk(bytes: &[u8]) -> Result<Scans, StructureError> {
     let mut at = 2;
     loop {
         // The next marker: 0xFF, any fill bytes 0xFF, then the marker's code.
-        let ff = at
-            + bytes[at..]
-                .iter()
-                .position(|&b| b == 0xFF)
-                .ok_or(StructureError::Truncated)?;
-        let code_at = ff
-            + bytes[ff..]
-                .iter()
-                .position(|&b| b != 0xFF)
-                .ok_or(StructureError::Truncated)?;
+        let ff = find(bytes, at, |b| b == 0xFF)?;
+        let code_at = find(bytes, ff, |b| b != 0xFF)?;
         let marker = bytes[code_at];
         if marker == 0x00 {
             // A stuffed zero outside a scan is junk, skipped.
@@ -145,16 +137,22 @@ pub fn walk(bytes: &[u8]) -> Result<Scans, StructureError> {
     }
 }
 
+/// The first byte at or after `from` that `is` accepts; running off the end is a
+/// truncation.
+fn find(bytes: &[u8], from: usize, is: impl Fn(u8) -> bool) -> Result<usize, StructureError> {
+    bytes[from..]
+        .iter()
+        .position(|&b| is(b))
+        .map(|i| from + i)
+        .ok_or(StructureError::Truncated)
+}
+
 /// Where the entropy-coded data starting at `from` ends: at the first marker that is
 /// neither a stuffed zero (`FF 00`) nor a restart marker.
 fn scan_end(bytes: &[u8], from: usize) -> Result<usize, StructureError> {
     let mut at = from;
     loop {
-        let ff = at
-            + bytes[at..]
-                .iter()
-                .position(|&b| b == 0xFF)
-                .ok_or(StructureError::Truncated)?;
+        let ff = find(bytes, at, |b| b == 0xFF)?;
         match bytes.get(ff + 1) {
             None => return Err(StructureError::Truncated),
             Some(0x00 | 0xD0..=0xD7) => at = ff + 2,
