@@ -36,11 +36,19 @@ async fn register_one(app: &TestApp) -> Uuid {
 /// leaves behind.
 async fn taken_and_left_running(app: &TestApp, job_id: Uuid, since: chrono::DateTime<chrono::Utc>) {
     assert_eq!(app.next_message().await.job_id, job_id);
-    let job = models::job::Entity::find_by_id(job_id)
-        .one(&app.state.db)
-        .await
-        .unwrap()
-        .unwrap();
+    // The upload's publish records `published_at` after the broker took the message, in
+    // a task of its own: wait for it, or it would overwrite the state set here.
+    let job = loop {
+        let job = models::job::Entity::find_by_id(job_id)
+            .one(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        if job.published_at.is_some() {
+            break job;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    };
     let mut running = job.into_active_model();
     running.status = Set(JobStatus::Running);
     running.updated_at = Set(since);
