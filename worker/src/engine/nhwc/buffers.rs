@@ -1,38 +1,56 @@
-//! Float buffers recycled per thread between layers: a fresh large allocation is
-//! mmapped by the allocator and every page of it faults on first touch, where a recycled
-//! buffer's pages are already mapped.
+//! Float buffers recycled between layers and photos: a fresh large allocation is
+//! mmapped by the allocator and every page of it faults on first touch (6 ms of SCRFD's
+//! 50 for a 2000×1125 photo), where a recycled buffer's pages are already mapped.
+//!
+//! Small buffers (a row's scratch) stay with their thread. Large ones (whole maps) go to
+//! one pool shared by all threads: the layers of one photo run on whichever rayon
+//! thread is free, so a per-thread pool kept losing the largest maps to threads that
+//! never asked for them again.
 
 use std::cell::RefCell;
+use std::sync::Mutex;
 
-/// Buffers kept per thread for reuse: enough for a layer's input, im2col matrix and
-/// output to cycle without fresh allocations.
-const POOLED_BUFFERS: usize = 4;
-/// Larger buffers are returned to the allocator: a worker thread should not hold
-/// hundreds of megabytes between photos.
+/// Small buffers kept per thread.
+const POOLED_SMALL: usize = 8;
+/// Buffers of at least this many floats (1 MiB) are large: shared.
+const LARGE: usize = 1 << 18;
+/// Larger buffers are returned to the allocator.
 const MAX_POOLED_LEN: usize = 16 << 20;
+/// The shared pool holds at most this many floats (256 MiB), dropping the oldest first,
+/// so that the maps of a photo size no longer seen are released.
+const MAX_SHARED_FLOATS: usize = 64 << 20;
 
 thread_local! {
-    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+    static SMALL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// The smallest pooled buffer of this thread that holds `len` floats, if any.
+/// Large buffers, oldest first.
+static SHARED: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// The index of the smallest buffer of `pool` that holds `len` floats without wasting
+/// more than an eighth: a 9 M map's buffer taken for a 6 M one left the 9 M map to a
+/// fresh allocation, every photo.
+fn best_fit(pool: &[Vec<f32>], len: usize) -> Option<usize> {
+    pool.iter()
+        .enumerate()
+        .filter(|(_, v)| (len..=len + len / 8).contains(&v.capacity()))
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i)
+}
+
+/// A pooled buffer that holds `len` floats, if any.
 fn pooled(len: usize) -> Option<Vec<f32>> {
-    POOL.with(|pool| {
+    if len >= LARGE {
+        let mut pool = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        return best_fit(&pool, len).map(|i| pool.remove(i));
+    }
+    SMALL.with(|pool| {
         let mut pool = pool.borrow_mut();
-        // The smallest buffer that fits, so big ones stay for big layers.
-        let best = pool
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.capacity() >= len)
-            .min_by_key(|(_, v)| v.capacity())
-            .map(|(i, _)| i);
-        best.map(|i| pool.swap_remove(i))
+        best_fit(&pool, len).map(|i| pool.swap_remove(i))
     })
 }
 
-/// A zeroed vector of `len` floats, from this thread's pool when one is large enough.
-/// Fresh large allocations are mmapped by the allocator and every page of them faults
-/// on first touch; a recycled buffer's pages are already mapped.
+/// A zeroed vector of `len` floats, from the pool when it has one that fits.
 pub fn zeroed(len: usize) -> Vec<f32> {
     match pooled(len) {
         Some(mut v) => {
@@ -40,7 +58,7 @@ pub fn zeroed(len: usize) -> Vec<f32> {
             v.resize(len, 0.0);
             v
         }
-        None => vec![0.0; len],
+        None => fresh(len),
     }
 }
 
@@ -54,19 +72,34 @@ pub fn scratch(len: usize) -> Vec<f32> {
             v.resize(len, 0.0);
             v
         }
-        None => vec![0.0; len],
+        None => fresh(len),
     }
 }
 
-/// Gives a buffer back to this thread's pool (dropping the smallest when full).
+/// A new zeroed vector.
+fn fresh(len: usize) -> Vec<f32> {
+    vec![0.0; len]
+}
+
+/// Gives a buffer back to the pool (dropping the oldest large ones, or this thread's
+/// smallest small one, when full).
 pub fn recycle(v: Vec<f32>) {
     if v.capacity() == 0 || v.capacity() > MAX_POOLED_LEN {
         return;
     }
-    POOL.with(|pool| {
+    if v.capacity() >= LARGE {
+        let mut pool = SHARED.lock().unwrap_or_else(|e| e.into_inner());
+        pool.push(v);
+        let mut total: usize = pool.iter().map(Vec::capacity).sum();
+        while total > MAX_SHARED_FLOATS {
+            total -= pool.remove(0).capacity();
+        }
+        return;
+    }
+    SMALL.with(|pool| {
         let mut pool = pool.borrow_mut();
         pool.push(v);
-        if pool.len() > POOLED_BUFFERS {
+        if pool.len() > POOLED_SMALL {
             let smallest = pool
                 .iter()
                 .enumerate()
