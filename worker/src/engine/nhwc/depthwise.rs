@@ -53,6 +53,10 @@ impl Depthwise {
         self.stride
     }
 
+    pub fn channels(&self) -> usize {
+        self.c
+    }
+
     pub fn output_size(&self, h: usize, w: usize) -> (usize, usize) {
         (
             (h + 2 * self.padding - self.k) / self.stride + 1,
@@ -95,15 +99,33 @@ impl Depthwise {
     pub(crate) fn forward_row(
         &self,
         x: &Maps,
-        at: (usize, usize),
+        (b, oy): (usize, usize),
         spans: &[(usize, usize)],
         orow: &mut [f32],
         act: Act<'_>,
     ) {
+        let (s, p) = (self.stride, self.padding);
+        let rows: Vec<Option<&[f32]>> = (0..self.k)
+            .map(|ky| x.input_row(b, oy, (s, p), ky))
+            .collect();
+        self.forward_rows(&rows, x.w, spans, orow, act)
+    }
+
+    /// One output row from the `k` input rows under it (`None` where they fall in the
+    /// padding), each of `w` pixels: for callers that keep only a few rows of the input.
+    pub(crate) fn forward_rows(
+        &self,
+        rows: &[Option<&[f32]>],
+        w: usize,
+        spans: &[(usize, usize)],
+        orow: &mut [f32],
+        act: Act<'_>,
+    ) {
+        assert_eq!(rows.len(), self.k, "one input row per kernel row");
         let row = Row {
             conv: self,
-            x,
-            at,
+            rows,
+            w,
             spans,
             orow,
             act,
@@ -111,12 +133,11 @@ impl Depthwise {
         dispatch_for_channels(self.c, row)
     }
 
-    /// Output row `oy` of image `b`.
+    /// One output row, in the compiler's vectors.
     #[inline(always)]
     fn row(
         &self,
-        x: &Maps,
-        (b, oy): (usize, usize),
+        rows: &[Option<&[f32]>],
         spans: &[(usize, usize)],
         orow: &mut [f32],
         act: Act<'_>,
@@ -125,8 +146,8 @@ impl Depthwise {
         for px in orow.chunks_exact_mut(c) {
             px.copy_from_slice(&self.bias);
         }
-        for ky in 0..k {
-            let Some(irow) = x.input_row(b, oy, (s, p), ky) else {
+        for (ky, irow) in rows.iter().enumerate() {
+            let Some(irow) = irow else {
                 continue;
             };
             for (kx, &(lo, hi)) in spans.iter().enumerate() {
@@ -153,15 +174,14 @@ impl Depthwise {
 
 /// One output row of a [`Depthwise`] layer, compiled for the CPU's widest vectors. A 3×3
 /// layer whose channels fill whole vectors is computed in explicit vectors (the others by
-/// [`Depthwise::row`]), [`PX`] neighbouring output pixels at a time: for each vector of
-/// channels, its nine taps' weights are loaded once for the block and the sums stay in
-/// registers, and the block's input pixels (three rows of a few pixels) stay in the L1
-/// cache while every vector of channels is computed. Running along the row vector by
-/// vector instead re-read three whole input rows from L2 for each of them.
+/// [`Depthwise::row`]), in blocks of [`PX`] neighbouring output pixels whose sums stay in
+/// registers: the blocks whose windows lie inside the row by [`Inner`], those at its
+/// edges (over the padding) pixel by pixel.
 struct Row<'a> {
     conv: &'a Depthwise,
-    x: &'a Maps,
-    at: (usize, usize),
+    /// The `k` input rows, each of `w` pixels.
+    rows: &'a [Option<&'a [f32]>],
+    w: usize,
     spans: &'a [(usize, usize)],
     orow: &'a mut [f32],
     act: Act<'a>,
@@ -170,6 +190,9 @@ struct Row<'a> {
 /// Output pixels per block of [`Row`].
 const PX: usize = 4;
 
+/// Blocks of a row computed in one run, vector by vector, when it has this many.
+const LONG_RUN: usize = 16;
+
 impl pulp::WithSimd for Row<'_> {
     type Output = ();
 
@@ -177,8 +200,8 @@ impl pulp::WithSimd for Row<'_> {
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let Row {
             conv,
-            x,
-            at: (b, oy),
+            rows,
+            w,
             spans,
             orow,
             act,
@@ -186,62 +209,135 @@ impl pulp::WithSimd for Row<'_> {
         let (s, p, c) = (conv.stride, conv.padding, conv.c);
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         if conv.k != 3 || c % lanes != 0 {
-            return conv.row(x, (b, oy), spans, orow, act);
+            return conv.row(rows, spans, orow, act);
         }
         let cv = c / lanes;
         let rows: [Option<&[S::f32s]>; 3] =
-            std::array::from_fn(|ky| Some(S::as_simd_f32s(x.input_row(b, oy, (s, p), ky)?).0));
+            std::array::from_fn(|ky| Some(S::as_simd_f32s(rows[ky]?).0));
         let taps = S::as_simd_f32s(&conv.taps).0;
         let bias = S::as_simd_f32s(&conv.bias).0;
-        let w = x.w as isize;
+        let w = w as isize;
         {
             let out = S::as_mut_simd_f32s(orow).0;
+            let blocks = out.len().div_ceil(PX * cv);
+            // Block `b`'s first window starts at input column `b·PX·s − p`; the blocks
+            // whose windows all lie inside the row are a run in the middle.
+            let x0 = |b: usize| (b * PX * s) as isize - p as isize;
+            let inside = |b: usize| {
+                (b + 1) * PX * cv <= out.len()
+                    && x0(b) >= 0
+                    && x0(b) + (((PX - 1) * s + 2) as isize) < w
+            };
+            let lo = (0..blocks).find(|&b| inside(b)).unwrap_or(blocks);
+            let hi = (lo..blocks).find(|&b| !inside(b)).unwrap_or(blocks);
+            let (lo, hi) = if s <= 2 { (lo, hi) } else { (blocks, blocks) };
             for (block, outs) in out.chunks_mut(PX * cv).enumerate() {
-                let x0 = (block * PX * s) as isize - p as isize;
-                let inside =
-                    outs.len() == PX * cv && x0 >= 0 && x0 + (((PX - 1) * s + 2) as isize) < w;
-                if !inside {
-                    // A block at an edge of the row, pixel by pixel: a lone sum stays in a
-                    // register through the taps it skips, where an array of them would not.
-                    for (j, o) in outs.chunks_exact_mut(cv).enumerate() {
-                        let xj = x0 + (j * s) as isize;
-                        for (v, o) in o.iter_mut().enumerate() {
-                            let mut acc = bias[v];
-                            for (ky, row) in rows.iter().enumerate() {
-                                let Some(row) = row else { continue };
-                                for kx in 0..3 {
-                                    let ix = xj + kx as isize;
-                                    if (0..w).contains(&ix) {
-                                        let wt = taps[(ky * 3 + kx) * cv + v];
-                                        let i = row[ix as usize * cv + v];
-                                        acc = simd.mul_add_e_f32s(i, wt, acc);
-                                    }
-                                }
-                            }
-                            *o = acc;
-                        }
-                    }
+                if (lo..hi).contains(&block) {
                     continue;
                 }
-                for v in 0..cv {
-                    let mut acc = [bias[v]; PX];
-                    for (ky, row) in rows.iter().enumerate() {
-                        let Some(row) = row else { continue };
-                        for kx in 0..3 {
-                            let wt = taps[(ky * 3 + kx) * cv + v];
-                            let at = (x0 + kx as isize) as usize * cv + v;
-                            for (j, acc) in acc.iter_mut().enumerate() {
-                                *acc = simd.mul_add_e_f32s(row[at + j * s * cv], wt, *acc);
+                // A block at an edge of the row, pixel by pixel: a lone sum stays in a
+                // register through the taps it skips, where an array of them would not.
+                let x0 = x0(block);
+                for (j, o) in outs.chunks_exact_mut(cv).enumerate() {
+                    let xj = x0 + (j * s) as isize;
+                    for (v, o) in o.iter_mut().enumerate() {
+                        let mut acc = bias[v];
+                        for (ky, row) in rows.iter().enumerate() {
+                            let Some(row) = row else { continue };
+                            for kx in 0..3 {
+                                let ix = xj + kx as isize;
+                                if (0..w).contains(&ix) {
+                                    let wt = taps[(ky * 3 + kx) * cv + v];
+                                    let i = row[ix as usize * cv + v];
+                                    acc = simd.mul_add_e_f32s(i, wt, acc);
+                                }
                             }
                         }
-                    }
-                    for (o, acc) in outs.iter_mut().skip(v).step_by(cv).zip(acc) {
                         *o = acc;
                     }
                 }
             }
+            // Along the row one vector of channels at a time where it is long; in a
+            // short row (SCRFD's last blocks: 43 pixels of 288 channels) the weights'
+            // reloads cost less than walking it once per vector: one block at a time.
+            let inner = |first: usize, blocks: usize| Inner {
+                rows,
+                taps,
+                bias,
+                cv,
+                first: (first * PX * s - p, first * PX * cv),
+                blocks,
+            };
+            if hi - lo >= LONG_RUN {
+                inner(lo, hi - lo).run(simd, s, out);
+            } else {
+                for first in lo..hi {
+                    inner(first, 1).run(simd, s, out);
+                }
+            }
         }
         act_row(orow, c, act);
+    }
+}
+
+/// The blocks of a [`Row`] whose windows lie inside the input row, computed one vector
+/// of channels at a time along the row: its nine weights stay in registers for the whole
+/// run, and neighbouring windows' shared input columns are loaded once (at stride 1, six
+/// loads for a block's 36 multiply-adds instead of 36). Block by block, every weight and
+/// input was reloaded, and the sums and indices spilled to the stack.
+struct Inner<'a, V> {
+    rows: [Option<&'a [V]>; 3],
+    taps: &'a [V],
+    bias: &'a [V],
+    cv: usize,
+    /// The first block's first input column and first output vector.
+    first: (usize, usize),
+    blocks: usize,
+}
+
+impl<V: Copy> Inner<'_, V> {
+    /// At stride 1 or 2.
+    #[inline(always)]
+    fn run<S: pulp::Simd<f32s = V>>(&self, simd: S, stride: usize, out: &mut [V]) {
+        match stride {
+            1 => self.run_at::<S, 1>(simd, out),
+            _ => self.run_at::<S, 2>(simd, out),
+        }
+    }
+
+    #[inline(always)]
+    fn run_at<S: pulp::Simd<f32s = V>, const STRIDE: usize>(&self, simd: S, out: &mut [V]) {
+        let Inner {
+            rows,
+            taps,
+            bias,
+            cv,
+            ..
+        } = *self;
+        let (col0, out0) = self.first;
+        for v in 0..cv {
+            let wt: [V; 9] = std::array::from_fn(|t| taps[t * cv + v]);
+            for block in 0..self.blocks {
+                let col = col0 + block * PX * STRIDE;
+                let mut acc = [bias[v]; PX];
+                // The same order of sums as the edge blocks' (rows, then columns), so
+                // that every pixel's value is the same wherever its block falls.
+                for (ky, row) in rows.iter().enumerate() {
+                    let Some(row) = row else { continue };
+                    let at = col * cv + v;
+                    for kx in 0..3 {
+                        for (j, acc) in acc.iter_mut().enumerate() {
+                            let i = row[at + (j * STRIDE + kx) * cv];
+                            *acc = simd.mul_add_e_f32s(i, wt[ky * 3 + kx], *acc);
+                        }
+                    }
+                }
+                let o = out0 + block * PX * cv + v;
+                for (j, acc) in acc.into_iter().enumerate() {
+                    out[o + j * cv] = acc;
+                }
+            }
+        }
     }
 }
 
@@ -265,7 +361,8 @@ mod tests {
 
     /// Same numbers as candle-nn's grouped conv2d with PReLU after it, for SCRFD's and
     /// MobileFaceNet's shapes: 3×3 at strides 1 and 2 with odd sizes where the last
-    /// window hangs over the padding, and the 7×7 global depthwise conv without padding.
+    /// window hangs over the padding, rows long enough for a run of blocks, and the 7×7
+    /// global depthwise conv without padding.
     #[test]
     fn matches_candle_grouped_conv() {
         matches_candle_grouped_conv_cases();
@@ -288,6 +385,10 @@ mod tests {
             (1, 10, 13, 48, 3, 2, 1),
             (1, 5, 6, 64, 3, 1, 1),
             (2, 9, 11, 24, 3, 1, 1),
+            // Rows long enough to be computed in one run, vector by vector.
+            (1, 5, 150, 16, 3, 1, 1),
+            (2, 4, 151, 32, 3, 2, 1),
+            (1, 3, 140, 24, 3, 1, 1),
         ]
         .iter()
         .enumerate()
