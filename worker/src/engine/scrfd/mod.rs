@@ -17,6 +17,7 @@ use std::path::Path;
 
 use candle_core::{Device, Tensor};
 use image::RgbImage;
+use rayon::prelude::*;
 
 pub use self::decode::ScrfdDetection;
 use self::decode::{StrideOutput, nms};
@@ -119,17 +120,22 @@ impl Scrfd {
         let (stride, rw) = (img.width() as usize * 3, region.w as usize * 3);
         let raw = img.as_raw();
         let black = normalise(0);
-        for (y, row) in x.data.chunks_exact_mut(w * 3).enumerate() {
-            let (inside, padding) = row.split_at_mut(if y < region.h as usize { rw } else { 0 });
-            let start = (region.y as usize + y) * stride + region.x as usize * 3;
-            for (v, &p) in inside
-                .iter_mut()
-                .zip(raw.get(start..start + rw).unwrap_or(&[]))
-            {
-                *v = normalise(p);
-            }
-            padding.fill(black);
-        }
+        // Rows in parallel: one thread took 0.8 ms of a 20 ms network for 1376×768.
+        x.data
+            .par_chunks_exact_mut(w * 3)
+            .enumerate()
+            .for_each(|(y, row)| {
+                let (inside, padding) =
+                    row.split_at_mut(if y < region.h as usize { rw } else { 0 });
+                let start = (region.y as usize + y) * stride + region.x as usize * 3;
+                for (v, &p) in inside
+                    .iter_mut()
+                    .zip(raw.get(start..start + rw).unwrap_or(&[]))
+                {
+                    *v = normalise(p);
+                }
+                padding.fill(black);
+            });
         match &self.net {
             Net::Cpu(net) => {
                 let out = net.forward(&x);

@@ -78,17 +78,37 @@ impl Separable {
         })
     }
 
-    /// Both layers row by row: each depthwise output row goes through the pointwise
-    /// layer while it is in cache. Layer by layer, the depthwise output (17 MB for the
-    /// first block of a 1376×768 input) was written to memory and read back.
+    /// Both layers a few rows at a time: each task's depthwise output rows go through
+    /// the pointwise layer while they are in cache (layer by layer, the depthwise
+    /// output was written to memory and read back), and as one run of pixels, so that
+    /// the pointwise kernel's blocks of pixels rarely break at the end of a row.
     fn forward(&self, x: &Maps) -> Result<Maps> {
         let (oh, ow) = self.depthwise.output_size(x.h, x.w);
-        let c_out = self.pointwise.c_out();
+        let (c, c_out) = (x.c, self.pointwise.c_out());
         let spans = self.depthwise.spans(x.w);
-        let mut data = buffers::scratch(x.n * oh * ow * c_out);
-        data.par_chunks_mut(ow * c_out)
+        let rows = x.n * oh;
+        let per_task = rows_per_task(rows, ow);
+        let mut data = buffers::scratch(rows * ow * c_out);
+        data.par_chunks_mut(per_task * ow * c_out)
             .enumerate()
-            .for_each(|(r, orow)| self.row(x, (r / oh, r % oh), &spans, orow));
+            .for_each(|(t, out)| {
+                let n = out.len() / (ow * c_out);
+                let mut mid = Maps {
+                    n: 1,
+                    h: 1,
+                    w: n * ow,
+                    c,
+                    data: buffers::scratch(n * ow * c),
+                };
+                for (j, mrow) in mid.data.chunks_exact_mut(ow * c).enumerate() {
+                    let r = t * per_task + j;
+                    self.depthwise
+                        .forward_row(x, (r / oh, r % oh), &spans, mrow, Act::Relu);
+                }
+                // A 1×1 layer maps each pixel on its own: the rows are one run of pixels.
+                self.pointwise.forward_row(&mid, (0, 0), out, Act::Relu);
+                buffers::recycle(mid.data);
+            });
         Ok(Maps {
             n: x.n,
             h: oh,
@@ -98,22 +118,40 @@ impl Separable {
         })
     }
 
-    /// Output row `at` of `x`'s block into `orow`; `spans` from the depthwise layer.
-    fn row(&self, x: &Maps, at: (usize, usize), spans: &[(usize, usize)], orow: &mut [f32]) {
-        let ow = self.depthwise.output_size(1, x.w).1;
+    /// One output row from the three input rows (of `w` pixels) under it, `None` in the
+    /// padding.
+    fn row_from(
+        &self,
+        rows: &[Option<&[f32]>],
+        w: usize,
+        spans: &[(usize, usize)],
+        orow: &mut [f32],
+    ) {
+        let ow = self.depthwise.output_size(1, w).1;
+        let c = self.depthwise.channels();
         let mut mid = Maps {
             n: 1,
             h: 1,
             w: ow,
-            c: x.c,
-            data: buffers::scratch(ow * x.c),
+            c,
+            data: buffers::scratch(ow * c),
         };
         self.depthwise
-            .forward_row(x, at, spans, &mut mid.data, Act::Relu);
+            .forward_rows(rows, w, spans, &mut mid.data, Act::Relu);
         self.pointwise.forward_row(&mid, (0, 0), orow, Act::Relu);
         buffers::recycle(mid.data);
     }
 }
+
+/// Rows per task of [`Separable::forward`]: about [`TASK_PIXELS`] pixels, in at least
+/// four tasks per thread for the threads to share them evenly.
+fn rows_per_task(rows: usize, w: usize) -> usize {
+    let for_threads = rows / (4 * rayon::current_num_threads());
+    TASK_PIXELS.div_ceil(w.max(1)).min(for_threads).max(1)
+}
+
+/// Pixels per task of [`Separable::forward`].
+const TASK_PIXELS: usize = 256;
 
 struct Head {
     tower: [Separable; 2],
@@ -201,24 +239,22 @@ impl ScrfdCpu {
 
     /// `x`: one normalised image `(1, H, W, 3)`, H and W multiples of 32.
     pub fn forward(&self, x: &Maps) -> Result<[StrideOutput; 3]> {
-        // The stem and a stride-1 first block go through in bands ([`banded`]). (Pairing
-        // the later stride-2 blocks with the stride-1 block after them gained nothing:
-        // their maps are smaller and their halo rows cost more.)
-        let (oh, ow) = self.stem.output_size(x.h, x.w);
-        let first_fuses = x.n == 1
-            && !self.taps.contains(&0)
-            && self
-                .blocks
-                .first()
-                .is_some_and(|b| b.depthwise.stride() == 1);
-        let (mut f, first) = if first_fuses {
-            let stem = |r: usize, row: &mut [f32]| self.stem.forward_row(x, (0, r), row, Act::Relu);
-            (
-                banded((oh, ow, self.stem.c_out()), stem, &self.blocks[0]),
-                1,
-            )
+        // The stem and the first blocks go through as a stream of rows ([`streamed`]):
+        // their maps, the largest of the network, are never written out whole.
+        let first = if x.n == 1 {
+            self.blocks
+                .iter()
+                .take(STREAMED_BLOCKS)
+                .enumerate()
+                .take_while(|(i, _)| !self.taps.contains(i))
+                .count()
         } else {
-            (self.stem.forward_act(x, act(true)), 0)
+            0
+        };
+        let mut f = if first > 0 {
+            streamed(x, &self.stem, &self.blocks[..first])
+        } else {
+            self.stem.forward_act(x, act(true))
         };
         let mut features: Vec<Maps> = Vec::with_capacity(3);
         // A tapped block's output moves into `features` and the next block reads it
@@ -237,6 +273,8 @@ impl ScrfdCpu {
                 buffers::recycle(std::mem::replace(&mut f, y).data);
             }
         }
+        // The last untapped block's output, read by the next (tapped) block.
+        buffers::recycle(f.data);
         let [c3, c4, c5]: [Maps; 3] = features
             .try_into()
             .map_err(|_| EngineError::Invalid("SCRFD: backbone taps out of order".into()))?;
@@ -277,83 +315,192 @@ impl ScrfdCpu {
     }
 }
 
-/// The producer's rows of one band of [`banded`] are kept within this many bytes, to stay
-/// in the L2 cache: 18 rows of 688 pixels × 16 channels (0.8 MB) for the stem of a
-/// 1376-pixel-wide input. At a fixed 16 rows, a 2016-pixel-wide input's band (1.2 MB)
-/// overflowed it.
-const BAND_BYTES: usize = 800 * 1024;
+/// Blocks after the stem that [`streamed`] computes with it (the first three: up to
+/// stride 4, where the maps are largest).
+const STREAMED_BLOCKS: usize = 3;
 
-/// Output rows per band of [`banded`] for producer rows of `row_bytes`: as many as fit
-/// [`BAND_BYTES`] with the two halo rows, from 4 (below, the halo rows' recomputation
-/// costs more than the cache saves) to 16.
-fn band_rows(row_bytes: usize) -> usize {
-    (BAND_BYTES / row_bytes.max(1))
-        .saturating_sub(2)
-        .clamp(4, 16)
+/// Tasks [`streamed`] splits the output rows into: enough for the threads to share, few
+/// enough that the halo rows each recomputes stay a small part of its work.
+const STREAMED_TASKS: usize = 8;
+
+/// The last three rows computed of one layer of [`streamed`], in slots by row modulo 3.
+struct Ring {
+    rows: [(Option<usize>, Vec<f32>); 3],
 }
 
-/// A stride-1 separable block `next` after a layer whose output rows `produce` computes
-/// (`(h, w, c)` in all: the stem), for one image, in bands of output rows: each band's input rows,
-/// and one more on each side for the depthwise taps, are computed into a buffer that stays
-/// in cache, where layer by layer the producer's output (the stem's: 17 MB for a 1376×768
-/// input) was written out and read back. The same numbers: rows outside the map are
-/// zeros, as the depthwise padding.
-fn banded(
-    (h, w, c): (usize, usize, usize),
-    produce: impl Fn(usize, &mut [f32]) + Sync,
-    next: &Separable,
-) -> Maps {
-    let c_out = next.pointwise.c_out();
-    let spans = next.depthwise.spans(w);
-    let mut data = buffers::scratch(h * w * c_out);
-    let band = band_rows(w * c * size_of::<f32>());
-    data.par_chunks_mut(band * w * c_out)
+impl Ring {
+    fn new(len: usize) -> Ring {
+        Ring {
+            rows: std::array::from_fn(|_| (None, buffers::scratch(len))),
+        }
+    }
+
+    fn get(&self, y: usize) -> Option<&[f32]> {
+        let (at, row) = &self.rows[y % 3];
+        (*at == Some(y)).then_some(row.as_slice())
+    }
+}
+
+/// The stem and `blocks` (3×3 separable, padding 1) after it on one image, as a stream of
+/// rows: each task computes a run of the last block's output rows, and each layer's
+/// rows as the next layer first needs them, keeping only the last three of each (in
+/// the L1 and L2 caches). Layer by layer, each map (17 MB for the stem of a 1376×768
+/// input) was written to memory and read back. The same numbers: the same row kernels,
+/// and rows outside a map are the padding's zeros.
+fn streamed(x: &Maps, stem: &DirectConv, blocks: &[Separable]) -> Maps {
+    assert_eq!(x.n, 1, "one image");
+    // Each layer's output size: the stem's, then each block's.
+    let mut sizes = vec![stem.output_size(x.h, x.w)];
+    for b in blocks {
+        let (h, w) = sizes[sizes.len() - 1];
+        sizes.push(b.depthwise.output_size(h, w));
+    }
+    let channels: Vec<usize> = std::iter::once(stem.c_out())
+        .chain(blocks.iter().map(|b| b.pointwise.c_out()))
+        .collect();
+    let spans: Vec<Vec<(usize, usize)>> = blocks
+        .iter()
+        .zip(&sizes)
+        .map(|(b, &(_, w))| b.depthwise.spans(w))
+        .collect();
+    let chain = Chain {
+        x,
+        stem,
+        blocks,
+        sizes: &sizes,
+        spans: &spans,
+    };
+    let last = blocks.len();
+    let (oh, ow) = sizes[last];
+    let c_out = channels[last];
+    let rows_per_task = oh.div_ceil(STREAMED_TASKS).max(1);
+    let mut data = buffers::scratch(oh * ow * c_out);
+    data.par_chunks_mut(rows_per_task * ow * c_out)
         .enumerate()
         .for_each(|(i, out)| {
-            let (r0, rows) = (i * band, out.len() / (w * c_out));
-            // Band row j holds input row r0 + j − 1.
-            let mut band = Maps {
-                n: 1,
-                h: rows + 2,
-                w,
-                c,
-                data: buffers::scratch((rows + 2) * w * c),
-            };
-            for (j, row) in band.data.chunks_exact_mut(w * c).enumerate() {
-                match (r0 + j).checked_sub(1).filter(|&r| r < h) {
-                    Some(r) => produce(r, row),
-                    None => row.fill(0.0),
+            let mut rings: Vec<Ring> = (0..last)
+                .map(|l| Ring::new(sizes[l].1 * channels[l]))
+                .collect();
+            for (j, orow) in out.chunks_exact_mut(ow * c_out).enumerate() {
+                chain.row(&mut rings, last, i * rows_per_task + j, orow);
+            }
+            for ring in rings {
+                for (_, row) in ring.rows {
+                    buffers::recycle(row);
                 }
             }
-            // Output row j of the band reads band rows j..j + 3: as output row j + 1 of
-            // the band with the padding of one.
-            for (j, orow) in out.chunks_exact_mut(w * c_out).enumerate() {
-                next.row(&band, (0, j + 1), &spans, orow);
-            }
-            buffers::recycle(band.data);
         });
     Maps {
         n: 1,
-        h,
-        w,
+        h: oh,
+        w: ow,
         c: c_out,
         data,
+    }
+}
+
+/// The layers of [`streamed`]: layer 0 is the stem, layer `l` block `l − 1`.
+struct Chain<'a> {
+    x: &'a Maps,
+    stem: &'a DirectConv,
+    blocks: &'a [Separable],
+    sizes: &'a [(usize, usize)],
+    spans: &'a [Vec<(usize, usize)>],
+}
+
+impl Chain<'_> {
+    /// Row `y` of layer `l` into `out`, computing first the rows of layer `l − 1` under it
+    /// that `rings[l − 1]` does not hold.
+    fn row(&self, rings: &mut [Ring], l: usize, y: usize, out: &mut [f32]) {
+        if l == 0 {
+            return self.stem.forward_row(self.x, (0, y), out, Act::Relu);
+        }
+        let block = &self.blocks[l - 1];
+        let (h, w) = self.sizes[l - 1];
+        let s = block.depthwise.stride();
+        // Input row `y·s + ky − 1` (padding 1), inside the map.
+        let under = |ky: usize| (y * s + ky).checked_sub(1).filter(|&r| r < h);
+        for r in (0..3).filter_map(under) {
+            self.ensure(rings, l - 1, r);
+        }
+        let ring = &rings[l - 1];
+        let rows: [Option<&[f32]>; 3] =
+            std::array::from_fn(|ky| under(ky).map(|r| ring.get(r).expect("row computed")));
+        block.row_from(&rows, w, &self.spans[l - 1], out);
+    }
+
+    /// Row `y` of layer `l` into its ring, unless it is there.
+    fn ensure(&self, rings: &mut [Ring], l: usize, y: usize) {
+        if rings[l].get(y).is_some() {
+            return;
+        }
+        // Out of the ring while it is written: computing it reads only earlier layers.
+        let mut row = std::mem::take(&mut rings[l].rows[y % 3].1);
+        self.row(&mut rings[..l], l, y, &mut row);
+        rings[l].rows[y % 3] = (Some(y), row);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::nhwc::tests::random;
 
+    /// A separable block with random weights: 3×3 depthwise (padding 1) at `stride`,
+    /// then 1×1 from `c_in` to `c_out` channels.
+    fn separable(c_in: usize, c_out: usize, stride: usize, seed: u64) -> Separable {
+        Separable {
+            depthwise: Depthwise::from_oihw(
+                &random(c_in * 9, seed),
+                &random(c_in, seed + 1),
+                [c_in, 3],
+                stride,
+                1,
+            ),
+            pointwise: DirectConv::from_oihw(
+                &random(c_out * c_in, seed + 2),
+                &random(c_out, seed + 3),
+                [c_out, c_in, 1, 1],
+                1,
+                0,
+            ),
+        }
+    }
+
+    /// The stream of rows gives exactly the layers' numbers, for SCRFD's first layers
+    /// (a stem at stride 2, blocks at strides 1 and 2) on sizes whose rows split unevenly
+    /// between tasks, and odd ones whose last windows hang over the padding.
     #[test]
-    fn bands_keep_the_producer_rows_within_the_cache_budget() {
-        // The stem's rows (16 channels) for 1376- and 2016-pixel-wide inputs.
-        assert_eq!(band_rows(688 * 16 * 4), 16);
-        assert_eq!(band_rows(1008 * 16 * 4), 10);
-        assert!((band_rows(1008 * 16 * 4) + 2) * 1008 * 16 * 4 <= BAND_BYTES);
-        // Very wide rows still make bands of 4; tiny ones at most 16.
-        assert_eq!(band_rows(10_000 * 16 * 4), 4);
-        assert_eq!(band_rows(4), 16);
+    fn streamed_layers_equal_the_layers_one_by_one() {
+        for (h, w) in [(64, 96), (70, 38), (9, 13), (2, 2)] {
+            let x = Maps {
+                n: 1,
+                h,
+                w,
+                c: 3,
+                data: random(h * w * 3, 7),
+            };
+            let stem =
+                DirectConv::from_oihw(&random(16 * 27, 8), &random(16, 9), [16, 3, 3, 3], 2, 1);
+            let blocks = [
+                separable(16, 16, 1, 10),
+                separable(16, 40, 2, 20),
+                separable(40, 40, 1, 30),
+            ];
+            for n in 1..=blocks.len() {
+                let mut expected = stem.forward_act(&x, Act::Relu);
+                for b in &blocks[..n] {
+                    expected = b.forward(&expected).unwrap();
+                }
+                let got = streamed(&x, &stem, &blocks[..n]);
+                assert_eq!(
+                    (got.h, got.w, got.c),
+                    (expected.h, expected.w, expected.c),
+                    "{h}×{w}, {n} blocks"
+                );
+                assert!(got.data == expected.data, "{h}×{w}, {n} blocks");
+            }
+        }
     }
 
     #[test]
