@@ -17,7 +17,7 @@ use super::grouped_conv::GroupedConv;
 use crate::engine::nhwc::buffers;
 use crate::engine::nhwc::depthwise::Depthwise;
 use crate::engine::nhwc::direct::DirectConv;
-use crate::engine::nhwc::{Act, Maps};
+use crate::engine::nhwc::{Act, Maps, in_pool};
 use crate::engine::onnx::{Node, OnnxError, OnnxModel};
 use crate::engine::{EngineError, Result};
 
@@ -432,7 +432,7 @@ impl MobileFaceNet {
             }
         }
         let features = match self.layout {
-            Layout::Nhwc => self.features_nhwc(crops)?,
+            Layout::Nhwc => in_pool(|| self.features_nhwc(crops))?,
             Layout::Candle => self.features_candle(crops)?,
         };
         let out = features

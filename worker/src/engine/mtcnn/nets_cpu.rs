@@ -8,7 +8,7 @@ use candle_nn::VarBuilder;
 
 use crate::engine::Result;
 use crate::engine::nhwc::direct::DirectConv;
-use crate::engine::nhwc::{Act, Maps, buffers, max_pool_ceil};
+use crate::engine::nhwc::{Act, Maps, buffers, in_pool, max_pool_ceil};
 
 fn values(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Vec<f32>> {
     Ok(vb.get(shape, name)?.flatten_all()?.to_vec1::<f32>()?)
@@ -127,6 +127,10 @@ impl PNetCpu {
 
     /// `x`: one normalised image, `(1, H, W, 3)`.
     pub fn forward(&self, x: &Maps) -> Result<ProposalMaps> {
+        in_pool(|| self.run(x))
+    }
+
+    fn run(&self, x: &Maps) -> Result<ProposalMaps> {
         // Each map back to the buffer pool once read: freed, the large ones are unmapped
         // and the next level or photo faults their pages in again.
         let c1 = self.conv1.forward(x)?;
@@ -179,6 +183,10 @@ impl RNetCpu {
 
     /// `x`: `(N, 24, 24, 3)` crops.
     pub fn forward(&self, x: &Maps) -> Result<Vec<Refinement>> {
+        in_pool(|| self.run(x))
+    }
+
+    fn run(&self, x: &Maps) -> Result<Vec<Refinement>> {
         let x = max_pool_ceil(&self.conv1.forward(x)?, 3, 2);
         let x = max_pool_ceil(&self.conv2.forward(&x)?, 3, 2);
         let x = self.dense4.forward(&self.conv3.forward(&x)?)?;
@@ -229,6 +237,10 @@ impl ONetCpu {
 
     /// `x`: `(N, 48, 48, 3)` crops.
     pub fn forward(&self, x: &Maps) -> Result<Vec<Output>> {
+        in_pool(|| self.run(x))
+    }
+
+    fn run(&self, x: &Maps) -> Result<Vec<Output>> {
         let x = max_pool_ceil(&self.conv1.forward(x)?, 3, 2);
         let x = max_pool_ceil(&self.conv2.forward(&x)?, 3, 2);
         let x = max_pool_ceil(&self.conv3.forward(&x)?, 2, 2);

@@ -25,7 +25,7 @@ use self::net::ScrfdNet;
 use self::net_cpu::ScrfdCpu;
 use self::tiling::{Tile, aligned};
 use super::Result;
-use super::nhwc::{Maps, buffers};
+use super::nhwc::{Maps, buffers, in_pool};
 
 /// Detection parameters, with InsightFace's defaults where it has them.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -138,7 +138,7 @@ impl Scrfd {
             });
         match &self.net {
             Net::Cpu(net) => {
-                let out = net.forward(&x);
+                let out = in_pool(|| net.forward(&x));
                 buffers::recycle(x.data);
                 out
             }

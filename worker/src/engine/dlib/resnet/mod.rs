@@ -159,7 +159,8 @@ impl FaceDescriptor {
         let max = if self.nhwc { MAX_BATCH } else { MAX_GPU_BATCH };
         for batch in chips.chunks(max) {
             let d = if self.nhwc {
-                self.forward_cpu(&preprocess::input_maps(batch, &self.avg_rgb)?)?
+                let x = preprocess::input_maps(batch, &self.avg_rgb)?;
+                nhwc::in_pool(|| self.forward_cpu(&x))?
             } else {
                 self.forward(&preprocess::input_tensor(
                     batch,
