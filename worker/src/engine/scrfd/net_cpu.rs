@@ -1,9 +1,10 @@
 //! SCRFD-500M on the CPU in NHWC layout: dense and pointwise convolutions (16 to 288
 //! channels) with the direct kernel (`nhwc::direct`), depthwise ones with the kernel
 //! shared with ArcFace (`nhwc::depthwise`). Bias and ReLU are applied in the same pass as
-//! each layer, and each depthwise + pointwise pair runs row by row. (The pointwise
-//! layers took as long through candle's GEMM, whose fresh output buffer per layer cost
-//! page faults besides.)
+//! each layer, and each depthwise + pointwise pair runs a few rows at a time, so that its
+//! intermediate map stays in cache; the stem and the first blocks, whose maps are the
+//! largest, run as one stream of rows ([`streamed`]). (The pointwise layers took as long
+//! through candle's GEMM, whose fresh output buffer per layer cost page faults besides.)
 
 use rayon::prelude::*;
 
