@@ -76,13 +76,14 @@ pub struct Maps {
 }
 
 impl Maps {
+    /// Zeros, in a buffer from the pool.
     pub fn zeros(n: usize, h: usize, w: usize, c: usize) -> Maps {
         Maps {
             n,
             h,
             w,
             c,
-            data: vec![0.0; n * h * w * c],
+            data: buffers::zeroed(n * h * w * c),
         }
     }
 

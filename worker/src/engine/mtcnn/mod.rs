@@ -23,7 +23,7 @@ use self::nets::{ONet, PNet, RNet};
 use self::nets_cpu::{ONetCpu, Output, PNetCpu, ProposalMaps, RNetCpu, Refinement};
 use self::resample::{IntegralImage, PixelOrder, Region};
 use super::batch_stage::{BatchOptions, BatchStage, Users};
-use super::nhwc::Maps;
+use super::nhwc::{Maps, buffers};
 use super::{EngineError, Result, pytorch_legacy};
 
 /// Detection parameters, with facenet-pytorch's defaults.
@@ -251,13 +251,16 @@ impl Mtcnn {
         let level = Level { pixels, h, w };
         let mut maps = match (&self.nets, &self.stages) {
             (Nets::Cpu(pnet, ..), _) => {
-                return pnet.forward(&Maps {
+                let x = Maps {
                     n: 1,
                     h,
                     w,
                     c: 3,
                     data: level.pixels,
-                });
+                };
+                let maps = pnet.forward(&x);
+                buffers::recycle(x.data);
+                return maps;
             }
             (_, Some(stages)) => stages.pnet.run(vec![level])?,
             (Nets::Candle(pnet, ..), None) => pnet_candle(pnet, &self.device, &[level])?,
@@ -305,7 +308,7 @@ impl Mtcnn {
             while a < out_h {
                 let b = (a + band).min(out_h);
                 let rows = 2 * a..(2 * b + 10).min(hs);
-                let mut pixels = vec![0.0; 3 * rows.len() * ws];
+                let mut pixels = buffers::zeroed(3 * rows.len() * ws);
                 integral.resample_rows_into(
                     whole,
                     (hs, ws),

@@ -160,7 +160,9 @@ impl FaceDescriptor {
         for batch in chips.chunks(max) {
             let d = if self.nhwc {
                 let x = preprocess::input_maps(batch, &self.avg_rgb)?;
-                nhwc::in_pool(|| self.forward_cpu(&x))?
+                let d = nhwc::in_pool(|| self.forward_cpu(&x));
+                nhwc::buffers::recycle(x.data);
+                d?
             } else {
                 self.forward(&preprocess::input_tensor(
                     batch,
@@ -176,24 +178,39 @@ impl FaceDescriptor {
 
     /// The forward pass of [`Self::forward`] on NHWC maps; `(n, 128)` descriptors.
     fn forward_cpu(&self, x: &nhwc::Maps) -> Result<Tensor> {
+        // Every map goes back to the buffer pool once read: a batch of 30 faces' maps
+        // are 20 MB each, and fresh ones were faulted in page by page on every photo.
+        use nhwc::buffers::recycle;
         let (pool, stride) = self.stem_pool;
-        let mut x = self.stem.forward_cpu(x)?;
-        x.relu();
-        let mut x = nhwc::max_pool(&x, pool[0], stride[0]);
+        let mut stem = self.stem.forward_cpu(x)?;
+        stem.relu();
+        let mut x = nhwc::max_pool(&stem, pool[0], stride[0]);
+        recycle(stem.data);
         for unit in &self.units {
-            let mut h = unit.conv1.forward_cpu(&x)?;
-            h.relu();
-            let mut h = unit.conv2.forward_cpu(&h)?;
-            x = match unit.down {
+            let mut h1 = unit.conv1.forward_cpu(&x)?;
+            h1.relu();
+            let mut h = unit.conv2.forward_cpu(&h1)?;
+            recycle(h1.data);
+            let mut y = match unit.down {
                 None => {
                     h.add_assign(&x);
                     h
                 }
-                Some(k) => nhwc::add_zero_padded(&nhwc::avg_pool(&x, k[0], k[0]), &h),
+                Some(k) => {
+                    let shortcut = nhwc::avg_pool(&x, k[0], k[0]);
+                    let y = nhwc::add_zero_padded(&shortcut, &h);
+                    recycle(shortcut.data);
+                    recycle(h.data);
+                    y
+                }
             };
-            x.relu();
+            y.relu();
+            recycle(std::mem::replace(&mut x, y).data);
         }
-        let pooled = Tensor::from_vec(x.mean_over_pixels(), (x.n, x.c), &self.device)?;
+        let means = x.mean_over_pixels();
+        let (n, c) = (x.n, x.c);
+        recycle(x.data);
+        let pooled = Tensor::from_vec(means, (n, c), &self.device)?;
         Ok(pooled.matmul(&self.fc)?)
     }
 

@@ -11,13 +11,17 @@ use crate::engine::{EngineError, Result};
 /// `(n, 150, 150, 3)` NHWC float32, normalised as in [`input_tensor`].
 pub(super) fn input_maps(chips: &[RgbImage], avg_rgb: &[f32; 3]) -> Result<nhwc::Maps> {
     let s = CHIP_SIZE as usize;
-    let mut data = Vec::with_capacity(chips.len() * s * s * 3);
-    for (i, chip) in chips.iter().enumerate() {
+    // From the buffer pool, and back to it after the forward pass (8 MB for 30 faces).
+    let mut data = nhwc::buffers::scratch(chips.len() * s * s * 3);
+    for (i, (chip, out)) in chips
+        .iter()
+        .zip(data.chunks_exact_mut(s * s * 3))
+        .enumerate()
+    {
         check_chip(i, chip)?;
-        for px in chip.as_raw().chunks_exact(3) {
-            for (v, mean) in px.iter().zip(avg_rgb) {
-                data.push((f32::from(*v) - mean) / 256.0);
-            }
+        let means = avg_rgb.iter().cycle();
+        for (o, (v, mean)) in out.iter_mut().zip(chip.as_raw().iter().zip(means)) {
+            *o = (f32::from(*v) - mean) / 256.0;
         }
     }
     Ok(nhwc::Maps {
