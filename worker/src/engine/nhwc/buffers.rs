@@ -14,8 +14,10 @@ use std::sync::Mutex;
 const POOLED_SMALL: usize = 8;
 /// Buffers of at least this many floats (1 MiB) are large: shared.
 const LARGE: usize = 1 << 18;
-/// Larger buffers are returned to the allocator.
-const MAX_POOLED_LEN: usize = 16 << 20;
+/// Larger buffers (over 128 MiB) are returned to the allocator. O-Net's first map for a
+/// batch of 256 crops is 69 MB: under a 64 MiB limit it was allocated fresh, and its
+/// pages faulted in, for every batch.
+const MAX_POOLED_LEN: usize = 32 << 20;
 /// The shared pool holds at most this many floats (256 MiB), dropping the oldest first,
 /// so that the maps of a photo size no longer seen are released.
 const MAX_SHARED_FLOATS: usize = 64 << 20;
@@ -27,15 +29,21 @@ thread_local! {
 /// Large buffers, oldest first.
 static SHARED: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
 
-/// The index of the smallest buffer of `pool` that holds `len` floats without wasting
-/// more than an eighth: a 9 M map's buffer taken for a 6 M one left the 9 M map to a
-/// fresh allocation, every photo.
+/// The size class of a buffer of `len` floats: four classes per doubling, so that a
+/// buffer wastes at most a quarter. A buffer serves requests of its own class only: a
+/// 9 M map's buffer taken for a 6 M one left the 9 M map to a fresh allocation, every
+/// photo; and batches of a varying number of faces (R-Net's and O-Net's crops, dlib's
+/// chips) need sizes that differ a little from photo to photo.
+fn class(len: usize) -> usize {
+    let step = (len.next_power_of_two() / 8).max(1);
+    len.div_ceil(step) * step
+}
+
+/// The index of a buffer of `pool` of `len`'s size class that holds `len` floats.
 fn best_fit(pool: &[Vec<f32>], len: usize) -> Option<usize> {
+    let want = class(len);
     pool.iter()
-        .enumerate()
-        .filter(|(_, v)| (len..=len + len / 8).contains(&v.capacity()))
-        .min_by_key(|(_, v)| v.capacity())
-        .map(|(i, _)| i)
+        .position(|v| v.capacity() >= len && class(v.capacity()) == want)
 }
 
 /// A pooled buffer that holds `len` floats, if any.
@@ -76,9 +84,11 @@ pub fn scratch(len: usize) -> Vec<f32> {
     }
 }
 
-/// A new zeroed vector.
+/// A new zeroed vector, with room for its whole size class.
 fn fresh(len: usize) -> Vec<f32> {
-    vec![0.0; len]
+    let mut v = vec![0.0; class(len)];
+    v.truncate(len);
+    v
 }
 
 /// Gives a buffer back to the pool (dropping the oldest large ones, or this thread's
@@ -124,6 +134,25 @@ mod tests {
         let w = zeroed(500);
         assert_eq!(w.len(), 500);
         assert!(w.iter().all(|&x| x == 0.0));
+    }
+
+    #[test]
+    fn size_classes_waste_at_most_a_quarter_and_keep_their_buffers() {
+        for len in [1, 7, 100, 1000, 5_806_080, 6_967_296, 9_289_728] {
+            let c = class(len);
+            assert!(c >= len && c <= len + len / 4 + 1, "{len}: class {c}");
+            assert_eq!(class(c), c, "{len}");
+        }
+        // SCRFD's 9.3 M, 7.0 M and 5.8 M maps are of different classes: none takes
+        // another's buffer.
+        let classes = [9_289_728, 6_967_296, 5_806_080].map(class);
+        assert!(classes[0] != classes[1] && classes[1] != classes[2]);
+        // A batch of a few more faces fits the buffer of the last one; a map of another
+        // class does not take it.
+        let pool = vec![fresh(3_000_000)];
+        assert_eq!(best_fit(&pool, 3_100_000), Some(0));
+        assert_eq!(best_fit(&pool, 2_000_000), None);
+        assert_eq!(best_fit(&pool, 3_200_000), None);
     }
 
     #[test]
