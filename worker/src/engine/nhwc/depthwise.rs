@@ -10,6 +10,9 @@ use rayon::prelude::*;
 
 use super::{Act, Maps, act_row, buffers, dispatch_for_channels};
 
+/// The largest kernel side: MobileFaceNet's global depthwise layer is 7×7.
+const MAX_K: usize = 7;
+
 /// A `k×k` depthwise convolution with bias, square stride and zero padding.
 #[derive(Debug)]
 pub struct Depthwise {
@@ -31,6 +34,7 @@ impl Depthwise {
         stride: usize,
         padding: usize,
     ) -> Depthwise {
+        assert!(k <= MAX_K, "depthwise kernels up to {MAX_K}×{MAX_K}");
         assert_eq!(weight.len(), c * k * k, "depthwise weights");
         assert_eq!(bias.len(), c, "depthwise bias");
         let mut taps = vec![0.0f32; k * k * c];
@@ -104,11 +108,13 @@ impl Depthwise {
         orow: &mut [f32],
         act: Act<'_>,
     ) {
+        // On the stack: this runs for every output row.
         let (s, p) = (self.stride, self.padding);
-        let rows: Vec<Option<&[f32]>> = (0..self.k)
-            .map(|ky| x.input_row(b, oy, (s, p), ky))
-            .collect();
-        self.forward_rows(&rows, x.w, spans, orow, act)
+        let mut rows = [None; MAX_K];
+        for (ky, row) in rows.iter_mut().enumerate().take(self.k) {
+            *row = x.input_row(b, oy, (s, p), ky);
+        }
+        self.forward_rows(&rows[..self.k], x.w, spans, orow, act)
     }
 
     /// One output row from the `k` input rows under it (`None` where they fall in the

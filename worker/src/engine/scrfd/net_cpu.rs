@@ -85,7 +85,7 @@ impl Separable {
     /// the pointwise kernel's blocks of pixels rarely break at the end of a row.
     fn forward(&self, x: &Maps) -> Result<Maps> {
         let (oh, ow) = self.depthwise.output_size(x.h, x.w);
-        let (c, c_out) = (x.c, self.pointwise.c_out());
+        let c_out = self.pointwise.c_out();
         let spans = self.depthwise.spans(x.w);
         let rows = x.n * oh;
         let per_task = rows_per_task(rows, ow);
@@ -93,22 +93,11 @@ impl Separable {
         data.par_chunks_mut(per_task * ow * c_out)
             .enumerate()
             .for_each(|(t, out)| {
-                let n = out.len() / (ow * c_out);
-                let mut mid = Maps {
-                    n: 1,
-                    h: 1,
-                    w: n * ow,
-                    c,
-                    data: buffers::scratch(n * ow * c),
-                };
-                for (j, mrow) in mid.data.chunks_exact_mut(ow * c).enumerate() {
+                self.through(ow, out, |j, mrow| {
                     let r = t * per_task + j;
                     self.depthwise
                         .forward_row(x, (r / oh, r % oh), &spans, mrow, Act::Relu);
-                }
-                // A 1×1 layer maps each pixel on its own: the rows are one run of pixels.
-                self.pointwise.forward_row(&mid, (0, 0), out, Act::Relu);
-                buffers::recycle(mid.data);
+                })
             });
         Ok(Maps {
             n: x.n,
@@ -129,17 +118,28 @@ impl Separable {
         orow: &mut [f32],
     ) {
         let ow = self.depthwise.output_size(1, w).1;
+        self.through(ow, orow, |_, mrow| {
+            self.depthwise.forward_rows(rows, w, spans, mrow, Act::Relu)
+        });
+    }
+
+    /// The output rows `out` (each `ow` pixels): `depthwise_row(j, mid)` writes the
+    /// depthwise output row `j` into a scratch buffer, then the pointwise layer maps them
+    /// all as one run of pixels (a 1×1 layer maps each pixel on its own).
+    fn through(&self, ow: usize, out: &mut [f32], depthwise_row: impl Fn(usize, &mut [f32])) {
+        let n = out.len() / (ow * self.pointwise.c_out());
         let c = self.depthwise.channels();
         let mut mid = Maps {
             n: 1,
             h: 1,
-            w: ow,
+            w: n * ow,
             c,
-            data: buffers::scratch(ow * c),
+            data: buffers::scratch(n * ow * c),
         };
-        self.depthwise
-            .forward_rows(rows, w, spans, &mut mid.data, Act::Relu);
-        self.pointwise.forward_row(&mid, (0, 0), orow, Act::Relu);
+        for (j, mrow) in mid.data.chunks_exact_mut(ow * c).enumerate() {
+            depthwise_row(j, mrow);
+        }
+        self.pointwise.forward_row(&mid, (0, 0), out, Act::Relu);
         buffers::recycle(mid.data);
     }
 }
