@@ -225,31 +225,13 @@ fn larger(a: f32, b: f32) -> f32 {
 /// pools took a tenth of the detector's time.
 fn max_pool_windows(x: &Maps, k: usize, s: usize, (oh, ow): (usize, usize)) -> Maps {
     let c = x.c;
-    let cols = ((ow - 1) * s + k).min(x.w);
     let mut data = buffers::scratch(x.n * oh * ow * c);
     data.par_chunks_mut(ow * c).enumerate().for_each_init(
         Vec::new,
         |rows_max: &mut Vec<f32>, (r, orow)| {
-            vectorized(|| {
-                let (b, oy) = (r / oh, r % oh);
-                let row = |iy: usize| &x.data[x.at(b, iy, 0)..x.at(b, iy, 0) + cols * c];
-                rows_max.clear();
-                rows_max.extend_from_slice(row(oy * s));
-                for iy in oy * s + 1..(oy * s + k).min(x.h) {
-                    for (m, &v) in rows_max.iter_mut().zip(row(iy)) {
-                        *m = larger(*m, v);
-                    }
-                }
-                for (ox, out) in orow.chunks_exact_mut(c).enumerate() {
-                    let x0 = ox * s;
-                    out.copy_from_slice(&rows_max[x0 * c..(x0 + 1) * c]);
-                    for px in rows_max[(x0 + 1) * c..(x0 + k).min(cols) * c].chunks_exact(c) {
-                        for (o, &v) in out.iter_mut().zip(px) {
-                            *o = larger(*o, v);
-                        }
-                    }
-                }
-            })
+            let (b, oy) = (r / oh, r % oh);
+            let rows = oy * s..(oy * s + k).min(x.h);
+            pool_row(x, b, rows, (k, s), orow, rows_max);
         },
     );
     Maps {
@@ -259,6 +241,40 @@ fn max_pool_windows(x: &Maps, k: usize, s: usize, (oh, ow): (usize, usize)) -> M
         c,
         data,
     }
+}
+
+/// One output row of [`max_pool_windows`]: the windows over input rows `rows` of image
+/// `b`, the last window cut to the row's end. `rows_max` is scratch.
+pub(crate) fn pool_row(
+    x: &Maps,
+    b: usize,
+    rows: std::ops::Range<usize>,
+    (k, s): (usize, usize),
+    orow: &mut [f32],
+    rows_max: &mut Vec<f32>,
+) {
+    let c = x.c;
+    let ow = orow.len() / c;
+    let cols = ((ow - 1) * s + k).min(x.w);
+    vectorized(|| {
+        let row = |iy: usize| &x.data[x.at(b, iy, 0)..x.at(b, iy, 0) + cols * c];
+        rows_max.clear();
+        rows_max.extend_from_slice(row(rows.start));
+        for iy in rows.start + 1..rows.end {
+            for (m, &v) in rows_max.iter_mut().zip(row(iy)) {
+                *m = larger(*m, v);
+            }
+        }
+        for (ox, out) in orow.chunks_exact_mut(c).enumerate() {
+            let x0 = ox * s;
+            out.copy_from_slice(&rows_max[x0 * c..(x0 + 1) * c]);
+            for px in rows_max[(x0 + 1) * c..(x0 + k).min(cols) * c].chunks_exact(c) {
+                for (o, &v) in out.iter_mut().zip(px) {
+                    *o = larger(*o, v);
+                }
+            }
+        }
+    })
 }
 
 pub fn avg_pool(x: &Maps, k: usize, s: usize) -> Maps {

@@ -69,8 +69,12 @@ impl Layer {
     }
 
     /// The layer, then max pooling (`k`, stride `s`, ceil mode); the unpooled map goes
-    /// back to the buffer pool.
+    /// back to the buffer pool. Windows that do not overlap are pooled as the layer's
+    /// rows are computed.
     fn forward_pooled(&self, x: &Maps, k: usize, s: usize) -> Result<Maps> {
+        if k == s {
+            return Ok(self.conv.forward_max_pooled(x, Act::Prelu(&self.slopes), k));
+        }
         let y = self.forward(x)?;
         let pooled = max_pool_ceil(&y, k, s);
         buffers::recycle(y.data);
@@ -150,9 +154,7 @@ impl PNetCpu {
     fn run(&self, x: &Maps) -> Result<ProposalMaps> {
         // Each map back to the buffer pool once read: freed, the large ones are unmapped
         // and the next level or photo faults their pages in again.
-        let c1 = self.conv1.forward(x)?;
-        let pooled = max_pool_ceil(&c1, 2, 2);
-        buffers::recycle(c1.data);
+        let pooled = self.conv1.forward_pooled(x, 2, 2)?;
         let c2 = self.conv2.forward(&pooled)?;
         buffers::recycle(pooled.data);
         let x = self.conv3.forward(&c2)?;

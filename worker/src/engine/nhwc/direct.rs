@@ -107,9 +107,10 @@ impl DirectConv {
             Some(p) => (p, (self.padding, 0)),
             None => (x, (self.padding, self.padding)),
         };
+        let blocks = self.blocks_for(ow);
         data.par_chunks_mut(ow * self.c_out)
             .enumerate()
-            .for_each(|(r, orow)| self.row(input, pads, (r / oh, r % oh), orow, act));
+            .for_each(|(r, orow)| self.row(input, pads, blocks, (r / oh, r % oh), orow, act));
         if let Some(p) = padded {
             buffers::recycle(p.data);
         }
@@ -124,17 +125,68 @@ impl DirectConv {
 }
 
 impl DirectConv {
+    /// The convolution, its bias and `act`, then `k×k` max pooling at stride `k` in
+    /// ceil mode (the last windows cut to the map), as [`super::max_pool_ceil`] on
+    /// [`Self::forward_act`]'s output, but computed `k` rows at a time: the unpooled map
+    /// (P-Net's first layer on a 2000-pixel photo: over a million pixels of 10
+    /// channels) is never written out whole and read back.
+    pub fn forward_max_pooled(&self, x: &Maps, act: Act<'_>, k: usize) -> Maps {
+        assert_eq!(x.c, self.c_in, "input channels");
+        let (oh, ow) = self.output_size(x.h, x.w);
+        let (ph, pw, c) = (oh.div_ceil(k), ow.div_ceil(k), self.c_out);
+        let mut data = buffers::scratch(x.n * ph * pw * c);
+        let padded = (self.padding > 0 && ow < COPY_PADDING_BELOW).then(|| self.pad_columns(x));
+        let (input, pads) = match &padded {
+            Some(p) => (p, (self.padding, 0)),
+            None => (x, (self.padding, self.padding)),
+        };
+        let blocks = self.blocks_for(ow);
+        data.par_chunks_mut(pw * c).enumerate().for_each_init(
+            || (Vec::new(), Vec::new()),
+            |(rows, rows_max), (r, prow)| {
+                let (b, py) = (r / ph, r % ph);
+                let ys = py * k..(py * k + k).min(oh);
+                rows.resize(ys.len() * ow * c, 0.0);
+                for (oy, orow) in ys.clone().zip(rows.chunks_exact_mut(ow * c)) {
+                    self.row(input, pads, blocks, (b, oy), orow, act);
+                }
+                let band = Maps {
+                    n: 1,
+                    h: ys.len(),
+                    w: ow,
+                    c,
+                    data: std::mem::take(rows),
+                };
+                super::pool_row(&band, 0, 0..band.h, (k, k), prow, rows_max);
+                *rows = band.data;
+            },
+        );
+        if let Some(p) = padded {
+            buffers::recycle(p.data);
+        }
+        Maps {
+            n: x.n,
+            h: ph,
+            w: pw,
+            c,
+            data,
+        }
+    }
+
     /// Output row `oy` of image `b` of `x` into `orow`, with its bias and `act`.
     pub(crate) fn forward_row(&self, x: &Maps, at: (usize, usize), orow: &mut [f32], act: Act<'_>) {
-        self.row(x, (self.padding, self.padding), at, orow, act)
+        let blocks = self.blocks_for(orow.len() / self.c_out);
+        self.row(x, (self.padding, self.padding), blocks, at, orow, act)
     }
 
     /// [`Self::forward_row`] on `x` whose columns are already padded by `pads.1` (of
     /// the layer's padding) and whose rows are padded by `pads.0`.
+    #[allow(clippy::too_many_arguments)]
     fn row(
         &self,
         x: &Maps,
         pads: (usize, usize),
+        blocks: Blocks,
         at: (usize, usize),
         orow: &mut [f32],
         act: Act<'_>,
@@ -143,10 +195,20 @@ impl DirectConv {
             conv: self,
             x,
             pads,
+            blocks,
             at,
             orow,
             act,
         })
+    }
+
+    /// The blocks for output rows of `ow` pixels, chosen once per layer call (per row,
+    /// the choice cost more than R-Net's rows of 22 pixels).
+    fn blocks_for(&self, ow: usize) -> Blocks {
+        Blocks {
+            avx2: block_shape(&AVX2_BLOCKS, self.c_pad / 8, ow),
+            avx512: block_shape(&AVX512_BLOCKS, self.c_pad / 16, ow),
+        }
     }
 
     /// `x` with the layer's padding added as zero columns left and right of each row.
@@ -194,6 +256,7 @@ struct Row<'a> {
     x: &'a Maps,
     /// Padding still to apply: `(rows, columns)`.
     pads: (usize, usize),
+    blocks: Blocks,
     at: (usize, usize),
     orow: &'a mut [f32],
     act: Act<'a>,
@@ -206,13 +269,15 @@ impl pulp::WithSimd for Row<'_> {
     fn with_simd<S: pulp::Simd>(self, simd: S) {
         let lanes = size_of::<S::f32s>() / size_of::<f32>();
         let cv = self.conv.c_pad / lanes;
-        let ow = self.orow.len() / self.conv.c_out;
-        let table: &[(usize, usize)] = if lanes < 16 {
-            &AVX2_BLOCKS
-        } else {
-            &AVX512_BLOCKS
+        let shape = match lanes {
+            16 => self.blocks.avx512,
+            _ => self.blocks.avx2,
         };
-        match block_shape(table, cv, ow) {
+        debug_assert!(
+            cv.is_multiple_of(shape.0),
+            "blocks for {lanes}-float vectors"
+        );
+        match shape {
             (6, 4) => self.blocks::<S, 6, 4>(simd),
             (5, 5) => self.blocks::<S, 5, 5>(simd),
             (4, 6) => self.blocks::<S, 4, 6>(simd),
@@ -230,6 +295,13 @@ impl pulp::WithSimd for Row<'_> {
             _ => self.blocks::<S, 1, 2>(simd),
         }
     }
+}
+
+/// The `(NB, PX)` block for each vector width.
+#[derive(Debug, Clone, Copy)]
+struct Blocks {
+    avx2: (usize, usize),
+    avx512: (usize, usize),
 }
 
 /// Blocks of NB vectors of output channels (a divisor of their number) for PX
@@ -302,6 +374,7 @@ impl Row<'_> {
             conv,
             x,
             pads: (py, p),
+            blocks: _,
             at: (b, oy),
             orow,
             act,
@@ -411,6 +484,41 @@ mod tests {
     #[test]
     fn matches_candle_nn() {
         matches_candle_nn_cases();
+    }
+
+    /// Pooling while the rows are computed gives the pooled layer's output exactly:
+    /// odd and even sizes (the last windows cut short), P-Net's first layer and
+    /// O-Net's last pool, padded layers.
+    #[test]
+    fn pooled_rows_equal_the_pooled_layer() {
+        for (i, &(n, h, w, c_in, c_out, k, padding, pool)) in [
+            (1, 29, 37, 3, 10, 3, 0, 2),
+            (2, 10, 10, 64, 64, 3, 0, 2),
+            (1, 9, 12, 8, 24, 3, 1, 3),
+            (2, 3, 4, 16, 16, 3, 0, 2),
+        ]
+        .iter()
+        .enumerate()
+        {
+            let x = Maps {
+                n,
+                h,
+                w,
+                c: c_in,
+                data: random(n * h * w * c_in, 70 + i as u64),
+            };
+            let conv = DirectConv::from_oihw(
+                &random(c_out * c_in * k * k, 80 + i as u64),
+                &random(c_out, 90 + i as u64),
+                [c_out, c_in, k, k],
+                1,
+                padding,
+            );
+            let slopes = random(c_out, 95 + i as u64);
+            let act = Act::Prelu(&slopes);
+            let expected = super::super::max_pool_ceil(&conv.forward_act(&x, act), pool, pool);
+            assert_eq!(conv.forward_max_pooled(&x, act, pool), expected, "case {i}");
+        }
     }
 
     /// Short rows take blocks that fit them, and a row's last pixels are computed as the
