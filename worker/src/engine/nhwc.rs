@@ -13,6 +13,7 @@ use rayon::prelude::*;
 pub mod buffers;
 pub mod depthwise;
 pub mod direct;
+pub mod winograd;
 
 /// Runs `f` compiled for the widest vector instructions this CPU has (AVX-512, or AVX2
 /// and FMA on any x86-64 server of the last decade). The workspace builds for baseline

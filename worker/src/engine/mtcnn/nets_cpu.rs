@@ -30,7 +30,7 @@ impl Layer {
         let weight = values(&vb.pp(conv), (cout, cin, k, k), "weight")?;
         let bias = values(&vb.pp(conv), cout, "bias")?;
         Ok(Self {
-            conv: DirectConv::from_oihw(&weight, &bias, [cout, cin, k, k], 1, 0),
+            conv: DirectConv::from_oihw(&weight, &bias, [cout, cin, k, k], 1, 0).with_winograd(),
             slopes: values(&vb.pp(prelu), cout, "weight")?,
         })
     }

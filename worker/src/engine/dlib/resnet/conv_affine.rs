@@ -96,9 +96,9 @@ impl Records<'_, '_> {
             .map(|(&v, (&g, &bt))| v * g + bt)
             .collect();
         if self.nhwc {
-            return Ok(ConvAffine::Cpu(DirectConv::from_oihw(
-                &w, &b, filters, stride[0], padding[0],
-            )));
+            return Ok(ConvAffine::Cpu(
+                DirectConv::from_oihw(&w, &b, filters, stride[0], padding[0]).with_winograd(),
+            ));
         }
         let weight = Tensor::from_vec(w, (f, c, kh, kw), device)?;
         let bias = Tensor::from_vec(b, f, device)?;
