@@ -1,7 +1,9 @@
 //! `cargo bench -p worker --bench engine`: the face engine's speed on this machine.
 //! Prints one JSON object (read by `scripts/bench.sh`): descriptor ms/face at batch 1
 //! and 16, MTCNN ms per fixture photo, and whole-photo (detect + align + embed) ms.
-//! `BENCH_ONLY=arcface` or `BENCH_ONLY=scrfd` measures that network alone (for profiling).
+//! `BENCH_ONLY=arcface` or `BENCH_ONLY=scrfd` measures that network alone, and
+//! `BENCH_ONLY=classroom` the stages of one synthesised 30-face classroom photo (for
+//! profiling; with `RAYON_NUM_THREADS=1`, what one of two worker processes spends).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -73,6 +75,49 @@ fn scrfd_ms(model_dir: &Path, six: &image::RgbImage, runs: usize) -> [serde_json
     })
 }
 
+/// The stages of an attendance job on one synthesised 30-face 2000×1125 classroom
+/// photo with the default pipeline (MTCNN + dlib): decoding, detection, landmarks and
+/// chips, the descriptors.
+fn classroom_ms(model_dir: &Path, runs: usize) -> serde_json::Value {
+    let paths = verify_models(model_dir).expect("models (run attendance-worker fetch-models)");
+    let device = candle_core::Device::Cpu;
+    let engine = FaceEngine::load(&paths, device.clone()).expect("engine");
+    let dlib = DlibEmbedder::load(&paths, &device).expect("embedder");
+    let resnet = FaceDescriptor::load(&paths.resnet, &device).expect("resnet");
+    let manifest = worker::classroom::synthesise(1, 30).expect("classroom photo");
+    let jpeg = &manifest.photos[0].jpeg;
+    let decode = median_ms(runs, || {
+        engine.decode(jpeg, "classroom").unwrap();
+    });
+    let image = engine.decode(jpeg, "classroom").unwrap().image;
+    let faces = engine.detect(&image).expect("detect");
+    let detect = median_ms(runs, || {
+        engine.detect(&image).unwrap();
+    });
+    let chips = || -> Vec<_> {
+        faces
+            .iter()
+            .map(|f| face_chip(&image, &dlib.landmarks(&image, f)))
+            .collect()
+    };
+    let align = median_ms(runs, || {
+        chips();
+    });
+    let chips = chips();
+    let descriptors = median_ms(runs, || {
+        resnet.embed(&chips).unwrap();
+    });
+    serde_json::json!({
+        "runs": runs,
+        "threads": rayon::current_num_threads(),
+        "faces": faces.len(),
+        "decode_ms": decode,
+        "mtcnn_ms": detect,
+        "landmarks_and_chips_ms": align,
+        "descriptors_ms": descriptors,
+    })
+}
+
 /// Median wall time of `runs` calls, in milliseconds, after one warm-up call.
 fn median_ms(runs: usize, mut f: impl FnMut()) -> f64 {
     f();
@@ -120,6 +165,11 @@ fn main() {
                 "scrfd_ms_1366x768": hd,
                 "scrfd_ms_2000x1125": classroom,
             });
+            println!("{}", serde_json::to_string_pretty(&report).unwrap());
+            return;
+        }
+        Ok("classroom") => {
+            let report = classroom_ms(&model_dir, runs);
             println!("{}", serde_json::to_string_pretty(&report).unwrap());
             return;
         }
