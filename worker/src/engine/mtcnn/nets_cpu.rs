@@ -18,6 +18,34 @@ fn values(vb: &VarBuilder, shape: impl Into<Shape>, name: &str) -> Result<Vec<f3
 struct Layer {
     conv: DirectConv,
     slopes: Vec<f32>,
+    /// A dense layer: a 1×1 convolution across the batch.
+    dense: bool,
+}
+
+/// `f` on the batch's maps laid out as one row of `n` pixels of `h·w·c` channels (the
+/// same values in the same order), its output back as `n` maps of one pixel. Dense
+/// layers and heads then take the kernel's blocks of pixels across crops; as `n` rows
+/// of one pixel each they went pixel by pixel, at less than half the speed. The sums
+/// are the same, in the same order.
+fn across_batch(x: &Maps, f: impl FnOnce(&Maps) -> Maps) -> Maps {
+    let mut data = buffers::scratch(x.data.len());
+    data.copy_from_slice(&x.data);
+    let row = Maps {
+        n: 1,
+        h: 1,
+        w: x.n,
+        c: x.h * x.w * x.c,
+        data,
+    };
+    let y = f(&row);
+    buffers::recycle(row.data);
+    Maps {
+        n: x.n,
+        h: 1,
+        w: 1,
+        c: y.c,
+        data: y.data,
+    }
 }
 
 impl Layer {
@@ -32,12 +60,14 @@ impl Layer {
         Ok(Self {
             conv: DirectConv::from_oihw(&weight, &bias, [cout, cin, k, k], 1, 0).with_winograd(),
             slopes: values(&vb.pp(prelu), cout, "weight")?,
+            dense: false,
         })
     }
 
-    /// A dense layer over `(c, h, w)` maps, as a convolution whose kernel covers the whole
-    /// map. PyTorch flattens after `permute(0, 3, 2, 1)`, so its input column for
-    /// `(x, y, ch)` is `(x·h + y)·c + ch`.
+    /// A dense layer over `(c, h, w)` maps, as a 1×1 convolution over the batch laid out
+    /// as one row of pixels of `h·w·c` channels (see [`across_batch`]). PyTorch
+    /// flattens after `permute(0, 3, 2, 1)`, so its input column for `(x, y, ch)` is
+    /// `(x·h + y)·c + ch`; ours, NHWC's, is `(y·w + x)·c + ch`.
     fn dense(
         vb: &VarBuilder,
         dense: &str,
@@ -46,12 +76,12 @@ impl Layer {
         out: usize,
     ) -> Result<Self> {
         let flat = values(&vb.pp(dense), (out, c * h * w), "weight")?;
-        let mut oihw = vec![0.0f32; flat.len()];
+        let mut oi = vec![0.0f32; flat.len()];
         for o in 0..out {
             for x in 0..w {
                 for y in 0..h {
                     for ch in 0..c {
-                        oihw[((o * c + ch) * h + y) * w + x] =
+                        oi[o * c * h * w + (y * w + x) * c + ch] =
                             flat[o * c * h * w + (x * h + y) * c + ch];
                     }
                 }
@@ -59,13 +89,18 @@ impl Layer {
         }
         let bias = values(&vb.pp(dense), out, "bias")?;
         Ok(Self {
-            conv: DirectConv::from_oihw(&oihw, &bias, [out, c, h, w], 1, 0),
+            conv: DirectConv::from_oihw(&oi, &bias, [out, c * h * w, 1, 1], 1, 0),
             slopes: values(&vb.pp(prelu), out, "weight")?,
+            dense: true,
         })
     }
 
     fn forward(&self, x: &Maps) -> Result<Maps> {
-        Ok(self.conv.forward_act(x, Act::Prelu(&self.slopes)))
+        let act = Act::Prelu(&self.slopes);
+        Ok(match self.dense {
+            true => across_batch(x, |row| self.conv.forward_act(row, act)),
+            false => self.conv.forward_act(x, act),
+        })
     }
 
     /// The layer, then max pooling (`k`, stride `s`, ceil mode); the unpooled map goes
@@ -210,7 +245,7 @@ impl RNetCpu {
         let x = then(x, |x| self.conv2.forward_pooled(x, 3, 2))?;
         let x = then(x, |x| self.conv3.forward(x))?;
         let x = then(x, |x| self.dense4.forward(x))?;
-        let out = then(x, |x| Ok(self.heads.forward(x)))?;
+        let out = then(x, |x| Ok(across_batch(x, |row| self.heads.forward(row))))?;
         let refined = out
             .data
             .chunks_exact(6)
@@ -268,7 +303,7 @@ impl ONetCpu {
         let x = then(x, |x| self.conv3.forward_pooled(x, 2, 2))?;
         let x = then(x, |x| self.conv4.forward(x))?;
         let x = then(x, |x| self.dense5.forward(x))?;
-        let out = then(x, |x| Ok(self.heads.forward(x)))?;
+        let out = then(x, |x| Ok(across_batch(x, |row| self.heads.forward(row))))?;
         let outputs = out
             .data
             .chunks_exact(16)
