@@ -23,10 +23,11 @@ const CHANNEL_ALIGN: usize = 16;
 /// cost more than the two edge blocks.
 const COPY_PADDING_BELOW: usize = 64;
 
-/// Input channels from which [`DirectConv::with_winograd`] takes the Winograd form:
-/// measured on a Zen 4 core, dlib's 64- and 128-channel maps ran 1.3 and 1.5 times as
-/// fast, O-Net's 64-channel third layer 1.2 times; with 32 channels or fewer the
-/// transforms cost about what they save or more.
+/// Channels from which [`DirectConv::with_winograd`] takes the Winograd form (input
+/// channels, or half as many going to this many outputs): measured on a Zen 4 core,
+/// dlib's 64- and 128-channel maps ran 1.3–1.4 times as fast, O-Net's third layer
+/// (64 → 64) 1.2–1.5 times and its second (32 → 64) 1.1 times; dlib's 32-channel
+/// maps and P-Net's and R-Net's layers (10 to 28 inputs) gained nothing or lost.
 const WINOGRAD_MIN_CHANNELS: usize = 64;
 
 #[derive(Debug)]
@@ -88,7 +89,9 @@ impl DirectConv {
     /// faster: 3×3 kernels at stride 1 with [`WINOGRAD_MIN_CHANNELS`] input channels or
     /// more, on maps of at least 4×4 outputs. Other layers are unchanged.
     pub fn with_winograd(mut self) -> Self {
-        if self.k != 3 || self.stride != 1 || self.c_in < WINOGRAD_MIN_CHANNELS {
+        let wide = self.c_in >= WINOGRAD_MIN_CHANNELS
+            || (self.c_in >= WINOGRAD_MIN_CHANNELS / 2 && self.c_out >= WINOGRAD_MIN_CHANNELS);
+        if self.k != 3 || self.stride != 1 || !wide {
             return self;
         }
         let (c_in, c_pad, c_out) = (self.c_in, self.c_pad, self.c_out);
