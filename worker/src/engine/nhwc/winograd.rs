@@ -4,10 +4,11 @@
 //! weights (`G g Gᵀ`, once at load) as 16 matrix products over the tiles, which run in
 //! [`DirectConv`]'s 1×1 kernel (tiles as pixels), and transformed back (`Aᵀ m A`).
 //!
-//! Most of dlib's ResNet and of MTCNN's work is such layers (dlib's maps of 32 to 256
-//! channels, P-Net's second and third layers, R-Net's second, O-Net's second and
-//! third). The sums are associated differently from the direct convolution's; in f32
-//! the results differ by a few units in the last place of the layer's largest values.
+//! Most of dlib's ResNet and of MTCNN's work is such layers. [`DirectConv::with_winograd`]
+//! takes this form where it measured faster: dlib's 64- and 128-channel maps and O-Net's
+//! second and third layers; with fewer channels the transforms cost what they save. The
+//! sums are associated differently from the direct convolution's; in f32 the results
+//! differ by a few units in the last place of the layer's largest values.
 
 use rayon::prelude::*;
 
@@ -100,7 +101,7 @@ impl Winograd {
                     .enumerate()
                     .for_each(|(j, out)| {
                         let rows = j * band..((j + 1) * band).min(tiles_y);
-                        self.band(x, b, rows, (oh, ow), out, act);
+                        self.band(x, b, rows, ow, out, act);
                     })
             });
         Maps {
@@ -112,13 +113,14 @@ impl Winograd {
         }
     }
 
-    /// Output rows `2·ty0 .. 2·ty1` (cut to the map) of image `b` into `out`.
+    /// Output rows `2·ty0 .. 2·ty1` of image `b`, `ow` pixels wide, into `out` (whose
+    /// length cuts the last band to the map).
     fn band(
         &self,
         x: &Maps,
         b: usize,
         tile_rows: std::ops::Range<usize>,
-        (oh, ow): (usize, usize),
+        ow: usize,
         out: &mut [f32],
         act: Act<'_>,
     ) {
@@ -161,7 +163,6 @@ impl Winograd {
             out,
         });
         buffers::recycle(m);
-        let _ = oh;
         act_row(out, c_out, act);
     }
 }
