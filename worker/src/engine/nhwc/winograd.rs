@@ -388,6 +388,8 @@ fn input_transform<S: pulp::Simd>(simd: S, d: &[[&[f32]; 4]; 4], dst: [&mut [f32
     let (add, sub) = (|a: f32, b: f32| a + b, |a: f32, b: f32| a - b);
     let dv: [[&[S::f32s]; 4]; 4] = d.map(|r| r.map(|s| S::as_simd_f32s(&s[..whole]).0));
     let mut split = dst.map(|s| s.split_at_mut(whole));
+    // The index runs over 16 source and 16 destination slices at once.
+    #[allow(clippy::needless_range_loop)]
     for vi in 0..whole / lanes {
         let o = tile_in(
             std::array::from_fn(|i| std::array::from_fn(|j| dv[i][j][vi])),
