@@ -150,7 +150,7 @@ impl DirectConv {
         let (oh, ow) = self.output_size(x.h, x.w);
         // Every output value is written by a row.
         let mut data = buffers::scratch(x.n * oh * ow * self.c_out);
-        let padded = (self.padding > 0 && ow < COPY_PADDING_BELOW).then(|| self.pad_columns(x));
+        let padded = self.padded_for(x, ow);
         let (input, pads) = match &padded {
             Some(p) => (p, (self.padding, 0)),
             None => (x, (self.padding, self.padding)),
@@ -189,7 +189,7 @@ impl DirectConv {
         let (oh, ow) = self.output_size(x.h, x.w);
         let (ph, pw, c) = (oh.div_ceil(k), ow.div_ceil(k), self.c_out);
         let mut data = buffers::scratch(x.n * ph * pw * c);
-        let padded = (self.padding > 0 && ow < COPY_PADDING_BELOW).then(|| self.pad_columns(x));
+        let padded = self.padded_for(x, ow);
         let (input, pads) = match &padded {
             Some(p) => (p, (self.padding, 0)),
             None => (x, (self.padding, self.padding)),
@@ -263,6 +263,12 @@ impl DirectConv {
             avx2: block_shape(&AVX2_BLOCKS, self.c_pad / 8, ow),
             avx512: block_shape(&AVX512_BLOCKS, self.c_pad / 16, ow),
         }
+    }
+
+    /// `x` with its zero columns, for a padded layer whose output rows of `ow` pixels
+    /// are narrow enough for the copy to pay (`None`: the kernel pads as it goes).
+    fn padded_for(&self, x: &Maps, ow: usize) -> Option<Maps> {
+        (self.padding > 0 && ow < COPY_PADDING_BELOW).then(|| self.pad_columns(x))
     }
 
     /// `x` with the layer's padding added as zero columns left and right of each row.

@@ -203,11 +203,8 @@ impl pulp::WithSimd for InputTiles<'_> {
             let mut dst = v.each_mut().map(|m| S::as_mut_simd_f32s(&mut m.data).0);
             for (r, ty) in tile_rows.enumerate() {
                 let rows: [Option<&[S::f32s]>; 4] = std::array::from_fn(|i| {
-                    let iy = (2 * ty) as isize - p + i as isize;
-                    (0..x.h as isize).contains(&iy).then(|| {
-                        let start = (b * x.h + iy as usize) * x.w * c_in;
-                        S::as_simd_f32s(&x.data[start..start + x.w * c_in]).0
-                    })
+                    x.input_row(b, ty, (2, padding), i)
+                        .map(|row| S::as_simd_f32s(row).0)
                 });
                 for tx in 0..tiles_x {
                     let x0 = (2 * tx) as isize - p;
@@ -235,13 +232,8 @@ impl pulp::WithSimd for InputTiles<'_> {
         let zeros = vec![0.0f32; c_in];
         for (r, ty) in tile_rows.enumerate() {
             // The tile's four input rows (zeros outside the map).
-            let rows: [Option<&[f32]>; 4] = std::array::from_fn(|i| {
-                let iy = (2 * ty) as isize - p + i as isize;
-                (0..x.h as isize).contains(&iy).then(|| {
-                    let start = (b * x.h + iy as usize) * x.w * c_in;
-                    &x.data[start..start + x.w * c_in]
-                })
-            });
+            let rows: [Option<&[f32]>; 4] =
+                std::array::from_fn(|i| x.input_row(b, ty, (2, padding), i));
             for tx in 0..tiles_x {
                 let d: [[&[f32]; 4]; 4] = std::array::from_fn(|i| {
                     std::array::from_fn(|j| {
